@@ -1,0 +1,40 @@
+# SyncAdmin: `make run` to try it, `make test` to test it. Needs Python 3.11.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PG_URL ?= postgres://postgres@127.0.0.1:5432/syncadmin
+REDIS_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: run test test-sqlite test-postgres install lint bench
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+## Set up and run the whole hub (SQLite + ORM broker): web server and workers together.
+run: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py bootstrap
+	$(PY) manage.py serve
+
+## Run the whole test suite against SQLite, then against PostgreSQL + Redis.
+test: install lint test-sqlite test-postgres
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) manage.py check
+	$(PY) manage.py makemigrations --check --dry-run
+
+test-sqlite: install
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+test-postgres: install
+	DATABASE_URL=$(PG_URL) Q_BROKER=$(REDIS_URL) $(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+bench: install
+	DATABASE_URL=$(PG_URL) $(PY) bench/engine.py

@@ -1,0 +1,186 @@
+from django.db import models
+from django.db.models import Q
+
+
+class MessageState(models.TextChoices):
+    RECEIVED = "Received"
+    PROCESSING = "Processing"
+    PROCESSED = "Processed"
+    FAILED = "Failed"  # will be retried after its backoff
+    DEAD_LETTERED = "DeadLettered"
+    DISCARDED = "Discarded"
+
+
+# The only legal moves. Everything else raises IllegalTransition (see services.transition).
+TRANSITIONS: dict[str, set[str]] = {
+    MessageState.RECEIVED: {MessageState.PROCESSING, MessageState.DISCARDED},
+    # Processing -> Processing is a re-claim of an expired lease (its worker died).
+    MessageState.PROCESSING: {
+        MessageState.PROCESSING,
+        MessageState.PROCESSED,
+        MessageState.FAILED,
+        MessageState.DEAD_LETTERED,
+    },
+    MessageState.FAILED: {
+        MessageState.PROCESSING,
+        MessageState.RECEIVED,
+        MessageState.DEAD_LETTERED,
+        MessageState.DISCARDED,
+    },
+    MessageState.DEAD_LETTERED: {MessageState.RECEIVED, MessageState.DISCARDED},
+    MessageState.DISCARDED: {MessageState.RECEIVED},
+    MessageState.PROCESSED: set(),
+}
+
+PENDING_STATES = (MessageState.RECEIVED, MessageState.FAILED)
+
+
+class Message(models.Model):
+    """One change message from a terminal, with its place in the processing lifecycle."""
+
+    terminal = models.ForeignKey("terminals.Terminal", on_delete=models.PROTECT, related_name="messages")
+    message_id = models.CharField(max_length=64)  # the terminal's id: the idempotency key
+    message_type = models.CharField(max_length=64)  # "<entity>.<op>"
+    entity_type = models.CharField(max_length=40)  # the "<entity>" part, kept for filters
+    entity_key = models.CharField(max_length=128)
+    sequence = models.BigIntegerField()
+    created_at = models.DateTimeField()  # the terminal's clock
+    payload = models.TextField(blank=True)
+    state = models.CharField(max_length=16, choices=MessageState.choices, default=MessageState.RECEIVED)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=128, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    received_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    processed_at = models.DateTimeField(null=True, blank=True)
+    trace_id = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["terminal", "message_id"], name="message_terminal_msgid_uniq")]
+        indexes = [
+            # The claim query: due pending work, oldest first, and expired leases.
+            models.Index(
+                fields=["next_attempt_at"],
+                name="message_due_idx",
+                condition=Q(state__in=["Received", "Failed"]),
+            ),
+            models.Index(
+                fields=["lease_expires_at"],
+                name="message_lease_idx",
+                condition=Q(state="Processing"),
+            ),
+            # The console's common filters, newest first.
+            models.Index(fields=["state", "-received_at"], name="message_state_recv_idx"),
+            models.Index(fields=["terminal", "-received_at"], name="message_term_recv_idx"),
+            models.Index(fields=["-received_at"], name="message_recv_idx"),
+            models.Index(fields=["entity_type", "entity_key"], name="message_entity_idx"),
+            models.Index(fields=["message_type", "-received_at"], name="message_type_recv_idx"),
+            models.Index(fields=["trace_id"], name="message_trace_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.terminal_id}:{self.message_id}"
+
+
+class MessageEvent(models.Model):
+    """One row per state change (and per receipt): the message's full lifecycle."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events")
+    from_state = models.CharField(max_length=16, blank=True)  # blank: the message was received
+    to_state = models.CharField(max_length=16)
+    at = models.DateTimeField()
+    actor = models.CharField(max_length=150)  # worker id, "user:<name>", "terminal:<code>", "system"
+    reason = models.TextField(blank=True)
+    error_class = models.CharField(max_length=200, blank=True)
+    traceback = models.TextField(blank=True)
+    attempt = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["message", "at"], name="event_message_at_idx")]
+        ordering = ["at", "id"]
+
+
+class DeadLetter(models.Model):
+    """Why a message was given up on, and how an operator resolved it."""
+
+    class Resolution(models.TextChoices):
+        OPEN = ""
+        RETRIED = "retried"
+        DISCARDED = "discarded"
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="dead_letter")
+    reason = models.TextField()
+    error_class = models.CharField(max_length=200, blank=True)
+    traceback = models.TextField(blank=True)
+    # error class + the reason with numbers/ids blanked out: the console groups by it.
+    group_key = models.CharField(max_length=255, db_index=True)
+    dead_lettered_at = models.DateTimeField()
+    resolution = models.CharField(max_length=16, choices=Resolution.choices, blank=True, default="")
+    resolved_by = models.CharField(max_length=150, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["resolution", "group_key"], name="deadletter_open_group_idx")]
+
+
+class CentralEntity(models.Model):
+    """The central store: the latest state of one entity as loaded from one terminal.
+
+    `last_sequence` makes applying idempotent: a change at or below it is a no-op, so a
+    retried, duplicated or out-of-order older message can never overwrite newer data.
+    A delete leaves a tombstone (deleted=True) that keeps its sequence for the same reason.
+    """
+
+    entity_type = models.CharField(max_length=40)
+    entity_key = models.CharField(max_length=128)
+    terminal_code = models.CharField(max_length=64)
+    data = models.JSONField(default=dict)
+    last_sequence = models.BigIntegerField()
+    deleted = models.BooleanField(default=False)
+    last_message_pk = models.BigIntegerField(null=True)  # the message that wrote this version
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["entity_type", "entity_key", "terminal_code"], name="central_entity_uniq")
+        ]
+        indexes = [models.Index(fields=["terminal_code", "entity_type", "deleted"], name="central_count_idx")]
+
+
+class EntityCounter(models.Model):
+    """Live (not deleted) entities per (terminal, entity type), changed in every apply's transaction."""
+
+    terminal_code = models.CharField(max_length=64)
+    entity_type = models.CharField(max_length=40)
+    live_count = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["terminal_code", "entity_type"], name="entity_counter_uniq")]
+
+
+class UpdateState(models.TextChoices):
+    PENDING = "Pending"
+    DELIVERED = "Delivered"
+    ACKNOWLEDGED = "Acknowledged"
+
+
+class OutboundUpdate(models.Model):
+    """An update the hub pushes back to one terminal (FetchUpdates / AckUpdates)."""
+
+    terminal = models.ForeignKey("terminals.Terminal", on_delete=models.CASCADE, related_name="updates")
+    update_id = models.CharField(max_length=64, unique=True)
+    update_type = models.CharField(max_length=64)
+    entity_key = models.CharField(max_length=128, blank=True)
+    payload = models.TextField(blank=True)
+    state = models.CharField(max_length=16, choices=UpdateState.choices, default=UpdateState.PENDING)
+    created_at = models.DateTimeField()
+    created_by = models.CharField(max_length=150, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["terminal", "state", "created_at"], name="update_fetch_idx")]

@@ -1,0 +1,65 @@
+"""django-q2 tasks: thin wrappers that drain the queue and sweep for due work.
+
+The message table, not django-q2's task bookkeeping, is the source of truth: a drain task
+only claims whatever is due, so losing, duplicating or redelivering a drain task is
+harmless. The sweep schedule makes sure due work is never left waiting for a lost wake-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+
+from django.conf import settings
+from django_q.tasks import async_task
+
+from messages import selectors, services
+
+log = logging.getLogger(__name__)
+
+DRAIN_TASK = "messages.tasks.drain"
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def enqueue_drain(count: int = 1) -> None:
+    for _ in range(count):
+        async_task(DRAIN_TASK, group="drain", q_options={"task_name": "drain"})
+
+
+def drain(max_seconds: float | None = None) -> dict:
+    """Claim and apply batches until nothing is due or the time budget is spent."""
+    worker = worker_id()
+    budget = settings.SYNC_DRAIN_SECONDS if max_seconds is None else max_seconds
+    deadline = time.monotonic() + budget
+    totals = {"claimed": 0, "processed": 0, "noop": 0, "failed": 0, "dead_lettered": 0}
+    while True:
+        if time.monotonic() >= deadline:
+            # Work may remain: hand over to a fresh task instead of overrunning the timeout.
+            enqueue_drain()
+            break
+        batch = services.message_claim(worker=worker, limit=settings.SYNC_CLAIM_BATCH)
+        if not batch:
+            break
+        result = services.message_process_batch(messages=batch, worker=worker)
+        totals["claimed"] += len(batch)
+        for key in ("processed", "noop", "failed", "dead_lettered"):
+            totals[key] += getattr(result, key)
+    if totals["claimed"]:
+        log.info("drain %s finished: %s", worker, totals)
+    return totals
+
+
+def sweep() -> int:
+    """Scheduled every minute: wake enough drains for due work and expired leases."""
+    due = selectors.message_due_count(limit=settings.SYNC_WORKERS * settings.SYNC_CLAIM_BATCH)
+    if due:
+        wanted = min(settings.SYNC_WORKERS, -(-due // settings.SYNC_CLAIM_BATCH))
+        enqueue_drain(wanted)
+        log.info("sweep found %s due message(s); woke %s drain(s)", due, wanted)
+    return due

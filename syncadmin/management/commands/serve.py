@@ -1,0 +1,59 @@
+"""Run the whole hub in one terminal: the web server (gunicorn) and a worker cluster (qcluster)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Run gunicorn and a django-q2 worker cluster together until Ctrl-C."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--bind", default=os.environ.get("SYNC_BIND", "127.0.0.1:8000"))
+        parser.add_argument("--web-workers", type=int, default=2)
+
+    def handle(self, *args, bind, web_workers, **options):
+        python = sys.executable
+        procs = [
+            subprocess.Popen(
+                [
+                    python, "-m", "gunicorn", "syncadmin.wsgi:application",
+                    "--bind", bind, "--workers", str(web_workers), "--threads", "4",
+                    "--access-logfile", "-", "--graceful-timeout", "20",
+                ]
+            ),
+            subprocess.Popen([python, "manage.py", "qcluster"], cwd=settings.BASE_DIR),
+        ]  # fmt: skip
+        self.stdout.write(
+            self.style.SUCCESS(f"SyncAdmin is running: http://{bind}/  (SOAP: http://{bind}/soap/terminal/v1/?wsdl)")
+        )
+        self.stdout.write("Press Ctrl-C to stop web server and workers.")
+        stopping = False
+
+        def stop(*_):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            while not stopping and all(p.poll() is None for p in procs):
+                time.sleep(0.5)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+            for p in procs:
+                try:
+                    p.wait(timeout=settings.Q_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        codes = [p.returncode for p in procs]
+        if not stopping:
+            self.stderr.write(f"a child process exited unexpectedly: {codes}")
+            sys.exit(1)

@@ -1,0 +1,214 @@
+"""SyncAdmin settings.
+
+Every knob comes from the environment (12-factor), parsed by django-environ. The defaults
+run a safe demo on one machine: SQLite in ``var/`` and django-q2's ORM broker. For
+production set at least DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DATABASE_URL and Q_BROKER
+(see README, "Running in production", and deploy/.env.example).
+"""
+
+import secrets
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+
+VAR_DIR = Path(env.str("SYNC_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _demo_secret_key() -> str:
+    """A random key kept in var/ so a demo never runs on a published default key."""
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+# --- Core Django -------------------------------------------------------------------------
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or _demo_secret_key()
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_q",
+    "syncadmin",
+    "terminals",
+    "messages.apps.MessagesConfig",
+    "reconciliation",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "syncadmin.urls"
+WSGI_APPLICATION = "syncadmin.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Databases ---------------------------------------------------------------------------
+# DATABASE_URL holds the hub's own tables (queue, events, terminals, console). The central
+# store (loaded entities + live counters) goes to CENTRAL_DATABASE_URL when set (Oracle in
+# the field: oracle://user:password@host:1521/SERVICE, driven by python-oracledb), and
+# otherwise lives beside the queue so an apply and its state change share one transaction.
+DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'syncadmin.sqlite3'}")}
+if env.str("CENTRAL_DATABASE_URL", default=""):
+    DATABASES["central"] = env.db_url("CENTRAL_DATABASE_URL")
+DATABASE_ROUTERS = ["syncadmin.routers.CentralStoreRouter"]
+
+
+def _tune_database(db: dict) -> None:
+    engine = db["ENGINE"]
+    if engine.endswith("sqlite3"):
+        # WAL lets the console read while a worker writes; IMMEDIATE takes the write lock at
+        # BEGIN, so two workers never deadlock upgrading a read lock; the timeout waits
+        # for the lock instead of failing with "database is locked".
+        db.setdefault("OPTIONS", {}).update(
+            {
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+            }
+        )
+    elif engine.endswith("postgresql"):
+        db.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+        # A connection that died with a database restart is detected before use.
+        db.setdefault("CONN_HEALTH_CHECKS", True)
+        db.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+    elif engine.endswith("oracle"):
+        db.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+        db.setdefault("CONN_HEALTH_CHECKS", True)
+
+
+for _db in DATABASES.values():
+    _tune_database(_db)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Sync engine -------------------------------------------------------------------------
+SYNC_WORKERS = env.int("SYNC_WORKERS", default=2)
+SYNC_MAX_ATTEMPTS = env.int("SYNC_MAX_ATTEMPTS", default=5)
+SYNC_LEASE_SECONDS = env.int("SYNC_LEASE_SECONDS", default=60)
+# The largest batch a terminal may submit in one SubmitMessages call (the contract's limit).
+SYNC_MAX_BATCH = env.int("SYNC_MAX_BATCH", default=500)
+# How many messages a worker claims and applies in one transaction.
+SYNC_CLAIM_BATCH = env.int("SYNC_CLAIM_BATCH", default=100)
+SYNC_BACKOFF_BASE_SECONDS = env.float("SYNC_BACKOFF_BASE_SECONDS", default=5.0)
+SYNC_BACKOFF_MAX_SECONDS = env.float("SYNC_BACKOFF_MAX_SECONDS", default=900.0)
+# A drain task stops claiming after this long so it always ends well inside Q_TIMEOUT.
+SYNC_DRAIN_SECONDS = env.float("SYNC_DRAIN_SECONDS", default=20.0)
+# Extra modules whose import registers project-specific message handlers.
+SYNC_HANDLER_MODULES = env.list("SYNC_HANDLER_MODULES", default=[])
+# Largest SOAP request body accepted, in bytes.
+SYNC_MAX_BODY_BYTES = env.int("SYNC_MAX_BODY_BYTES", default=10 * 1024 * 1024)
+TERMINAL_OFFLINE_SECONDS = env.int("TERMINAL_OFFLINE_SECONDS", default=300)
+
+# --- django-q2 ---------------------------------------------------------------------------
+Q_BROKER = env.str("Q_BROKER", default="orm")
+Q_TIMEOUT = env.int("Q_TIMEOUT", default=60)
+Q_RETRY = env.int("Q_RETRY", default=90)
+Q_CLUSTER = {
+    "name": env.str("Q_CLUSTER_NAME", default="syncadmin"),
+    "workers": SYNC_WORKERS,
+    "timeout": Q_TIMEOUT,
+    # django-q2 redelivers a task that was not acknowledged after `retry` seconds; it must
+    # be longer than `timeout` or a slow task runs twice (checked at start-up).
+    "retry": Q_RETRY,
+    # The message table is the source of truth, not django-q2's task bookkeeping: a drain
+    # task that died is not worth redelivering forever, the sweep schedule re-drains.
+    "max_attempts": 2,
+    "ack_failures": True,
+    "save_limit": 200,
+    "recycle": 500,
+    "catch_up": False,
+    "label": "Workers",
+}
+if Q_BROKER.startswith(("redis://", "rediss://", "unix://")):
+    Q_CLUSTER["redis"] = Q_BROKER
+else:
+    Q_CLUSTER["orm"] = "default"
+    Q_CLUSTER["poll"] = env.float("Q_POLL", default=0.2)
+
+# --- Auth, sessions, security --------------------------------------------------------------
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# Behind TLS in production: secure cookies, HSTS, redirect to https (check --deploy clean).
+SECURE_SSL = env.bool("DJANGO_SECURE_SSL", default=False)
+SESSION_COOKIE_SECURE = SECURE_SSL
+CSRF_COOKIE_SECURE = SECURE_SSL
+SECURE_SSL_REDIRECT = SECURE_SSL
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=31536000 if SECURE_SSL else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_SSL
+SECURE_HSTS_PRELOAD = SECURE_SSL
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SECURE_SSL else None
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- i18n, static --------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serve straight from the finders when collectstatic has not run (the demo).
+WHITENOISE_USE_FINDERS = True
+
+# --- Logging ----------------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+    },
+}

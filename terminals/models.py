@@ -1,0 +1,28 @@
+from django.db import models
+
+
+class Terminal(models.Model):
+    """A store terminal: its identity, its API key (hashed) and what it last told us."""
+
+    code = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    store = models.CharField(max_length=200, blank=True)
+    enabled = models.BooleanField(default=True)
+    # SHA-256 hex of the API key: a fast hash is right for a 256-bit random token that is
+    # checked on every request (a slow password hash would only burn CPU).
+    api_key_hash = models.CharField(max_length=64, blank=True)
+    key_rotated_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    app_version = models.CharField(max_length=64, blank=True)
+    reported_backlog = models.IntegerField(null=True, blank=True)
+    clock_skew_seconds = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["code"]
+        indexes = [models.Index(fields=["last_heartbeat_at"], name="terminal_heartbeat_idx")]
+
+    def __str__(self) -> str:
+        return self.code

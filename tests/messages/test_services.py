@@ -1,0 +1,360 @@
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import transaction
+
+from messages import services
+from messages.handlers import PermanentError, registry
+from messages.models import CentralEntity, DeadLetter, EntityCounter, Message, MessageEvent, MessageState
+from messages.services import Envelope, IllegalTransition
+from tests.factories import MessageFactory
+
+S = MessageState
+pytestmark = pytest.mark.django_db
+
+
+def env(mid, key="SKU-1", seq=1, mtype="product.upsert", payload=None):
+    return Envelope(
+        message_id=mid,
+        message_type=mtype,
+        entity_key=key,
+        sequence=seq,
+        created_at=datetime.now(UTC),
+        payload=json.dumps(payload if payload is not None else {"name": key, "seq": seq}),
+    )
+
+
+def drain_all(worker="w1", limit=100):
+    total = []
+    while batch := services.message_claim(worker=worker, limit=limit):
+        total.append(services.message_process_batch(messages=batch, worker=worker))
+    return total
+
+
+def make_due(*messages):
+    Message.objects.filter(pk__in=[m.pk for m in messages]).update(next_attempt_at=datetime.now(UTC) - timedelta(1))
+
+
+def counter(terminal, entity="product"):
+    row = EntityCounter.objects.filter(terminal_code=terminal.code, entity_type=entity).first()
+    return row.live_count if row else 0
+
+
+# --- transitions ---------------------------------------------------------------------------------
+
+
+def test_legal_transition_writes_an_event(terminal):
+    m = MessageFactory(terminal=terminal)
+    services.message_transition(
+        message_ids=[m.pk], from_state=S.RECEIVED, to_state=S.DISCARDED, actor="user:ann", reason="test"
+    )
+    m.refresh_from_db()
+    assert m.state == S.DISCARDED
+    ev = MessageEvent.objects.get(message=m)
+    assert (ev.from_state, ev.to_state, ev.actor, ev.reason) == (S.RECEIVED, S.DISCARDED, "user:ann", "test")
+
+
+@pytest.mark.parametrize(
+    "from_state,to_state",
+    [(S.PROCESSED, S.RECEIVED), (S.RECEIVED, S.PROCESSED), (S.DISCARDED, S.PROCESSING), (S.DEAD_LETTERED, S.PROCESSED)],
+)
+def test_illegal_transition_raises_and_changes_nothing(terminal, from_state, to_state):
+    m = MessageFactory(terminal=terminal, state=from_state)
+    with pytest.raises(IllegalTransition):
+        services.message_transition(message_ids=[m.pk], from_state=from_state, to_state=to_state, actor="x")
+    m.refresh_from_db()
+    assert m.state == from_state
+    assert not MessageEvent.objects.exists()
+
+
+def test_stale_expected_state_rolls_back_the_whole_change(terminal):
+    a = MessageFactory(terminal=terminal)
+    b = MessageFactory(terminal=terminal, state=S.PROCESSED)
+    with pytest.raises(IllegalTransition):
+        services.message_transition(message_ids=[a.pk, b.pk], from_state=S.RECEIVED, to_state=S.DISCARDED, actor="x")
+    a.refresh_from_db()
+    assert a.state == S.RECEIVED
+    assert not MessageEvent.objects.exists()
+
+
+# --- ingest ----------------------------------------------------------------------------------------
+
+
+def test_ingest_answers_in_order_and_is_idempotent(terminal):
+    batch = [env("a"), env("b", key="SKU-2"), env("", key="x"), env("a"), env("c", key="k" * 129)]
+    results = services.message_ingest_batch(terminal=terminal, envelopes=batch)
+    assert [(r.message_id, r.status) for r in results] == [
+        ("a", "Accepted"),
+        ("b", "Accepted"),
+        ("", "Rejected"),
+        ("a", "Duplicate"),
+        ("c", "Rejected"),
+    ]
+    assert "MessageId is missing" in results[2].reason
+    assert "EntityKey is longer than 128" in results[4].reason
+    again = services.message_ingest_batch(terminal=terminal, envelopes=batch[:2])
+    assert [r.status for r in again] == ["Duplicate", "Duplicate"]
+    assert Message.objects.count() == 2
+    assert MessageEvent.objects.filter(to_state=S.RECEIVED, from_state="").count() == 2
+    m = Message.objects.get(message_id="a")
+    assert (m.state, m.entity_type, m.attempts) == (S.RECEIVED, "product", 0)
+    assert m.next_attempt_at is not None and m.trace_id
+
+
+def test_bad_payload_and_unknown_type_are_stored_then_dead_lettered(terminal):
+    results = services.message_ingest_batch(
+        terminal=terminal,
+        envelopes=[
+            Envelope("bad", "product.upsert", "K", 1, datetime.now(UTC), "{not json"),
+            Envelope("odd", "gizmo.frobnicate", "K", 1, datetime.now(UTC), "{}"),
+            Envelope("list", "product.upsert", "K2", 1, datetime.now(UTC), "[1, 2]"),
+            env("good", key="K3"),
+        ],
+    )
+    assert [r.status for r in results] == ["Accepted"] * 4
+    drain_all()
+    states = dict(Message.objects.values_list("message_id", "state"))
+    assert states == {"bad": S.DEAD_LETTERED, "odd": S.DEAD_LETTERED, "list": S.DEAD_LETTERED, "good": S.PROCESSED}
+    reasons = dict(DeadLetter.objects.values_list("message__message_id", "reason"))
+    assert "not valid JSON" in reasons["bad"]
+    assert "no handler for message type 'gizmo.frobnicate'" in reasons["odd"]
+    assert "must be a JSON object" in reasons["list"]
+    assert Message.objects.get(message_id="bad").attempts == 1
+
+
+# --- apply -------------------------------------------------------------------------------------------
+
+
+def test_apply_loads_central_store_and_counts(terminal):
+    services.message_ingest_batch(
+        terminal=terminal, envelopes=[env("1", "A"), env("2", "B"), env("3", "A", seq=2, payload={"v": 2})]
+    )
+    results = drain_all()
+    assert sum(r.processed for r in results) == 3
+    a = CentralEntity.objects.get(entity_key="A")
+    assert (a.data, a.last_sequence, a.deleted) == ({"v": 2}, 2, False)
+    assert counter(terminal) == 2
+    assert set(Message.objects.values_list("state", flat=True)) == {S.PROCESSED}
+    m = Message.objects.get(message_id="1")
+    assert m.processed_at and not m.lease_owner and m.lease_expires_at is None
+    assert list(m.events.values_list("from_state", "to_state")) == [
+        ("", S.RECEIVED),
+        (S.RECEIVED, S.PROCESSING),
+        (S.PROCESSING, S.PROCESSED),
+    ]
+
+
+def test_out_of_order_and_duplicate_sequences_never_overwrite_or_double_count(terminal):
+    services.message_ingest_batch(terminal=terminal, envelopes=[env("n5", "A", seq=5, payload={"v": 5})])
+    drain_all()
+    services.message_ingest_batch(
+        terminal=terminal,
+        envelopes=[env("o3", "A", seq=3, payload={"v": 3}), env("d5", "A", seq=5, payload={"v": "dup"})],
+    )
+    drain_all()
+    a = CentralEntity.objects.get(entity_key="A")
+    assert (a.data, a.last_sequence) == ({"v": 5}, 5)
+    assert counter(terminal) == 1
+    ev = MessageEvent.objects.get(message__message_id="o3", to_state=S.PROCESSED)
+    assert "no-op: sequence 3 <= stored 5" in ev.reason
+
+
+def test_delete_tombstone_blocks_older_upsert_and_counts_down(terminal):
+    services.message_ingest_batch(terminal=terminal, envelopes=[env("u1", "A", seq=1), env("u2", "B", seq=1)])
+    drain_all()
+    assert counter(terminal) == 2
+    services.message_ingest_batch(
+        terminal=terminal, envelopes=[env("d", "A", seq=3, mtype="product.delete", payload={})]
+    )
+    drain_all()
+    assert counter(terminal) == 1
+    services.message_ingest_batch(terminal=terminal, envelopes=[env("late", "A", seq=2)])
+    drain_all()
+    assert CentralEntity.objects.get(entity_key="A").deleted
+    assert counter(terminal) == 1
+    # deleting an entity the centre never saw keeps a tombstone and does not go negative
+    services.message_ingest_batch(
+        terminal=terminal, envelopes=[env("d2", "Z", seq=9, mtype="product.delete", payload={})]
+    )
+    drain_all()
+    assert counter(terminal) == 1
+
+
+def test_transient_failure_backs_off_then_dead_letters_after_max_attempts(terminal, settings):
+    settings.SYNC_MAX_ATTEMPTS = 3
+    calls = []
+
+    @registry.register("flaky.upsert")
+    def flaky(item):
+        calls.append(item.message.attempts)
+        raise ConnectionResetError("upstream reset")
+
+    try:
+        services.message_ingest_batch(terminal=terminal, envelopes=[env("f", mtype="flaky.upsert"), env("ok", "B")])
+        drain_all()
+        m = Message.objects.get(message_id="f")
+        assert m.state == S.FAILED and m.attempts == 1 and "upstream reset" in m.last_error
+        assert m.next_attempt_at > datetime.now(UTC) + timedelta(seconds=1)  # backoff in the future
+        assert Message.objects.get(message_id="ok").state == S.PROCESSED  # not blocked by the bad one
+        assert services.message_claim(worker="w", limit=10) == []  # not due yet
+        for expected in (S.FAILED, S.DEAD_LETTERED):
+            make_due(m)
+            drain_all()
+            m.refresh_from_db()
+            assert m.state == expected
+        assert sorted(set(calls)) == [1, 2, 3]  # the batch's fast path and its fallback may both call it
+        dl = DeadLetter.objects.get(message=m)
+        assert dl.error_class == "ConnectionResetError" and "gave up after 3 attempts" in dl.reason
+        assert "ConnectionResetError" in dl.traceback
+        assert dl.group_key == "ConnectionResetError: gave up after # attempts: upstream reset"
+    finally:
+        registry.unregister("flaky.upsert")
+
+
+def test_backoff_grows_exponentially_with_jitter(settings):
+    settings.SYNC_BACKOFF_BASE_SECONDS, settings.SYNC_BACKOFF_MAX_SECONDS = 2, 60
+    for attempts, ceiling in [(1, 2), (2, 4), (3, 8), (10, 60)]:
+        values = [services.backoff_seconds(attempts) for _ in range(50)]
+        assert all(ceiling / 2 <= v <= ceiling for v in values)
+        assert len(set(values)) > 1
+
+
+def test_permanent_error_from_a_handler_dead_letters_at_once(terminal):
+    @registry.register("strict.upsert")
+    def strict(item):
+        raise PermanentError("price must be positive")
+
+    try:
+        services.message_ingest_batch(terminal=terminal, envelopes=[env("p", mtype="strict.upsert")])
+        drain_all()
+        m = Message.objects.get(message_id="p")
+        assert (m.state, m.attempts) == (S.DEAD_LETTERED, 1)
+        assert DeadLetter.objects.get(message=m).reason == "price must be positive"
+    finally:
+        registry.unregister("strict.upsert")
+
+
+def test_killed_worker_lease_is_recovered_with_the_attempt_recorded(terminal, settings):
+    settings.SYNC_MAX_ATTEMPTS = 2
+    services.message_ingest_batch(terminal=terminal, envelopes=[env("a", "A"), env("b", "B")])
+    claimed = services.message_claim(worker="dead-worker", limit=10)
+    assert len(claimed) == 2
+    # the worker dies here; nothing else can take its messages while the lease holds
+    assert services.message_claim(worker="w2", limit=10) == []
+    Message.objects.update(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    first = services.message_claim(worker="w2", limit=10)
+    assert len(first) == 1  # expired leases are taken one at a time
+    ev = MessageEvent.objects.filter(message=first[0]).last()
+    assert (ev.from_state, ev.to_state, ev.attempt) == (S.PROCESSING, S.PROCESSING, 2)
+    assert "lease of dead-worker expired" in ev.reason
+    services.message_process_batch(messages=first, worker="w2")
+    # the other one dies again and has now used its attempts: dead-lettered, not re-run
+    second = Message.objects.get(state=S.PROCESSING)
+    Message.objects.filter(pk=second.pk).update(attempts=2)
+    assert services.message_claim(worker="w3", limit=10) == []
+    second.refresh_from_db()
+    assert second.state == S.DEAD_LETTERED
+    assert DeadLetter.objects.get(message=second).error_class == "LeaseExpired"
+    assert counter(terminal) == 1
+
+
+def test_lost_lease_rolls_back_central_write(terminal):
+    services.message_ingest_batch(terminal=terminal, envelopes=[env("a", "A")])
+    batch = services.message_claim(worker="slow", limit=10)
+    # another worker took it over after the lease expired
+    Message.objects.update(lease_owner="other")
+    with pytest.raises(IllegalTransition):
+        services.message_process_batch(messages=batch, worker="slow")
+    assert not CentralEntity.objects.exists()
+    assert counter(terminal) == 0
+
+
+def test_crash_between_central_write_and_state_change_loses_nothing(terminal, monkeypatch):
+    services.message_ingest_batch(terminal=terminal, envelopes=[env("a", "A"), env("b", "B")])
+    batch = services.message_claim(worker="w1", limit=10)
+    real = services.message_transition
+
+    def crash(**kw):
+        if kw["to_state"] == S.PROCESSED:
+            raise SystemExit("worker killed after the central write")
+        return real(**kw)
+
+    monkeypatch.setattr(services, "message_transition", crash)
+    with pytest.raises(SystemExit):
+        services.message_process_batch(messages=batch, worker="w1")
+    monkeypatch.setattr(services, "message_transition", real)
+    assert not CentralEntity.objects.exists() and counter(terminal) == 0
+    assert set(Message.objects.values_list("state", flat=True)) == {S.PROCESSING}
+    Message.objects.update(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    drain_all()
+    assert set(Message.objects.values_list("state", flat=True)) == {S.PROCESSED}
+    assert CentralEntity.objects.count() == 2 and counter(terminal) == 2
+
+
+def test_one_bad_message_does_not_fail_its_batch(terminal):
+    @registry.register("boom.upsert")
+    def boom(item):
+        raise ValueError("boom")
+
+    try:
+        services.message_ingest_batch(
+            terminal=terminal, envelopes=[env(str(i), f"K{i}") for i in range(5)] + [env("x", mtype="boom.upsert")]
+        )
+        drain_all()
+        states = dict(Message.objects.values_list("message_id", "state"))
+        assert states.pop("x") == S.FAILED
+        assert set(states.values()) == {S.PROCESSED}
+        assert counter(terminal) == 5
+    finally:
+        registry.unregister("boom.upsert")
+
+
+# --- operator actions ------------------------------------------------------------------------------
+
+
+def test_retry_and_discard_record_actor_and_reason(terminal):
+    dl = MessageFactory(terminal=terminal, state=S.DEAD_LETTERED, attempts=5)
+    DeadLetter.objects.create(message=dl, reason="x", group_key="E: x", dead_lettered_at=datetime.now(UTC))
+    failed = MessageFactory(terminal=terminal, state=S.FAILED, attempts=2)
+    done = MessageFactory(terminal=terminal, state=S.PROCESSED)
+    assert services.message_retry(message_ids=[dl.pk, failed.pk, done.pk], actor="user:sam", reason="fixed price") == 2
+    dl.refresh_from_db()
+    assert (dl.state, dl.attempts) == (S.RECEIVED, 0)
+    ev = dl.events.last()
+    assert (ev.from_state, ev.to_state, ev.actor, ev.reason) == (S.DEAD_LETTERED, S.RECEIVED, "user:sam", "fixed price")
+    letter = DeadLetter.objects.get(message=dl)
+    assert (letter.resolution, letter.resolved_by, letter.note) == ("retried", "user:sam", "fixed price")
+    # a second click changes nothing
+    assert services.message_retry(message_ids=[dl.pk], actor="user:sam") == 0
+    assert dl.events.filter(to_state=S.RECEIVED).count() == 1
+
+    with pytest.raises(ValueError):
+        services.message_discard(message_ids=[failed.pk], actor="user:sam", reason="  ")
+    assert services.message_discard(message_ids=[failed.pk, done.pk], actor="user:sam", reason="test data") == 1
+    ev = MessageEvent.objects.filter(message=failed).last()
+    assert (ev.to_state, ev.actor, ev.reason) == (S.DISCARDED, "user:sam", "test data")
+    done.refresh_from_db()
+    assert done.state == S.PROCESSED
+
+
+def test_ingest_is_atomic_when_the_insert_fails(terminal, monkeypatch):
+    from messages.models import MessageEvent as ME
+
+    def broken(*a, **kw):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ME.objects, "bulk_create", broken)
+    with pytest.raises(RuntimeError):
+        services.message_ingest_batch(terminal=terminal, envelopes=[env("a"), env("b", "B")])
+    assert not Message.objects.exists()
+
+
+def test_on_commit_wakes_workers_only_after_commit(terminal, monkeypatch, django_capture_on_commit_callbacks):
+    woke = []
+    monkeypatch.setattr("messages.tasks.enqueue_drain", lambda count=1: woke.append(count))
+    with django_capture_on_commit_callbacks(execute=True):
+        with transaction.atomic():
+            services.message_ingest_batch(terminal=terminal, envelopes=[env("a")])
+            assert woke == []
+    assert woke == [1]
