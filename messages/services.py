@@ -15,10 +15,10 @@ import re
 import traceback as tb
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
-from typing import Iterable, Sequence
 
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connections, transaction

@@ -2,10 +2,9 @@
 
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
-
-from django.conf import settings
 
 
 class Command(BaseCommand):

@@ -1,0 +1,58 @@
+"""Writes on terminals: creation and API keys.
+
+Keys are 256-bit random tokens shown once; only their SHA-256 is stored. A fast hash is the
+right tool for a high-entropy token checked on every request; comparison is constant-time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from django.db import transaction
+from django.utils import timezone
+
+from terminals.models import Terminal
+
+
+def api_key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def api_key_generate() -> str:
+    return secrets.token_urlsafe(32)  # 32 random bytes
+
+
+def terminal_create(*, code: str, name: str = "", store: str = "") -> tuple[Terminal, str]:
+    """Create an enabled terminal; returns it and its API key (the only time the key exists)."""
+    key = api_key_generate()
+    terminal = Terminal.objects.create(
+        code=code, name=name, store=store, enabled=True, api_key_hash=api_key_hash(key), key_rotated_at=timezone.now()
+    )
+    return terminal, key
+
+
+def terminal_rotate_key(*, terminal: Terminal) -> str:
+    """Give the terminal a new key; the old one stops working at once."""
+    key = api_key_generate()
+    with transaction.atomic():
+        Terminal.objects.filter(pk=terminal.pk).update(
+            api_key_hash=api_key_hash(key), key_rotated_at=timezone.now(), updated_at=timezone.now()
+        )
+    terminal.refresh_from_db()
+    return key
+
+
+def terminal_authenticate(*, code: str | None, key: str | None) -> Terminal | None:
+    """The terminal whose code and key match, else None (no hint which part was wrong).
+
+    A disabled terminal is returned too: the caller refuses it with its own fault.
+    """
+    presented = api_key_hash(key or "")
+    terminal = Terminal.objects.filter(code=code or "").first() if code else None
+    # Compare against a dummy hash when the code is unknown so timing does not reveal it.
+    expected = terminal.api_key_hash if terminal and terminal.api_key_hash else "0" * 64
+    if hmac.compare_digest(presented, expected) and terminal is not None and terminal.api_key_hash:
+        return terminal
+    return None
