@@ -260,7 +260,9 @@ def wake_workers() -> None:
 
 
 def _locked_rows(qs, limit: int) -> list:
-    qs = qs.select_for_update(skip_locked=True)
+    # of=("self",): lock only the message rows. Without it PostgreSQL also locks the joined
+    # terminal row, and every other worker then skips all of that terminal's messages.
+    qs = qs.select_for_update(skip_locked=True, of=("self",))
     if connections[qs.db].features.supports_select_for_update_with_limit:
         return list(qs[:limit])
     # Oracle refuses FOR UPDATE with FETCH FIRST; it locks rows as they are fetched, so

@@ -1,0 +1,81 @@
+import os
+import subprocess
+import sys
+
+import environ
+from django.conf import settings
+from django.core.checks import run_checks
+
+from syncadmin.settings import _tune_database
+
+
+def test_retry_not_above_timeout_refuses_to_start(settings):
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 60, "retry": 60}
+    ids = {e.id for e in run_checks()}
+    assert "syncadmin.E001" in ids
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 60, "retry": 90}
+    assert "syncadmin.E001" not in {e.id for e in run_checks()}
+
+
+def test_qcluster_command_refuses_bad_retry(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "Q_TIMEOUT": "60", "Q_RETRY": "30", "SYNC_VAR_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert "syncadmin.E001" in proc.stderr
+
+
+def test_oracle_url_configures_djangos_oracle_backend():
+    db = environ.Env.db_url_config("oracle://hub:secret@db.example:1521/CENTRAL")
+    _tune_database(db)
+    assert db["ENGINE"] == "django.db.backends.oracle"
+    assert (db["USER"], db["PASSWORD"], db["HOST"], db["PORT"], db["NAME"]) == (
+        "hub",
+        "secret",
+        "db.example",
+        "1521",
+        "CENTRAL",
+    )
+    assert db["CONN_HEALTH_CHECKS"] is True
+    import oracledb  # the driver Django's Oracle backend uses (thin mode: no Oracle client needed)
+
+    assert oracledb.__version__
+
+
+def test_default_database_is_sqlite_in_var_with_wal(tmp_path):
+    code = (
+        "from django.db import connection; c = connection.cursor(); c.execute('PRAGMA journal_mode'); "
+        "print(connection.vendor, connection.settings_dict['NAME'], c.fetchone()[0])"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "Q_BROKER")}
+    out = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=settings.BASE_DIR,
+        env={**env, "SYNC_VAR_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out == ["sqlite", str(tmp_path / "syncadmin.sqlite3"), "wal"]
+
+
+def test_redis_broker_switches_django_q(tmp_path):
+    code = "from django.conf import settings; print(settings.Q_CLUSTER.get('redis'), settings.Q_CLUSTER.get('orm'))"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import django, os; os.environ['DJANGO_SETTINGS_MODULE']='syncadmin.settings'; django.setup(); {code}",
+        ],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "Q_BROKER": "redis://127.0.0.1:6379/3", "SYNC_VAR_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out == ["redis://127.0.0.1:6379/3", "None"]
