@@ -54,7 +54,7 @@ def test_default_database_is_sqlite_in_var_with_wal(tmp_path):
     )
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "Q_BROKER")}
     out = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code],
+        [sys.executable, "manage.py", "shell", "-v", "0", "-c", code],
         cwd=settings.BASE_DIR,
         env={**env, "SYNC_VAR_DIR": str(tmp_path)},
         capture_output=True,
