@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.db import connections
 from django.db.models import F
 from django.utils import timezone
 
@@ -133,12 +134,23 @@ class EntityHandler(Handler):
                 row.data = data[id(item)]
                 deltas[(key[2], key[0])] += 0 if was_live else 1
             item.applied = True
+        fields = ["data", "last_sequence", "deleted", "last_message_pk", "updated_at"]
         if new:
+            # A plain INSERT on purpose: if another worker created the same entity since the
+            # SELECT above, the unique constraint fails this pass and the batch is replayed
+            # message by message, now seeing that row (an upsert here would double-count it).
             CentralEntity.objects.using(db).bulk_create(new.values())
-        if changed:
-            CentralEntity.objects.using(db).bulk_update(
-                changed.values(), ["data", "last_sequence", "deleted", "last_message_pk", "updated_at"]
+        if changed and connections[db].features.supports_update_conflicts_with_target:
+            # The changed rows exist and are locked above: INSERT ... ON CONFLICT DO UPDATE is
+            # just a one-statement bulk update here (Django's bulk_update builds CASE chains).
+            CentralEntity.objects.using(db).bulk_create(
+                changed.values(),
+                update_conflicts=True,
+                unique_fields=["entity_type", "entity_key", "terminal_code"],
+                update_fields=fields,
             )
+        elif changed:  # Oracle
+            CentralEntity.objects.using(db).bulk_update(changed.values(), fields)
         counter_move(deltas=deltas, using=db)
 
 

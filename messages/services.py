@@ -35,6 +35,9 @@ RETRYABLE_STATES = (S.FAILED, S.DEAD_LETTERED)
 DISCARDABLE_STATES = (S.RECEIVED, S.FAILED, S.DEAD_LETTERED)
 
 
+NOOP_REASON = "no-op: the central store already holds this or a newer sequence"
+
+
 class IllegalTransition(Exception):
     """A state change the lifecycle does not allow, or one whose expected state was stale."""
 
@@ -84,7 +87,6 @@ def message_transition(
     traceback: str = "",
     fields: dict | None = None,
     only_if: dict | None = None,
-    attempts: dict[int, int] | None = None,
     now: datetime | None = None,
 ) -> int:
     """Move every message in ``message_ids`` from ``from_state`` to ``to_state``, or none.
@@ -100,30 +102,37 @@ def message_transition(
         return 0
     with transaction.atomic():
         now = now or db_now()
-        qs = Message.objects.filter(pk__in=ids, state=from_state, **(only_if or {}))
-        changed = qs.update(state=to_state, updated_at=now, **(fields or {}))
+        changed = 0
+        for chunk in _chunks(ids, 900):  # Oracle allows at most 1,000 items in an IN list
+            qs = Message.objects.filter(pk__in=chunk, state=from_state, **(only_if or {}))
+            changed += qs.update(state=to_state, updated_at=now, **(fields or {}))
         if changed != len(ids):
             raise IllegalTransition(
                 f"{len(ids) - changed} of {len(ids)} message(s) were no longer {from_state}"
                 + (f" with {only_if}" if only_if else "")
             )
-        MessageEvent.objects.bulk_create(
-            [
-                MessageEvent(
-                    message_id=pk,
-                    from_state=from_state,
-                    to_state=to_state,
-                    at=now,
-                    actor=actor[:150],
-                    reason=reason,
-                    error_class=error_class[:200],
-                    traceback=traceback,
-                    attempt=(attempts or {}).get(pk, 0),
-                )
-                for pk in ids
-            ]
-        )
+        _events_insert(ids, from_state, to_state, now, actor, reason, error_class, traceback)
     return changed
+
+
+def _events_insert(ids, from_state, to_state, now, actor, reason, error_class, traceback) -> None:
+    """One INSERT ... SELECT per chunk: the event rows are built by the database, not the ORM.
+
+    The attempt number is read from the message row just updated, so a claim's event carries
+    the attempt it started.
+    """
+    conn = connections[Message.objects.db]
+    at = conn.ops.adapt_datetimefield_value(now)
+    event, message = MessageEvent._meta.db_table, Message._meta.db_table
+    with conn.cursor() as cursor:
+        for chunk in _chunks(ids, 900):
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(
+                f"INSERT INTO {event}"
+                " (message_id, from_state, to_state, at, actor, reason, error_class, traceback, attempt)"
+                f" SELECT id, %s, %s, %s, %s, %s, %s, %s, attempts FROM {message} WHERE id IN ({marks})",
+                [from_state, to_state, at, actor[:150], reason, error_class[:200], traceback, *chunk],
+            )
 
 
 # --- ingest ------------------------------------------------------------------------------------
@@ -304,7 +313,6 @@ def message_claim(*, worker: str, limit: int) -> list[Message]:
                 reason=f"lease of {m.lease_owner} expired; re-claimed",
                 fields={"attempts": F("attempts") + 1, "lease_owner": worker, "lease_expires_at": now + lease},
                 only_if={"lease_expires_at__lt": now},
-                attempts={m.pk: m.attempts + 1},
                 now=now,
             )
             m.attempts += 1
@@ -332,7 +340,6 @@ def message_claim(*, worker: str, limit: int) -> list[Message]:
                     "lease_expires_at": now + lease,
                     "next_attempt_at": None,
                 },
-                attempts={m.pk: m.attempts + 1 for m in rows if m.state == state},
                 now=now,
             )
         for m in rows:
@@ -371,7 +378,6 @@ def _dead_letter(message: Message, *, actor: str, reason: str, error_class: str,
         error_class=error_class,
         traceback=traceback,
         fields={"lease_owner": "", "lease_expires_at": None, "next_attempt_at": None, "last_error": reason},
-        attempts={message.pk: message.attempts},
         now=now,
     )
     DeadLetter.objects.update_or_create(
@@ -488,19 +494,17 @@ def _process_batch_once(messages: Sequence[Message], worker: str) -> BatchResult
                 reason="applied",
                 fields=done_fields,
                 only_if={"lease_owner": worker},
-                attempts={i.message.pk: i.message.attempts for i in ok},
                 now=now,
             )
-        for notes in _group_by_note(noop).values():
+        if noop:
             message_transition(
-                message_ids=[i.message.pk for i in notes],
+                message_ids=[i.message.pk for i in noop],
                 from_state=S.PROCESSING,
                 to_state=S.PROCESSED,
                 actor=worker,
-                reason=notes[0].note or "no-op",
+                reason=NOOP_REASON,
                 fields=done_fields,
                 only_if={"lease_owner": worker},
-                attempts={i.message.pk: i.message.attempts for i in notes},
                 now=now,
             )
         result.processed, result.noop = len(applied), len(noop)
@@ -533,18 +537,10 @@ def _process_batch_once(messages: Sequence[Message], worker: str) -> BatchResult
                         "next_attempt_at": now + timedelta(seconds=delay),
                     },
                     only_if={"lease_owner": worker},
-                    attempts={m.pk: m.attempts},
                     now=now,
                 )
                 result.failed += 1
     return result
-
-
-def _group_by_note(items: Iterable[Item]) -> dict[str, list[Item]]:
-    groups: dict[str, list[Item]] = defaultdict(list)
-    for item in items:
-        groups[item.note].append(item)
-    return groups
 
 
 # --- operator actions ------------------------------------------------------------------------

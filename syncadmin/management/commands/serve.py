@@ -25,9 +25,13 @@ class Command(BaseCommand):
                     python, "-m", "gunicorn", "syncadmin.wsgi:application",
                     "--bind", bind, "--workers", str(web_workers), "--threads", "4",
                     "--access-logfile", "-", "--graceful-timeout", "20",
-                ]
+                ],
+                start_new_session=True,
             ),
-            subprocess.Popen([python, "manage.py", "qcluster"], cwd=settings.BASE_DIR),
+            # Own session: Ctrl-C reaches only this command, which then stops the cluster through
+            # its main process. (A SIGTERM sent to every qcluster process at once can leave
+            # django-q2's main process waiting forever for a sentinel that is already gone.)
+            subprocess.Popen([python, "manage.py", "qcluster"], cwd=settings.BASE_DIR, start_new_session=True),
         ]  # fmt: skip
         self.stdout.write(
             self.style.SUCCESS(f"SyncAdmin is running: http://{bind}/  (SOAP: http://{bind}/soap/terminal/v1/?wsdl)")

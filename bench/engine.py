@@ -1,0 +1,283 @@
+"""Engine benchmark: batched ingest, then a real worker cluster draining the backlog.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/syncadmin .venv/bin/python bench/engine.py
+    .venv/bin/python bench/engine.py --sqlite
+
+Prints messages/s for batched ingest and for the drain by a real `qcluster` (full engine:
+audited transitions, central upsert, counters), the workers' RSS over the drain, and in the
+same run, on the same database and batch size, a bare SQL loop as the reference: claim a batch
+(FOR UPDATE SKIP LOCKED on PostgreSQL), set the state and insert one event row per message in
+one transaction; plus its lease form (claim committed first, then the result).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+ENTITIES = ["product", "price", "stock", "sale", "customer"]
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--messages", type=int, default=100_000)
+    p.add_argument("--terminals", type=int, default=50)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--batch", type=int, default=100, help="claim batch size (engine and bare loop)")
+    p.add_argument("--ingest-batch", type=int, default=100, help="messages per SubmitMessages-sized ingest call")
+    p.add_argument("--sqlite", action="store_true", help="benchmark SQLite + ORM broker instead of PostgreSQL")
+    p.add_argument("--pg", default=os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432"))
+    p.add_argument("--redis", default=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/14"))
+    return p.parse_args()
+
+
+def prepare_env(args) -> dict:
+    var = Path(tempfile.mkdtemp(prefix="syncadmin-bench-"))
+    env = {**os.environ, "SYNC_VAR_DIR": str(var), "LOG_LEVEL": "WARNING"}
+    if args.sqlite:
+        env.pop("DATABASE_URL", None)
+        env["Q_BROKER"] = "orm"
+    else:
+        import psycopg
+
+        with psycopg.connect(f"{args.pg}/postgres", autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS syncadmin_bench WITH (FORCE)")
+            conn.execute("CREATE DATABASE syncadmin_bench")
+        env["DATABASE_URL"] = f"{args.pg}/syncadmin_bench"
+        env["Q_BROKER"] = args.redis
+        import redis
+
+        redis.from_url(args.redis).flushdb()
+    env.update(
+        {
+            "SYNC_WORKERS": str(args.workers),
+            "SYNC_CLAIM_BATCH": str(args.batch),
+            "Q_CLUSTER_NAME": "bench",
+            "SYNC_DRAIN_SECONDS": "20",
+        }
+    )
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+    os.environ.update(env)
+    return env
+
+
+def fill(args) -> float:
+    """Ingest through the real service in SubmitMessages-sized batches; returns messages/s."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "syncadmin.settings")
+    django.setup()
+    from messages import services
+    from terminals.services import terminal_create
+
+    services.wake_workers = lambda: None  # the drain is started on purpose, after the fill
+    terminals = [terminal_create(code=f"BENCH-{i:03d}")[0] for i in range(args.terminals)]
+    rng = random.Random(7)
+    per_terminal = args.messages // args.terminals
+    seqs: dict = {}
+    started = time.perf_counter()
+    for t in terminals:
+        for start in range(0, per_terminal, args.ingest_batch):
+            batch = []
+            for i in range(start, min(start + args.ingest_batch, per_terminal)):
+                entity = rng.choice(ENTITIES)
+                key = f"{entity.upper()}-{rng.randint(1, 2000) if entity != 'sale' else i:06d}"
+                seq = seqs[(t.pk, entity, key)] = seqs.get((t.pk, entity, key), 0) + 1
+                op = "delete" if entity != "sale" and rng.random() < 0.03 else "upsert"
+                payload = json.dumps({"key": key, "price": rng.randint(100, 99999) / 100, "qty": rng.randint(0, 500)})
+                batch.append(services.Envelope(f"{t.code}-{i}", f"{entity}.{op}", key, seq, datetime.now(UTC), payload))
+            services.message_ingest_batch(terminal=t, envelopes=batch)
+    elapsed = time.perf_counter() - started
+    return per_terminal * args.terminals / elapsed
+
+
+def descendants(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout.split()
+    kids = [int(p) for p in out]
+    return kids + [g for k in kids for g in descendants(k)]
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return 0.0
+
+
+def drain(args, env) -> dict:
+    from django.db import connection
+
+    def pending() -> int:
+        with connection.cursor() as c:
+            c.execute(
+                "SELECT count(*) FROM queue_messages_message WHERE state NOT IN ('Processed','DeadLettered','Discarded')"
+            )
+            return c.fetchone()[0]
+
+    total = pending()
+    cluster = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    time.sleep(3)  # let the cluster fork its workers before the clock starts
+    samples: dict[int, list[float]] = {}
+    subprocess.run([sys.executable, "manage.py", "sync_wake", "--drains", str(args.workers)], cwd=ROOT, env=env,
+                   check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    started = time.perf_counter()
+    left = total
+    while left:
+        time.sleep(0.5)
+        for pid in descendants(cluster.pid):
+            samples.setdefault(pid, []).append(rss_mb(pid))
+        left = pending()
+        if time.perf_counter() - started > 1800:
+            raise SystemExit(f"drain did not finish: {left} left")
+    elapsed = time.perf_counter() - started
+    cluster.send_signal(signal.SIGTERM)  # to the cluster's main process only, as systemd's KillMode=mixed does
+    try:
+        cluster.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(cluster.pid, signal.SIGKILL)
+    # the busiest processes are the workers; report their RSS at start, peak and end of the drain
+    workers = sorted(samples.values(), key=lambda s: max(s), reverse=True)[: args.workers]
+    return {
+        "rate": total / elapsed,
+        "seconds": elapsed,
+        "rss": [(round(s[0], 1), round(max(s), 1), round(s[-1], 1)) for s in workers if s],
+    }
+
+
+# --- bare SQL reference ---------------------------------------------------------------------------
+
+
+def bare_setup(args, dsn):
+    if args.sqlite:
+        conn = sqlite3.connect(dsn, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(
+            "DROP TABLE IF EXISTS bench_q; DROP TABLE IF EXISTS bench_ev;"
+            "CREATE TABLE bench_q (id INTEGER PRIMARY KEY, state TEXT, attempts INT, lease_owner TEXT, lease_until REAL);"
+            "CREATE INDEX bench_q_state ON bench_q(state, id);"
+            "CREATE TABLE bench_ev (id INTEGER PRIMARY KEY, msg INT, from_state TEXT, to_state TEXT, at REAL, actor TEXT);"
+        )
+        conn.execute(
+            "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i < ?) "
+            "INSERT INTO bench_q SELECT i, 'R', 0, '', NULL FROM s",
+            (args.messages,),
+        )
+        conn.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                "DROP TABLE IF EXISTS bench_q, bench_ev;"
+                "CREATE TABLE bench_q (id bigint PRIMARY KEY, state text, attempts int, lease_owner text, lease_until timestamptz);"
+                "CREATE INDEX bench_q_due ON bench_q(id) WHERE state = 'R';"
+                "CREATE TABLE bench_ev (id bigserial PRIMARY KEY, msg bigint, from_state text, to_state text, at timestamptz, actor text);"
+            )
+            conn.execute(
+                "INSERT INTO bench_q SELECT i, 'R', 0, '', NULL FROM generate_series(1, %s) i", (args.messages,)
+            )
+            conn.execute("VACUUM ANALYZE bench_q")
+
+
+def bare_worker(sqlite: bool, dsn: str, batch: int, lease_form: bool, name: str):
+    if sqlite:
+        conn = sqlite3.connect(dsn, isolation_level=None, timeout=30)
+        ph = "?"
+
+        def begin():
+            conn.execute("BEGIN IMMEDIATE")
+
+        def claim_ids():
+            return [r[0] for r in conn.execute(f"SELECT id FROM bench_q WHERE state='R' ORDER BY id LIMIT {batch}")]
+    else:
+        import psycopg
+
+        conn = psycopg.connect(dsn, autocommit=True)
+        ph = "%s"
+
+        def begin():
+            conn.execute("BEGIN")
+
+        def claim_ids():
+            return [r[0] for r in conn.execute(
+                f"SELECT id FROM bench_q WHERE state='R' ORDER BY id LIMIT {batch} FOR UPDATE SKIP LOCKED")]  # fmt: skip
+
+    now = "CURRENT_TIMESTAMP"
+    while True:
+        begin()
+        ids = claim_ids()
+        if not ids:
+            conn.execute("COMMIT")
+            break
+        marks = ",".join([ph] * len(ids))
+        if lease_form:
+            conn.execute(f"UPDATE bench_q SET state='L', attempts=attempts+1, lease_owner={ph}, lease_until={now} "
+                         f"WHERE id IN ({marks})", [name, *ids])  # fmt: skip
+            conn.execute("COMMIT")
+            begin()
+            conn.execute(f"UPDATE bench_q SET state='P', lease_owner='' WHERE id IN ({marks}) AND lease_owner={ph}",
+                         [*ids, name])  # fmt: skip
+        else:
+            conn.execute(f"UPDATE bench_q SET state='P', attempts=attempts+1 WHERE id IN ({marks})", ids)
+        rows = ",".join([f"({ph},'R','P',{now},{ph})"] * len(ids))
+        conn.execute(f"INSERT INTO bench_ev (msg, from_state, to_state, at, actor) VALUES {rows}",
+                     [v for i in ids for v in (i, name)])  # fmt: skip
+        conn.execute("COMMIT")
+    conn.close()
+
+
+def bare_loop(args, dsn, lease_form: bool) -> float:
+    bare_setup(args, dsn)
+    procs = [
+        mp.Process(target=bare_worker, args=(args.sqlite, dsn, args.batch, lease_form, f"b{i}"))
+        for i in range(args.workers)
+    ]
+    started = time.perf_counter()
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    return args.messages / (time.perf_counter() - started)
+
+
+def main():
+    args = parse_args()
+    env = prepare_env(args)
+    backend = "SQLite (WAL) + ORM broker" if args.sqlite else "PostgreSQL + Redis broker"
+    print(f"SyncAdmin engine benchmark: {args.messages:,} messages, {args.terminals} terminals, {args.workers} workers, "
+          f"batch {args.batch}, {backend}", flush=True)  # fmt: skip
+    ingest = fill(args)
+    print(f"  ingest (message_ingest_batch, {args.ingest_batch}/call, 1 client): {ingest:8,.0f} msg/s", flush=True)
+    result = drain(args, env)
+    print(f"  drain, full engine (qcluster, {args.workers} workers):        {result['rate']:8,.0f} msg/s "
+          f"({result['seconds']:.1f} s)", flush=True)  # fmt: skip
+    for i, (start, peak, end) in enumerate(result["rss"]):
+        print(f"    worker {i} RSS MB: start {start}, peak {peak}, end {end}")
+    dsn = str(Path(env["SYNC_VAR_DIR"]) / "syncadmin.sqlite3") if args.sqlite else env["DATABASE_URL"]
+    bare = bare_loop(args, dsn, lease_form=False)
+    print(f"  reference, bare SQL loop (claim+state+event, 1 txn):  {bare:8,.0f} msg/s", flush=True)
+    lease = bare_loop(args, dsn, lease_form=True)
+    print(f"  reference, bare SQL loop, lease form (claim commit, then result): {lease:8,.0f} msg/s", flush=True)
+    print(f"  engine / bare loop: {result['rate'] / bare:.0%}   engine / lease form: {result['rate'] / lease:.0%}")
+
+
+if __name__ == "__main__":
+    main()
