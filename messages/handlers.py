@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import connections
+from django.db import IntegrityError, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -91,6 +91,20 @@ class EntityHandler(Handler):
     def apply_many(self, items: list[Item]) -> None:
         db = central_alias()
         data = {id(item): self.transform(item) for item in items}
+        for attempt in range(3):
+            try:
+                with transaction.atomic(using=db):
+                    return self._apply_once(items, data, db)
+            except IntegrityError:
+                # Another worker created one of these entities since our SELECT: run again,
+                # now seeing (and locking) its row. Cheaper than replaying the whole batch
+                # message by message, which is what happens if this keeps failing.
+                for item in items:
+                    item.applied, item.note = False, ""
+                if attempt == 2:
+                    raise
+
+    def _apply_once(self, items: list[Item], data: dict, db: str) -> None:
         keys = {(i.entity_type, i.message.entity_key, i.terminal_code) for i in items}
         rows = CentralEntity.objects.using(db).select_for_update().order_by("pk")
         rows = rows.filter(
@@ -137,8 +151,8 @@ class EntityHandler(Handler):
         fields = ["data", "last_sequence", "deleted", "last_message_pk", "updated_at"]
         if new:
             # A plain INSERT on purpose: if another worker created the same entity since the
-            # SELECT above, the unique constraint fails this pass and the batch is replayed
-            # message by message, now seeing that row (an upsert here would double-count it).
+            # SELECT above, the unique constraint fails this pass and apply_many runs again,
+            # now seeing that row (an upsert here would silently double-count it).
             CentralEntity.objects.using(db).bulk_create(new.values())
         if changed and connections[db].features.supports_update_conflicts_with_target:
             # The changed rows exist and are locked above: INSERT ... ON CONFLICT DO UPDATE is
@@ -155,11 +169,29 @@ class EntityHandler(Handler):
 
 
 def counter_move(*, deltas: dict[tuple[str, str], int], using: str) -> None:
-    """Apply (terminal_code, entity_type) -> delta to the live counters, in a fixed order."""
+    """Apply (terminal_code, entity_type) -> delta to the live counters, in a fixed order.
+
+    One INSERT ... ON CONFLICT DO UPDATE adds every delta (creating missing counters) in a
+    single statement; rows are sent sorted so concurrent batches lock counters in one order.
+    """
     moves = sorted((k, d) for k, d in deltas.items() if d)
     if not moves:
         return
     now = timezone.now()
+    conn = connections[using]
+    if conn.vendor in ("postgresql", "sqlite"):
+        table = EntityCounter._meta.db_table
+        values = ", ".join(["(%s, %s, %s, %s)"] * len(moves))
+        at = conn.ops.adapt_datetimefield_value(now)
+        params = [v for (t, e), d in moves for v in (t, e, d, at)]
+        with conn.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (terminal_code, entity_type, live_count, updated_at) VALUES {values}"
+                f" ON CONFLICT (terminal_code, entity_type) DO UPDATE"
+                f" SET live_count = {table}.live_count + excluded.live_count, updated_at = excluded.updated_at",
+                params,
+            )
+        return
     EntityCounter.objects.using(using).bulk_create(
         [EntityCounter(terminal_code=t, entity_type=e, live_count=0, updated_at=now) for (t, e), _ in moves],
         ignore_conflicts=True,

@@ -38,7 +38,11 @@ PENDING_STATES = (MessageState.RECEIVED, MessageState.FAILED)
 class Message(models.Model):
     """One change message from a terminal, with its place in the processing lifecycle."""
 
-    terminal = models.ForeignKey("terminals.Terminal", on_delete=models.PROTECT, related_name="messages")
+    # No index of its own: (terminal, message_id) and (terminal, -received_at) lead with it, and
+    # every extra index is written on each of a message's state changes.
+    terminal = models.ForeignKey(
+        "terminals.Terminal", on_delete=models.PROTECT, related_name="messages", db_index=False
+    )
     message_id = models.CharField(max_length=64)  # the terminal's id: the idempotency key
     message_type = models.CharField(max_length=64)  # "<entity>.<op>"
     entity_type = models.CharField(max_length=40)  # the "<entity>" part, kept for filters

@@ -471,6 +471,8 @@ def _process_batch_once(messages: Sequence[Message], worker: str) -> BatchResult
             if len(items) == 1:
                 failures.append((items[0], exc, tb.format_exc()))
                 items = []
+            else:
+                log.info("batch of %s replayed one message at a time after %s: %s", len(items), type(exc).__name__, exc)
             for item in items:
                 item.applied, item.note = False, ""
                 try:
