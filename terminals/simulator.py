@@ -326,6 +326,7 @@ class SimulatedTerminal:
             if sleep > 0:
                 time.sleep(sleep)
         self.report_counts(client)  # a final report so reconciliation sees the end state
+        client.transport.session.close()
 
 
 def run_simulation(config: SimConfig, credentials: dict[str, str]) -> Summary:
