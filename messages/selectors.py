@@ -39,3 +39,17 @@ def message_entity_history(*, message: Message, limit: int = 50) -> list[Message
         .exclude(pk=message.pk)
         .order_by("-sequence")[:limit]
     )
+
+
+def message_statuses(*, terminal, message_ids: list[str]) -> dict[str, Message]:
+    """The terminal's own messages among ``message_ids``, by message id (one query).
+
+    Scoped to the terminal: another terminal's id is simply not found.
+    """
+    ids = list(dict.fromkeys(m for m in message_ids if m))
+    if not ids:
+        return {}
+    rows = Message.objects.filter(terminal=terminal, message_id__in=ids).only(
+        "message_id", "state", "attempts", "last_error", "updated_at"
+    )
+    return {m.message_id: m for m in rows}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
@@ -56,3 +57,38 @@ def terminal_authenticate(*, code: str | None, key: str | None) -> Terminal | No
     if hmac.compare_digest(presented, expected) and terminal is not None and terminal.api_key_hash:
         return terminal
     return None
+
+
+# How stale last_seen_at may get before a request refreshes it: one write per terminal per
+# window instead of one per request keeps the hot ingest path free of an extra UPDATE.
+SEEN_REFRESH_SECONDS = 30
+
+
+def terminal_mark_seen(*, terminal: Terminal) -> None:
+    """Record that the terminal just talked to us (at most once per SEEN_REFRESH_SECONDS)."""
+    now = timezone.now()
+    if terminal.last_seen_at and (now - terminal.last_seen_at).total_seconds() < SEEN_REFRESH_SECONDS:
+        return
+    Terminal.objects.filter(pk=terminal.pk).update(last_seen_at=now)
+    terminal.last_seen_at = now
+
+
+def terminal_heartbeat(
+    *, terminal: Terminal, app_version: str | None, local_backlog: int | None, terminal_time: datetime | None
+) -> datetime:
+    """Store what a terminal reports about itself; returns the server time of the heartbeat.
+
+    Clock skew is terminal time minus server time (positive: the terminal's clock is ahead).
+    """
+    now = timezone.now()
+    fields = {
+        "last_seen_at": now,
+        "last_heartbeat_at": now,
+        "app_version": (app_version or "")[:64],
+        "reported_backlog": local_backlog,
+        "clock_skew_seconds": (terminal_time - now).total_seconds() if terminal_time else None,
+    }
+    Terminal.objects.filter(pk=terminal.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(terminal, name, value)
+    return now
