@@ -23,6 +23,7 @@ from itertools import islice
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connections, transaction
 from django.db.models import F
+from django.utils import timezone
 
 from messages.handlers import Item, PermanentError, registry
 from messages.models import TRANSITIONS, DeadLetter, Message, MessageEvent, MessageState
@@ -206,43 +207,10 @@ def message_ingest_batch(*, terminal, envelopes: Sequence[Envelope], trace_id: s
                         "message_id", flat=True
                     )
                 )
-                new = []
-                for message_id, i in first_index.items():
-                    env = envelopes[i]
-                    if message_id in existing:
-                        continue
-                    new.append(
-                        Message(
-                            terminal=terminal,
-                            message_id=message_id,
-                            message_type=env.message_type,
-                            entity_type=env.message_type.partition(".")[0][:40],
-                            entity_key=env.entity_key,
-                            sequence=env.sequence,
-                            created_at=env.created_at,
-                            payload=env.payload or "",
-                            state=S.RECEIVED,
-                            next_attempt_at=now,
-                            received_at=now,
-                            updated_at=now,
-                            trace_id=trace_id,
-                        )
-                    )
+                new = [envelopes[i] for message_id, i in first_index.items() if message_id not in existing]
                 if new:
-                    Message.objects.bulk_create(new, batch_size=500)
-                    if new[0].pk is None:  # backends that cannot return ids from a bulk insert
-                        pks = dict(
-                            Message.objects.filter(
-                                terminal=terminal, message_id__in=[m.message_id for m in new]
-                            ).values_list("message_id", "pk")
-                        )
-                        for m in new:
-                            m.pk = pks[m.message_id]
-                    actor = f"terminal:{terminal.code}"
-                    MessageEvent.objects.bulk_create(
-                        [MessageEvent(message_id=m.pk, to_state=S.RECEIVED, at=now, actor=actor) for m in new],
-                        batch_size=500,
-                    )
+                    _messages_insert(terminal, new, now, trace_id)
+                    _received_events_insert(terminal, [e.message_id for e in new], now)
                     transaction.on_commit(wake_workers)
             break
         except IntegrityError:
@@ -253,6 +221,101 @@ def message_ingest_batch(*, terminal, envelopes: Sequence[Envelope], trace_id: s
     for message_id, i in first_index.items():
         results[i] = SubmitResult(message_id, "Duplicate" if message_id in existing else "Accepted")
     return results  # type: ignore[return-value]
+
+
+_MESSAGE_COLUMNS = (
+    "terminal_id",
+    "message_id",
+    "message_type",
+    "entity_type",
+    "entity_key",
+    "sequence",
+    "created_at",
+    "payload",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "lease_owner",
+    "last_error",
+    "received_at",
+    "updated_at",
+    "trace_id",
+)
+
+
+def _messages_insert(terminal, envelopes: list[Envelope], now: datetime, trace_id: str) -> None:
+    """One multi-row INSERT for the batch.
+
+    Written as SQL rather than bulk_create: preparing model instances field by field cost
+    half of a SubmitMessages call. Oracle has no multi-row VALUES: it takes the ORM path.
+    """
+    conn = connections[Message.objects.db]
+    if conn.vendor not in ("postgresql", "sqlite"):
+        Message.objects.bulk_create(
+            [
+                Message(terminal=terminal, **dict(zip(_MESSAGE_COLUMNS[1:], row[1:], strict=True)))
+                for row in _message_rows(terminal, envelopes, now, trace_id, adapt=lambda v: v)
+            ],
+            batch_size=500,
+        )
+        return
+    adapt = conn.ops.adapt_datetimefield_value
+    rows = _message_rows(terminal, envelopes, now, trace_id, adapt=adapt)
+    row_marks = "(" + ", ".join(["%s"] * len(_MESSAGE_COLUMNS)) + ")"
+    with conn.cursor() as cursor:
+        for start in range(0, len(rows), 500):
+            chunk = rows[start : start + 500]
+            cursor.execute(
+                f"INSERT INTO {Message._meta.db_table} ({', '.join(_MESSAGE_COLUMNS)}) VALUES "
+                + ", ".join([row_marks] * len(chunk)),
+                [v for row in chunk for v in row],
+            )
+
+
+def _message_rows(terminal, envelopes, now, trace_id, *, adapt) -> list[tuple]:
+    at = adapt(now)
+    rows = []
+    for env in envelopes:
+        created = env.created_at
+        if timezone.is_naive(created):
+            created = timezone.make_aware(created, timezone.utc)
+        rows.append(
+            (
+                terminal.pk,
+                env.message_id,
+                env.message_type,
+                env.message_type.partition(".")[0][:40],
+                env.entity_key,
+                env.sequence,
+                adapt(created),
+                env.payload or "",
+                S.RECEIVED,
+                0,
+                at,
+                "",
+                "",
+                at,
+                at,
+                trace_id,
+            )
+        )
+    return rows
+
+
+def _received_events_insert(terminal, message_ids: list[str], now: datetime) -> None:
+    """The 'received' lifecycle row of each new message, built by the database in one statement."""
+    conn = connections[Message.objects.db]
+    event, message = MessageEvent._meta.db_table, Message._meta.db_table
+    with conn.cursor() as cursor:
+        for chunk in _chunks(message_ids, 900):
+            cursor.execute(
+                f"INSERT INTO {event}"
+                " (message_id, from_state, to_state, at, actor, reason, error_class, traceback, attempt)"
+                f" SELECT id, '', %s, %s, %s, '', '', '', 0 FROM {message}"
+                f" WHERE terminal_id = %s AND message_id IN ({', '.join(['%s'] * len(chunk))})",
+                [S.RECEIVED, conn.ops.adapt_datetimefield_value(now), f"terminal:{terminal.code}"[:150], terminal.pk]
+                + chunk,
+            )
 
 
 def wake_workers() -> None:

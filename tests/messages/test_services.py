@@ -339,12 +339,10 @@ def test_retry_and_discard_record_actor_and_reason(terminal):
 
 
 def test_ingest_is_atomic_when_the_insert_fails(terminal, monkeypatch):
-    from messages.models import MessageEvent as ME
-
     def broken(*a, **kw):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(ME.objects, "bulk_create", broken)
+    monkeypatch.setattr(services, "_received_events_insert", broken)
     with pytest.raises(RuntimeError):
         services.message_ingest_batch(terminal=terminal, envelopes=[env("a"), env("b", "B")])
     assert not Message.objects.exists()
