@@ -41,13 +41,13 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_q",
+    "django_tables2",
+    "django_filters",
+    "django_htmx",
     "syncadmin",
     "terminals",
     "messages.apps.MessagesConfig",
     "reconciliation",
-    "django_tables2",
-    "django_filters",
-    "django_htmx",
 ]
 
 MIDDLEWARE = [
