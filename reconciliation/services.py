@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -52,11 +52,34 @@ class ReconciliationError(Exception):
 
 
 # --- ReportCounts ------------------------------------------------------------------------------
+# Shared with the SOAP API (terminals/soap.py): it passes CountReport objects; tests and
+# scripts may pass (entity type, count, as-of) tuples. Same name and behaviour on both branches.
 
 
-def reported_counts_store(*, terminal, counts: list[tuple[str, int, datetime]]) -> int:
-    """Store a terminal's ReportCounts call: one row per (entity type, count, as-of)."""
-    rows = [ReportedCount(terminal=terminal, entity_type=e[:40], count=n, as_of=as_of) for e, n, as_of in counts]
+@dataclass
+class CountReport:
+    entity_type: str | None
+    count: int | None
+    as_of: datetime | None
+
+
+class InvalidCountReport(ValueError):
+    """A reported count that cannot be stored; nothing of its report is stored."""
+
+
+def reported_counts_store(*, terminal, counts: Sequence[CountReport | tuple[str, int, datetime]]) -> int:
+    """Store a terminal's per-entity counts (ReportCounts) in one insert; returns how many."""
+    rows = []
+    for i, c in enumerate(counts):
+        if not isinstance(c, CountReport):
+            c = CountReport(*c)
+        if not c.entity_type or len(c.entity_type) > 40:
+            raise InvalidCountReport(f"count {i}: EntityType must be 1..40 characters")
+        if c.count is None or c.count < 0:
+            raise InvalidCountReport(f"count {i}: Count must be a non-negative number")
+        if c.as_of is None:
+            raise InvalidCountReport(f"count {i}: AsOf is missing")
+        rows.append(ReportedCount(terminal=terminal, entity_type=c.entity_type, count=c.count, as_of=c.as_of))
     ReportedCount.objects.bulk_create(rows, batch_size=500)
     return len(rows)
 

@@ -286,3 +286,16 @@ def test_reconcile_command_prints_summary_and_exit_code(terminal, monkeypatch, c
     monkeypatch.setattr(selectors, "counter_values", lambda: 1 / 0)
     with pytest.raises(CommandError, match="ZeroDivisionError"):
         call_command("reconcile")
+
+
+def test_reported_counts_store_accepts_tuples_and_count_reports_and_refuses_bad_ones(terminal):
+    assert (
+        services.reported_counts_store(
+            terminal=terminal, counts=[("product", 3, AS_OF), services.CountReport("sale", 0, AS_OF)]
+        )
+        == 2
+    )
+    for bad in [("", 1, AS_OF), ("x" * 41, 1, AS_OF), ("product", -1, AS_OF), ("product", 1, None)]:
+        with pytest.raises(services.InvalidCountReport):
+            services.reported_counts_store(terminal=terminal, counts=[("product", 1, AS_OF), bad])
+    assert ReportedCount.objects.count() == 2  # nothing of a refused report is stored
