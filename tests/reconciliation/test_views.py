@@ -181,3 +181,17 @@ def test_matrix_filters_to_problem_terminals(client, gap):
     assert "CALM1" not in html and "T0001" in html
     html = client.get(reverse("reconciliation:matrix"), {"terminal": "CAL"}).content.decode()
     assert "CALM1" in html and "<th>T0001</th>" not in html
+
+
+def test_matrix_escapes_terminal_codes_and_reported_types(client):
+    from tests.factories import TerminalFactory
+
+    odd = TerminalFactory(code="<b>T&1</b>")
+    services.reported_counts_store(terminal=odd, counts=[('x"><script>y', 1, datetime.now(UTC))])
+    services.run_now(trigger=RunTrigger.COMMAND, triggered_by="test")
+    user_with(client, "vera", VIEWER)
+    html = client.get(reverse("reconciliation:matrix")).content.decode()
+    assert "<b>T&1</b>" not in html and "<script>y" not in html
+    assert "&lt;b&gt;T&amp;1&lt;/b&gt;" in html and "terminal=%3Cb%3ET%261%3C%2Fb%3E" in html
+    cell = client.get(reverse("reconciliation:cell"), {"terminal": "<b>T&1</b>", "entity_type": 'x"><script>y'})
+    assert cell.status_code == 200 and "<script>y" not in cell.content.decode()
