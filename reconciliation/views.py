@@ -10,6 +10,7 @@ Permissions (checked here, on the server, for every page and action):
 
 from __future__ import annotations
 
+import html
 from urllib.parse import quote
 
 from django.contrib import messages as flash
@@ -17,7 +18,6 @@ from django.contrib.auth.decorators import login_required, permission_required
 from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.html import escape
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 from django_tables2 import RequestConfig
@@ -71,12 +71,15 @@ def matrix(request):
         explained = set(
             Discrepancy.objects.filter(run=run, explained_at__isnull=False).values_list("terminal_code", "entity_type")
         )
+        base = reverse("reconciliation:cell")
+        # Per entity type once: its escaped name and its link suffix.
+        columns = [(e, html.escape(e), f"&amp;entity_type={quote(e, safe='')}") for e in entity_types]
         for code in run.matrix["terminals"]:
             if prefix and not code.startswith(prefix):
                 continue
-            html, problem = _matrix_row(code, entity_types, run.matrix["rows"][code], explained)
+            row, problem = _matrix_row(code, columns, run.matrix["rows"][code], explained, base)
             if problem or not only_problems:
-                rows.append(html)
+                rows.append(row)
     return render(
         request,
         "reconciliation/matrix.html",
@@ -93,13 +96,13 @@ def matrix(request):
     )
 
 
-def _matrix_row(code: str, entity_types: list[str], values: list, explained: set) -> tuple[str, bool]:
+def _matrix_row(code: str, columns: list[tuple], values: list, explained: set, base: str) -> tuple[str, bool]:
     """One heat-map row as HTML. Built here rather than in a template loop: 5,000 cells render
-    in a few milliseconds this way, against ~0.5 s through the template engine."""
-    base = reverse("reconciliation:cell")
-    q_code, e_code = quote(code, safe=""), escape(code)
+    in a few tens of milliseconds this way, against ~0.5 s through the template engine."""
+    e_code = html.escape(code)
+    href_code = f"{base}?terminal={quote(code, safe='')}"
     parts, problem = [f"<tr><th>{e_code}</th>"], False
-    for entity_type, value in zip(entity_types, values, strict=True):
+    for (entity_type, e_type, href_type), value in zip(columns, values, strict=True):
         if value is None:
             parts.append('<td class="c-empty"></td>')
             continue
@@ -109,12 +112,12 @@ def _matrix_row(code: str, entity_types: list[str], values: list, explained: set
             if (code, entity_type) in explained:
                 state = "x"
         cls, meaning = STATES[state]
-        title = f"{e_code} / {escape(entity_type)}: {meaning}; terminal {_n(reported)}, counter {counter}"
+        title = f"{e_code} / {e_type}: {meaning}; terminal {_n(reported)}, counter {counter}"
         if state != "e":
             title += f", recount {recount}, in flight {in_flight}"
-        href = f"{base}?terminal={q_code}&amp;entity_type={quote(entity_type, safe='')}"
         parts.append(
-            f'<td class="{cls}"><a href="{href}" title="{title}">{_label(state, counter, reported, recount)}</a></td>'
+            f'<td class="{cls}"><a href="{href_code}{href_type}" title="{title}">'
+            f"{_label(state, counter, reported, recount)}</a></td>"
         )
     parts.append("</tr>")
     return mark_safe("".join(parts)), problem  # noqa: S308 - every value above is escaped or numeric
