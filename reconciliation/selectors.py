@@ -79,6 +79,11 @@ def reported_latest() -> dict[Cell, Report]:
     return {(codes[t], e): Report(n, as_of, recv) for t, e, n, as_of, recv in rows}
 
 
+def reported_latest_ids():
+    """The ids of each cell's latest report (a subquery, for pruning around them)."""
+    return _reported_latest_qs().values("pk")
+
+
 def terminal_codes() -> dict[int, str]:
     return dict(Terminal.objects.values_list("pk", "code"))
 

@@ -45,6 +45,9 @@ STATE_EQUAL, STATE_NO_REPORT = "e", "n"
 STATE_OF_KIND = {K.COUNTER_DRIFT: "d", K.GAP: "g", K.IN_FLIGHT: "i", K.STALE: "s"}
 # A run still queued/running after this long lost its worker: the scheduled run closes it.
 ABANDONED_AFTER = timedelta(hours=1)
+# Count reports older than this are pruned, except each cell's latest: terminals report every
+# few minutes, and every run reads the latest per cell, so the table must stay small.
+REPORT_HISTORY = timedelta(hours=24)
 
 
 class ReconciliationError(Exception):
@@ -264,7 +267,18 @@ def run_housekeeping(*, now: datetime | None = None) -> dict:
     if latest is not None:
         old = old.exclude(pk=latest.pk)  # never prune the run the console is showing
     pruned, _ = old.delete()
-    return {"abandoned": abandoned, "pruned": pruned}
+    latest_reports = selectors.reported_latest_ids()
+    reports_pruned = 0
+    while True:  # in chunks: never one long lock on the table the SOAP API writes to
+        ids = list(
+            ReportedCount.objects.filter(received_at__lt=now - REPORT_HISTORY)
+            .exclude(pk__in=latest_reports)
+            .values_list("pk", flat=True)[:5000]
+        )
+        if not ids:
+            break
+        reports_pruned += ReportedCount.objects.filter(pk__in=ids).delete()[0]
+    return {"abandoned": abandoned, "pruned": pruned, "reports_pruned": reports_pruned}
 
 
 # --- staff actions -------------------------------------------------------------------------------

@@ -257,7 +257,12 @@ def test_scheduled_task_runs_and_prunes(terminal, settings):
     ReconciliationRun.objects.filter(pk=old.pk).update(created_at=NOW - timedelta(days=8))
     lost = services.run_create(trigger=RunTrigger.CONSOLE, triggered_by="user:x")
     ReconciliationRun.objects.filter(pk=lost.pk).update(created_at=NOW - timedelta(hours=2))
+    report(terminal, 1, as_of=NOW - timedelta(days=3))  # old and not the latest: pruned
+    report(terminal, 2, as_of=NOW - timedelta(days=2))  # old but the latest: kept
+    report(terminal, 9, entity="sale", as_of=NOW)
+    ReportedCount.objects.filter(as_of__lt=NOW - timedelta(days=1)).update(received_at=NOW - timedelta(days=2))
     pk = tasks.scheduled()
+    assert sorted(ReportedCount.objects.values_list("entity_type", "count")) == [("product", 2), ("sale", 9)]
     assert ReconciliationRun.objects.get(pk=pk).trigger == "schedule"
     assert not ReconciliationRun.objects.filter(pk=old.pk).exists()
     lost.refresh_from_db()
