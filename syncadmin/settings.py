@@ -41,6 +41,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_q",
+    "django_tables2",
+    "django_filters",
+    "django_htmx",
     "syncadmin",
     "terminals",
     "messages.apps.MessagesConfig",
@@ -56,6 +59,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
 ]
 
 ROOT_URLCONF = "syncadmin.urls"
@@ -132,6 +136,14 @@ SYNC_HANDLER_MODULES = env.list("SYNC_HANDLER_MODULES", default=[])
 # Largest SOAP request body accepted, in bytes.
 SYNC_MAX_BODY_BYTES = env.int("SYNC_MAX_BODY_BYTES", default=10 * 1024 * 1024)
 TERMINAL_OFFLINE_SECONDS = env.int("TERMINAL_OFFLINE_SECONDS", default=300)
+
+# --- Reconciliation ----------------------------------------------------------------------
+# How often the scheduled run compares terminal counts, counters and the central store.
+RECONCILIATION_INTERVAL_MINUTES = env.int("RECONCILIATION_INTERVAL_MINUTES", default=15)
+# A terminal's latest count report older than this (hub clock) is shown as stale, not compared.
+RECONCILIATION_STALE_SECONDS = env.int("RECONCILIATION_STALE_SECONDS", default=3600)
+# Runs (and their discrepancy rows) older than this are pruned by the scheduled run.
+RECONCILIATION_RETENTION_DAYS = env.int("RECONCILIATION_RETENTION_DAYS", default=30)
 
 # --- django-q2 ---------------------------------------------------------------------------
 Q_BROKER = env.str("Q_BROKER", default="orm")

@@ -35,3 +35,13 @@ class MessageFactory(factory.django.DjangoModelFactory):
     received_at = factory.LazyFunction(lambda: datetime.now(UTC))
     updated_at = factory.LazyFunction(lambda: datetime.now(UTC))
     next_attempt_at = factory.LazyFunction(lambda: datetime.now(UTC))
+
+
+class ReportedCountFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "reconciliation.ReportedCount"
+
+    terminal = factory.SubFactory(TerminalFactory)
+    entity_type = "product"
+    count = 0
+    as_of = factory.LazyFunction(lambda: datetime.now(UTC))

@@ -1,0 +1,25 @@
+"""django-filter filtersets for the reconciliation console."""
+
+import django_filters
+
+from reconciliation.models import Discrepancy, DiscrepancyKind, ReconciliationRun, RunStatus, RunTrigger
+
+
+class DiscrepancyFilterSet(django_filters.FilterSet):
+    terminal = django_filters.CharFilter(field_name="terminal_code", lookup_expr="istartswith", label="Terminal")
+    entity_type = django_filters.CharFilter(field_name="entity_type", lookup_expr="exact", label="Entity type")
+    kind = django_filters.MultipleChoiceFilter(choices=DiscrepancyKind.choices)
+    explained = django_filters.BooleanFilter(field_name="explained_at", lookup_expr="isnull", exclude=True)
+
+    class Meta:
+        model = Discrepancy
+        fields = ["terminal", "entity_type", "kind", "explained"]
+
+
+class ReconciliationRunFilterSet(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=RunStatus.choices)
+    trigger = django_filters.ChoiceFilter(choices=RunTrigger.choices)
+
+    class Meta:
+        model = ReconciliationRun
+        fields = ["status", "trigger"]

@@ -1,0 +1,31 @@
+"""django-q2 tasks for reconciliation: thin wrappers around the services."""
+
+from __future__ import annotations
+
+import logging
+
+from django_q.tasks import async_task
+
+from reconciliation import services
+from reconciliation.models import RunTrigger
+
+log = logging.getLogger(__name__)
+
+
+def enqueue_run(run_id: int) -> None:
+    async_task("reconciliation.tasks.execute", run_id, group="reconciliation", q_options={"task_name": "reconcile"})
+
+
+def execute(run_id: int) -> int:
+    """Execute a run queued from the console."""
+    run = services.run_execute(run_id=run_id)
+    return run.pk
+
+
+def scheduled() -> int:
+    """The periodic run (RECONCILIATION_INTERVAL_MINUTES), plus housekeeping of old runs."""
+    run = services.run_now(trigger=RunTrigger.SCHEDULE, triggered_by="schedule")
+    services.run_housekeeping()  # after the run, so the run it just made is the one kept
+    for line in services.summary_lines(run):
+        log.info("reconciliation %s", line)
+    return run.pk
