@@ -67,4 +67,4 @@ class TerminalTable(tables.Table):
 
     def render_clock_skew_seconds(self, value):
         cls = "bad" if abs(value) > 60 else ""
-        return format_html('<span class="{}">{:+.1f} s</span>', cls, value)
+        return format_html('<span class="{}">{}</span>', cls, f"{value:+.1f} s")

@@ -40,7 +40,7 @@ def terminal_list(request):
     table = TerminalTable(qs, threshold=terminal_online_threshold(now=now))
     RequestConfig(request, paginate={"per_page": settings.CONSOLE_PAGE_SIZE}).configure(table)
     # Counts only for the terminals on this page: one grouped query, not one per row.
-    table.counts = message_counts_for_terminals(terminal_ids=[t.pk for t in table.page.object_list])
+    table.counts = message_counts_for_terminals(terminal_ids=[row.record.pk for row in table.page.object_list])
     context = {
         "filter": fs,
         "table": table,

@@ -31,12 +31,14 @@ def terminal(db):
 
 
 @pytest.fixture
-def login_as(client, db):
+def login_as(client, db, settings):
     """login_as("Support") -> the test client, logged in as a fresh member of that group.
 
     None gives a user with no group, "superuser" a superuser. force_login skips django-axes,
     which (rightly) refuses a login that carries no request.
     """
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast; tests only
 
     def _login(group: str | None):
         from tests.factories import UserFactory

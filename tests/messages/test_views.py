@@ -169,7 +169,7 @@ def test_count_is_capped(login_as):
 
 
 def test_export_streams_filtered_csv(login_as):
-    keep = MessageFactory(state=S.FAILED, last_error="bad, \"quoted\"\nline")
+    keep = MessageFactory(state=S.FAILED, last_error='bad, "quoted"\nline')
     MessageFactory(state=S.PROCESSED)
     response = login_as("Viewers").get("/messages/export.csv?state=Failed")
     assert response.status_code == 200 and response.streaming
@@ -229,7 +229,10 @@ def test_support_retries_in_place_with_htmx(login_as):
     assert DeadLetter.objects.get(pk=dl.pk).resolution == "retried"
     entry = AuditEntry.objects.get(action="message.retry")
     assert (entry.actor, entry.count, entry.reason, entry.object_id) == (
-        "user:support", 1, "price fixed upstream", str(m.pk)
+        "user:support",
+        1,
+        "price fixed upstream",
+        str(m.pk),
     )
     assert MessageEvent.objects.filter(message=m, to_state=S.RECEIVED, actor="user:support").exists()
 
@@ -354,7 +357,9 @@ def test_group_drill_in_and_group_retry(login_as):
     drill = client.get("/messages/?state=DeadLettered&group=ValueError%3A+price+%23+is+negative", **HX)
     assert len(drill.context["page"].rows) == 2
     query = "state=DeadLettered&group=ValueError%3A+price+%23+is+negative"
-    done = client.post("/messages/bulk/", {"action": "retry", "scope": "filter", "query": query, "confirmed": "1"}, **HX)
+    done = client.post(
+        "/messages/bulk/", {"action": "retry", "scope": "filter", "query": query, "confirmed": "1"}, **HX
+    )
     assert done.context["done"] == 2
     assert Message.objects.get(pk=odd.message.pk).state == S.DEAD_LETTERED
 
