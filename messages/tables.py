@@ -25,9 +25,9 @@ class MessageTable(tables.Table):
     message_id = tables.Column(verbose_name="Message id", orderable=False)
     message_type = tables.Column(verbose_name="Type")
     entity_key = tables.Column(verbose_name="Entity key")
-    sequence = tables.Column(verbose_name="Seq", attrs={"td": {"class": "num"}})
-    attempts = tables.Column(verbose_name="Att.", attrs={"td": {"class": "num"}})
-    last_error = tables.Column(verbose_name="Last error", orderable=False, attrs={"td": {"class": "err"}})
+    sequence = tables.Column(verbose_name="Seq", attrs={"td": {"class": "num"}, "th": {"class": "num"}})
+    attempts = tables.Column(verbose_name="Att.", attrs={"td": {"class": "num"}, "th": {"class": "num"}})
+    last_error = tables.Column(verbose_name="Last error", orderable=False, default="", attrs={"td": {"class": "err"}})
 
     class Meta:
         model = Message
@@ -49,8 +49,9 @@ class MessageTable(tables.Table):
         orderable = True
         empty_text = "No message matches these filters."
 
-    def render_state(self, value):
-        return state_badge(value)
+    def render_state(self, record):
+        # record.state, not value: django-tables2 hands over the choice's label ("Dead Lettered").
+        return state_badge(record.state)
 
     def render_message_id(self, value, record):
         return format_html('<a href="{}">{}</a>', reverse("message-detail", args=[record.pk]), value)
@@ -67,7 +68,7 @@ class DeadLetterGroupTable(tables.Table):
     """One row per group of open dead letters; rows are dicts from deadletter_groups()."""
 
     key = tables.TemplateColumn(template_name="messages/_group_key.html", verbose_name="Group", orderable=False)
-    count = tables.Column(verbose_name="Open", attrs={"td": {"class": "num"}}, orderable=False)
+    count = tables.Column(verbose_name="Open", attrs={"td": {"class": "num"}, "th": {"class": "num"}}, orderable=False)
     first_seen = tables.DateTimeColumn(verbose_name="First seen", format="Y-m-d H:i", orderable=False)
     last_seen = tables.DateTimeColumn(verbose_name="Last seen", format="Y-m-d H:i", orderable=False)
     note = tables.TemplateColumn(template_name="messages/_group_note.html", verbose_name="Note", orderable=False)

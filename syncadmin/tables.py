@@ -13,7 +13,7 @@ class AuditEntryTable(tables.Table):
     actor = tables.Column()
     action = tables.Column()
     object = tables.Column(empty_values=(), verbose_name="Object")
-    count = tables.Column(verbose_name="Changed", attrs={"td": {"class": "num"}})
+    count = tables.Column(verbose_name="Changed", attrs={"td": {"class": "num"}, "th": {"class": "num"}})
     reason = tables.Column()
     detail = tables.Column(verbose_name="Detail", attrs={"td": {"class": "detail"}})
 

@@ -15,11 +15,23 @@ class TerminalTable(tables.Table):
     last_heartbeat_at = tables.DateTimeColumn(verbose_name="Last heartbeat", format="Y-m-d H:i:s")
     app_version = tables.Column(verbose_name="Version")
     backlog = tables.Column(
-        empty_values=(), verbose_name="Backlog (hub)", orderable=False, attrs={"td": {"class": "num"}}
+        empty_values=(),
+        verbose_name="Backlog (hub)",
+        orderable=False,
+        attrs={"td": {"class": "num"}, "th": {"class": "num"}},
     )
-    reported_backlog = tables.Column(verbose_name="Backlog (local)", attrs={"td": {"class": "num"}})
-    clock_skew_seconds = tables.Column(verbose_name="Clock skew", attrs={"td": {"class": "num"}})
-    dead = tables.Column(empty_values=(), verbose_name="Dead letters", orderable=False, attrs={"td": {"class": "num"}})
+    reported_backlog = tables.Column(
+        verbose_name="Backlog (local)", attrs={"td": {"class": "num"}, "th": {"class": "num"}}
+    )
+    clock_skew_seconds = tables.Column(
+        verbose_name="Clock skew", attrs={"td": {"class": "num"}, "th": {"class": "num"}}
+    )
+    dead = tables.Column(
+        empty_values=(),
+        verbose_name="Dead letters",
+        orderable=False,
+        attrs={"td": {"class": "num"}, "th": {"class": "num"}},
+    )
 
     class Meta:
         model = Terminal

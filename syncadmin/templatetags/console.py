@@ -52,7 +52,7 @@ def duration(seconds) -> str:
     if s < 60:
         return f"{s}s"
     if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
+        return f"{s // 60}m {s % 60:02d}s" if s % 60 else f"{s // 60}m"
     if s < 86400:
         return f"{s // 3600}h {s % 3600 // 60:02d}m"
     return f"{s // 86400}d {s % 86400 // 3600}h"
