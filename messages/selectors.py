@@ -215,3 +215,39 @@ def message_counts_for_terminals(*, terminal_ids: list[int]) -> dict[int, dict[s
     for terminal_id, state, n in rows:
         out[terminal_id]["dead" if state == MessageState.DEAD_LETTERED else "backlog"] += n
     return out
+
+
+def terminal_codes() -> list[str]:
+    """Every terminal's code, for the message list's terminal filter."""
+    from terminals.models import Terminal
+
+    return list(Terminal.objects.order_by("code").values_list("code", flat=True))
+
+
+def message_state_counts_fast(*, exact_below: int = 200_000) -> tuple[dict[str, int], set[str]]:
+    """Messages per state for the dashboard, without scanning the whole table.
+
+    Every state but Processed is counted exactly through the (state, received_at) index: those are
+    the states an operator acts on, and they stay small. Processed is the bulk of a large table;
+    on PostgreSQL, once the planner's row estimate passes ``exact_below``, it is the estimated
+    total minus the exact others (returned in the second value as "estimated") instead of a
+    GROUP BY over a million rows. Smaller tables and other databases are counted exactly.
+    """
+    from django.db import connection
+
+    others = [s for s in MessageState.values if s != MessageState.PROCESSED]
+    counts = dict(Message.objects.filter(state__in=others).values_list("state").annotate(n=Count("pk")).order_by())
+    counts = {s: counts.get(s, 0) for s in MessageState.values}
+    estimated: set[str] = set()
+    total = None
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [Message._meta.db_table])
+            row = cursor.fetchone()
+            total = row[0] if row and row[0] and row[0] > 0 else None
+    if total is not None and total >= exact_below:
+        counts[MessageState.PROCESSED] = max(total - sum(counts.values()), 0)
+        estimated.add(MessageState.PROCESSED)
+    else:
+        counts[MessageState.PROCESSED] = Message.objects.filter(state=MessageState.PROCESSED).count()
+    return counts, estimated

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import django_tables2 as tables
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from messages.models import Message
+
+
+def stamp(value) -> str:
+    """Local time as text. Used instead of DateTimeColumn, which compiles a template per cell."""
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S") if value else "—"
 
 
 def state_badge(state: str) -> str:
@@ -19,7 +25,7 @@ class MessageTable(tables.Table):
         accessor="pk", orderable=False, attrs={"th__input": {"data-select-all": "1", "aria-label": "select page"}}
     )
     id = tables.Column(verbose_name="#", orderable=False, attrs={"td": {"class": "num muted"}})
-    received_at = tables.DateTimeColumn(verbose_name="Received", format="Y-m-d H:i:s")
+    received_at = tables.Column(verbose_name="Received", attrs={"td": {"class": "nowrap"}})
     state = tables.Column()
     terminal = tables.Column(accessor="terminal__code", orderable=False)
     message_id = tables.Column(verbose_name="Message id", orderable=False)
@@ -49,6 +55,9 @@ class MessageTable(tables.Table):
         orderable = True
         empty_text = "No message matches these filters."
 
+    def render_received_at(self, value):
+        return stamp(value)
+
     def render_state(self, record):
         # record.state, not value: django-tables2 hands over the choice's label ("Dead Lettered").
         return state_badge(record.state)
@@ -69,11 +78,17 @@ class DeadLetterGroupTable(tables.Table):
 
     key = tables.TemplateColumn(template_name="messages/_group_key.html", verbose_name="Group", orderable=False)
     count = tables.Column(verbose_name="Open", attrs={"td": {"class": "num"}, "th": {"class": "num"}}, orderable=False)
-    first_seen = tables.DateTimeColumn(verbose_name="First seen", format="Y-m-d H:i", orderable=False)
-    last_seen = tables.DateTimeColumn(verbose_name="Last seen", format="Y-m-d H:i", orderable=False)
+    first_seen = tables.Column(verbose_name="First seen", orderable=False)
+    last_seen = tables.Column(verbose_name="Last seen", orderable=False)
     note = tables.TemplateColumn(template_name="messages/_group_note.html", verbose_name="Note", orderable=False)
     actions = tables.TemplateColumn(template_name="messages/_group_actions.html", verbose_name="", orderable=False)
 
     class Meta:
         attrs = {"class": "grid", "id": "group-table"}
         empty_text = "No open dead letters. Nothing to fix right now."
+
+    def render_first_seen(self, value):
+        return stamp(value)
+
+    def render_last_seen(self, value):
+        return stamp(value)

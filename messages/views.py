@@ -78,8 +78,12 @@ def message_list(request):
         "filter_query": _filter_query(request),
         "list_url": request.path,
         "bulk": True,
+        "row_template": "messages/_message_rows.html",
+        "state_choices": MessageState.choices,
+        "terminal_codes": [] if request.htmx else selectors.terminal_codes(),
         "refresh_event": "messagesChanged",
         "count_url": reverse("message-count") + "?" + _filter_query(request),
+        "export_url": reverse("message-export") + "?" + _filter_query(request),
     }
     return render_list(request, "messages/message_list.html", context)
 

@@ -46,7 +46,7 @@ def dashboard(request):
     summary = selectors.dashboard_summary()
     context = {
         "d": summary,
-        "states": [(s, summary.states.get(s, 0)) for s in MessageState.values],
+        "states": [(s, summary.states.get(s, 0), s in summary.estimated_states) for s in MessageState.values],
         "charts": _charts(summary.now, window),
         "window": window,
         "windows": list(WINDOWS),

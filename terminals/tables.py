@@ -4,6 +4,7 @@ import django_tables2 as tables
 from django.urls import reverse
 from django.utils.html import format_html
 
+from messages.tables import stamp
 from terminals.models import Terminal
 
 
@@ -12,7 +13,7 @@ class TerminalTable(tables.Table):
     name = tables.Column()
     store = tables.Column()
     status = tables.Column(empty_values=(), verbose_name="Status", orderable=False)
-    last_heartbeat_at = tables.DateTimeColumn(verbose_name="Last heartbeat", format="Y-m-d H:i:s")
+    last_heartbeat_at = tables.Column(verbose_name="Last heartbeat", default="never")
     app_version = tables.Column(verbose_name="Version")
     backlog = tables.Column(
         empty_values=(),
@@ -59,6 +60,9 @@ class TerminalTable(tables.Table):
 
     def render_code(self, value, record):
         return format_html('<a href="{}">{}</a>', reverse("terminal-detail", args=[record.pk]), value)
+
+    def render_last_heartbeat_at(self, value):
+        return stamp(value)
 
     def render_status(self, record):
         if not record.enabled:

@@ -37,7 +37,8 @@ def terminal_list(request):
     status = request.GET.get("status", "")
     fs = TerminalFilterSet(request.GET, queryset=terminal_list_queryset(status=status, now=now))
     qs = fs.qs if fs.is_valid() else Terminal.objects.none()
-    table = TerminalTable(qs, threshold=terminal_online_threshold(now=now))
+    threshold = terminal_online_threshold(now=now)
+    table = TerminalTable(qs, threshold=threshold)
     RequestConfig(request, paginate={"per_page": settings.CONSOLE_PAGE_SIZE}).configure(table)
     # Counts only for the terminals on this page: one grouped query, not one per row.
     table.counts = message_counts_for_terminals(terminal_ids=[row.record.pk for row in table.page.object_list])
@@ -47,6 +48,8 @@ def terminal_list(request):
         "statuses": STATUSES,
         "status": status,
         "offline_seconds": settings.TERMINAL_OFFLINE_SECONDS,
+        "threshold": threshold,
+        "row_template": "terminals/_terminal_rows.html",
     }
     return render_list(request, "terminals/terminal_list.html", context)
 

@@ -66,3 +66,21 @@ def lower_state(state: str) -> str:
 @register.filter
 def get(mapping, key):
     return mapping.get(key) if mapping else None
+
+
+@register.filter
+def stamp(value) -> str:
+    """A datetime as local "Y-m-d H:M:S" (cheaper than the date filter on hot tables)."""
+    from messages.tables import stamp as _stamp
+
+    return _stamp(value)
+
+
+@register.filter
+def first_line(value: str) -> str:
+    return value.splitlines()[0] if value else ""
+
+
+@register.filter
+def signed1(value) -> str:
+    return f"{value:+.1f}"
