@@ -234,6 +234,6 @@ LOGGING = {
 # Rows per page of the message list and other keyset-paginated tables.
 CONSOLE_PAGE_SIZE = env.int("CONSOLE_PAGE_SIZE", default=50)
 # The dashboard re-renders its figures through htmx every this many seconds.
-CONSOLE_REFRESH_SECONDS = env.int("CONSOLE_REFRESH_SECONDS", default=10)
+CONSOLE_REFRESH_SECONDS = env.int("CONSOLE_REFRESH_SECONDS", default=5)
 # The most messages one bulk action ("all matching the filter") may change in one request.
 CONSOLE_BULK_MAX = env.int("CONSOLE_BULK_MAX", default=50_000)

@@ -79,6 +79,7 @@ def test_list_full_page_and_htmx_partial(login_as):
     assert b"<html" not in partial.content
     assert partial.content.count(b'name="select"') == 3
     assert [t.name for t in partial.templates][0] == "htmx/table.html"
+    assert b"{#" not in full.content and b"{%" not in full.content  # no template syntax leaks out
 
 
 def test_list_filters(login_as):

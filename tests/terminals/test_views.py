@@ -29,6 +29,7 @@ def test_list_shows_status_backlog_and_dead_letters(login_as, settings):
     assert response.status_code == 200
     assert "st-online" in body and "st-offline" in body and "st-disabled" in body
     assert "4.2.0" in body and "+75.0 s" in body
+    assert "{#" not in body and "{%" not in body
     assert response.context["table"].counts[on.pk] == {"backlog": 2, "dead": 1}
     offline = client.get("/terminals/?status=offline", **HX)
     assert [r.record.code for r in offline.context["table"].page.object_list] == ["OFF1"]
