@@ -110,8 +110,10 @@ def terminal_rotate_view(request, pk: int):
     form = ReasonForm(request.POST)
     reason = form.cleaned_data["reason"] if form.is_valid() else ""
     key = terminal_operator_rotate_key(terminal=terminal, actor=actor_of(request), reason=reason)
-    template = "terminals/_key_panel.html" if request.htmx else "terminals/key_shown.html"
-    return render(request, template, {"terminal": terminal, "key": key})
+    if request.htmx:
+        # The key panel, plus the header again out of band so "Key rotated" shows the new time.
+        return render(request, "terminals/_key_panel.html", {**_detail_context(terminal), "key": key, "oob": True})
+    return render(request, "terminals/key_shown.html", {"terminal": terminal, "key": key})
 
 
 def _detail_context(terminal: Terminal) -> dict:
