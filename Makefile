@@ -39,3 +39,4 @@ test-postgres: install
 bench: install
 	DATABASE_URL=$(PG_URL) $(PY) bench/engine.py
 	DATABASE_URL=$(PG_URL) $(PY) bench/reconciliation.py
+	DATABASE_URL=$(PG_URL) $(PY) bench/console.py

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, Min, Q
+import json
+from dataclasses import dataclass
 
-from messages.models import PENDING_STATES, Message, MessageEvent, MessageState
+from django.db.models import Count, Max, Min, Q
+
+from messages.models import (
+    PENDING_STATES,
+    CentralEntity,
+    DeadLetter,
+    Message,
+    MessageEvent,
+    MessageState,
+    OutboundUpdate,
+    UpdateState,
+)
 from messages.services import db_now
 
 
@@ -53,3 +65,203 @@ def message_statuses(*, terminal, message_ids: list[str]) -> dict[str, Message]:
         "message_id", "state", "attempts", "last_error", "updated_at"
     )
     return {m.message_id: m for m in rows}
+
+
+# --- console reads ---------------------------------------------------------------------------
+
+# Public sort names of the message list -> NOT NULL model fields (keyset pagination needs both).
+MESSAGE_SORTS = {
+    "received_at": "received_at",
+    "updated_at": "updated_at",
+    "state": "state",
+    "message_type": "message_type",
+    "entity_key": "entity_key",
+    "sequence": "sequence",
+    "attempts": "attempts",
+}
+
+
+def message_list_queryset():
+    """The base of every message list: filters are applied on top by MessageFilterSet."""
+    return Message.objects.select_related("terminal")
+
+
+def message_count_capped(*, queryset, cap: int) -> tuple[int, bool]:
+    """How many rows ``queryset`` has, reading at most ``cap`` + 1 of them; (n, more_than_cap)."""
+    n = queryset.order_by()[: cap + 1].count()
+    return min(n, cap), n > cap
+
+
+def message_actionable_ids(*, queryset, action: str):
+    """The ids among ``queryset`` that ``action`` (retry|discard) would change, as a values queryset."""
+    from messages.services import DISCARDABLE_STATES, RETRYABLE_STATES
+
+    states = {"retry": RETRYABLE_STATES, "discard": DISCARDABLE_STATES}[action]
+    return queryset.filter(state__in=states).order_by().values_list("pk", flat=True)
+
+
+@dataclass
+class RetryOutlook:
+    """What a retry of one message can be expected to do, shown before the operator retries."""
+
+    level: str  # "ok" | "noop" | "fail"
+    text: str
+    stored_sequence: int | None = None
+
+
+def message_retry_outlook(*, message: Message) -> RetryOutlook:
+    """Will a retry change anything? A newer stored sequence makes it a no-op; a bad payload fails again."""
+    from messages.handlers import registry
+    from syncadmin.routers import central_alias
+
+    if registry.resolve(message.message_type) is None:
+        return RetryOutlook("fail", f"No handler is registered for {message.message_type!r}: a retry will fail again.")
+    if message.message_type.partition(".")[2] != "delete":
+        try:
+            parsed = json.loads(message.payload) if message.payload.strip() else None
+        except ValueError as exc:
+            return RetryOutlook("fail", f"The payload is not valid JSON ({exc}): fix it with Edit & retry.")
+        if not isinstance(parsed, dict):
+            return RetryOutlook("fail", "The payload is not a JSON object: fix it with Edit & retry.")
+    stored = (
+        CentralEntity.objects.using(central_alias())
+        .filter(entity_type=message.entity_type, entity_key=message.entity_key, terminal_code=message.terminal.code)
+        .values_list("last_sequence", flat=True)
+        .first()
+    )
+    if stored is not None and stored >= message.sequence:
+        return RetryOutlook(
+            "noop",
+            f"The central store already holds sequence {stored} for this entity (this message is "
+            f"{message.sequence}): a retry will be a no-op and change nothing.",
+            stored,
+        )
+    if stored is None:
+        return RetryOutlook("ok", "The central store has no version of this entity yet: a retry will load it.")
+    return RetryOutlook(
+        "ok", f"The central store holds sequence {stored}; this message ({message.sequence}) is newer.", stored
+    )
+
+
+DEADLETTER_GROUPINGS = {
+    "reason": ("group_key", "Failure reason"),
+    "terminal": ("message__terminal__code", "Terminal"),
+    "entity": ("message__entity_type", "Entity type"),
+}
+
+
+def deadletter_groups(*, grouping: str) -> list[dict]:
+    """Open dead letters grouped by reason, terminal or entity type, largest group first."""
+    column, _ = DEADLETTER_GROUPINGS[grouping]
+    rows = (
+        DeadLetter.objects.filter(resolution="")
+        .values(column)
+        .annotate(
+            count=Count("pk"),
+            first_seen=Min("dead_lettered_at"),
+            last_seen=Max("dead_lettered_at"),
+            sample=Max("reason"),
+        )
+        .order_by("-count", column)
+    )
+    return [
+        {
+            "key": r[column],
+            "count": r["count"],
+            "first_seen": r["first_seen"],
+            "last_seen": r["last_seen"],
+            "sample": r["sample"],
+        }
+        for r in rows
+    ]
+
+
+def deadletter_open_count() -> int:
+    return DeadLetter.objects.filter(resolution="").count()
+
+
+def message_throughput(*, since) -> int:
+    """Messages processed since ``since`` (live count; the dashboard prefers metric samples)."""
+    return Message.objects.filter(state=MessageState.PROCESSED, processed_at__gte=since).count()
+
+
+def message_export_rows(*, queryset, chunk_size: int = 2000):
+    """The rows of a CSV export, streamed from the database in chunks (never all in memory)."""
+    return (
+        queryset.order_by("-received_at", "-pk")
+        .values_list(
+            "pk",
+            "terminal__code",
+            "message_id",
+            "message_type",
+            "entity_key",
+            "sequence",
+            "state",
+            "attempts",
+            "created_at",
+            "received_at",
+            "updated_at",
+            "processed_at",
+            "last_error",
+            "trace_id",
+        )
+        .iterator(chunk_size=chunk_size)
+    )
+
+
+def message_pending_updates(*, terminal, limit: int = 50) -> list[OutboundUpdate]:
+    return list(
+        OutboundUpdate.objects.filter(
+            terminal=terminal, state__in=[UpdateState.PENDING, UpdateState.DELIVERED]
+        ).order_by("created_at", "pk")[:limit]
+    )
+
+
+def message_counts_for_terminals(*, terminal_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Backlog (Received + Failed) and dead letters per terminal, for the terminals list."""
+    rows = (
+        Message.objects.filter(terminal_id__in=terminal_ids, state__in=[*PENDING_STATES, MessageState.DEAD_LETTERED])
+        .values_list("terminal_id", "state")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    out: dict[int, dict[str, int]] = {pk: {"backlog": 0, "dead": 0} for pk in terminal_ids}
+    for terminal_id, state, n in rows:
+        out[terminal_id]["dead" if state == MessageState.DEAD_LETTERED else "backlog"] += n
+    return out
+
+
+def terminal_codes() -> list[str]:
+    """Every terminal's code, for the message list's terminal filter."""
+    from terminals.models import Terminal
+
+    return list(Terminal.objects.order_by("code").values_list("code", flat=True))
+
+
+def message_state_counts_fast(*, exact_below: int = 200_000) -> tuple[dict[str, int], set[str]]:
+    """Messages per state for the dashboard, without scanning the whole table.
+
+    Every state but Processed is counted exactly through the (state, received_at) index: those are
+    the states an operator acts on, and they stay small. Processed is the bulk of a large table;
+    on PostgreSQL, once the planner's row estimate passes ``exact_below``, it is the estimated
+    total minus the exact others (returned in the second value as "estimated") instead of a
+    GROUP BY over a million rows. Smaller tables and other databases are counted exactly.
+    """
+    from django.db import connection
+
+    others = [s for s in MessageState.values if s != MessageState.PROCESSED]
+    counts = dict(Message.objects.filter(state__in=others).values_list("state").annotate(n=Count("pk")).order_by())
+    counts = {s: counts.get(s, 0) for s in MessageState.values}
+    estimated: set[str] = set()
+    total = None
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [Message._meta.db_table])
+            row = cursor.fetchone()
+            total = row[0] if row and row[0] and row[0] > 0 else None
+    if total is not None and total >= exact_below:
+        counts[MessageState.PROCESSED] = max(total - sum(counts.values()), 0)
+        estimated.add(MessageState.PROCESSED)
+    else:
+        counts[MessageState.PROCESSED] = Message.objects.filter(state=MessageState.PROCESSED).count()
+    return counts, estimated

@@ -30,3 +30,20 @@ class MetricSample(models.Model):
 
     class Meta:
         ordering = ["at"]
+
+
+class DeadLetterGroupNote(models.Model):
+    """An operator's note on one group of dead letters, kept across the group's comings and goings.
+
+    Keyed by how the console groups them (failure reason, terminal or entity type) and the
+    group's key, so a note written on "ValueError: price #" is shown the next time it recurs.
+    """
+
+    grouping = models.CharField(max_length=16)  # reason | terminal | entity
+    key = models.CharField(max_length=255)
+    note = models.TextField(blank=True)
+    updated_by = models.CharField(max_length=150, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["grouping", "key"], name="deadletter_group_note_uniq")]

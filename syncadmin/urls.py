@@ -1,6 +1,8 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
+from syncadmin import views
 from terminals.soap import terminal_soap_view
 
 urlpatterns = [
@@ -8,5 +10,12 @@ urlpatterns = [
     # The terminal SOAP API (CSRF-exempt by design; WSDL at ?wsdl). The trailing slash is
     # optional because SOAP clients POST and cannot follow APPEND_SLASH's redirect.
     re_path(r"^soap/terminal/v1/?$", terminal_soap_view, name="terminal-soap"),
+    # Console (login required on every page; see syncadmin.console.console_view).
+    path("", views.dashboard, name="dashboard"),
+    path("audit/", views.audit_list, name="audit-list"),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("reconciliation/", include("reconciliation.urls")),
+    path("", include("messages.urls")),
+    path("", include("terminals.urls")),
 ]

@@ -25,3 +25,30 @@ def terminal(db):
     from tests.factories import TerminalFactory
 
     return TerminalFactory(code="T0001")
+
+
+# --- console ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def login_as(client, db, settings):
+    """login_as("Support") -> the test client, logged in as a fresh member of that group.
+
+    None gives a user with no group, "superuser" a superuser. force_login skips django-axes,
+    which (rightly) refuses a login that carries no request.
+    """
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast; tests only
+
+    def _login(group: str | None):
+        from tests.factories import UserFactory
+
+        if group == "superuser":
+            user = UserFactory(username="root", is_superuser=True, is_staff=True)
+        else:
+            user = UserFactory(username=(group or "nogroup").lower().replace(" ", "_"), group=group)
+        client.force_login(user)
+        client.user = user
+        return client
+
+    return _login

@@ -45,3 +45,52 @@ class ReportedCountFactory(factory.django.DjangoModelFactory):
     entity_type = "product"
     count = 0
     as_of = factory.LazyFunction(lambda: datetime.now(UTC))
+
+
+# --- console -------------------------------------------------------------------------------------
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    """A console user; ``group`` names one of the groups the console's data migration creates."""
+
+    class Meta:
+        model = "auth.User"
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    password = factory.PostGenerationMethodCall("set_password", "correct horse battery staple")
+
+    @factory.post_generation
+    def group(self, create, extracted, **kwargs):
+        if create and extracted:
+            from django.contrib.auth.models import Group
+
+            self.groups.add(Group.objects.get(name=extracted))
+
+
+class DeadLetterFactory(factory.django.DjangoModelFactory):
+    """A dead-lettered message with its DeadLetter row, as the workers leave it."""
+
+    class Meta:
+        model = "queue_messages.DeadLetter"
+
+    message = factory.SubFactory(
+        MessageFactory, state=MessageState.DEAD_LETTERED, attempts=5, last_error="ValueError: price 12 is negative"
+    )
+    reason = factory.LazyAttribute(lambda d: d.message.last_error)
+    error_class = "ValueError"
+    traceback = 'Traceback (most recent call last):\n  File "handlers.py", line 1\nValueError: price'
+    group_key = factory.LazyAttribute(lambda d: f"{d.error_class}: price # is negative")
+    dead_lettered_at = factory.LazyFunction(lambda: datetime.now(UTC))
+
+
+class MetricSampleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "syncadmin.MetricSample"
+
+    at = factory.LazyFunction(lambda: datetime.now(UTC))
+    backlog = 10
+    oldest_backlog_seconds = 30.0
+    processed_last_minute = 100
+    failed_last_minute = 1
+    dead_lettered_total = 0

@@ -1,0 +1,106 @@
+"""Operator actions on messages, driven from the console: each one changes state through the
+lead's services (message_retry / message_discard / message_transition) and leaves an audit entry.
+
+Kept apart from messages/services.py, which holds the engine; these add the operator's view:
+who did it, why, and on what selection.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from django.db import transaction
+
+from messages.models import DeadLetter, Message, MessageState
+from messages.services import db_now, message_discard, message_retry, message_transition, wake_workers
+from syncadmin.services import audit_record
+
+
+class ActionRefused(Exception):
+    """An operator action that cannot be done as asked; the message says why, nothing changed."""
+
+
+def message_operator_retry(
+    *, message_ids: Iterable[int], actor: str, reason: str = "", detail: dict | None = None
+) -> int:
+    """Retry (Failed/DeadLettered -> Received) and audit it; returns how many messages changed."""
+    ids = list(message_ids)
+    changed = message_retry(message_ids=ids, actor=actor, reason=reason or "retried from the console")
+    audit_record(
+        actor=actor,
+        action="message.retry",
+        object_type="message",
+        object_id=str(ids[0]) if len(ids) == 1 else "",
+        count=changed,
+        reason=reason,
+        detail={**(detail or {}), "selected": len(ids), **({"ids": ids} if len(ids) <= 100 else {})},
+    )
+    return changed
+
+
+def message_operator_discard(*, message_ids: Iterable[int], actor: str, reason: str, detail: dict | None = None) -> int:
+    """Discard (Received/Failed/DeadLettered -> Discarded) with a required reason, and audit it."""
+    if not reason or not reason.strip():
+        raise ActionRefused("a reason is required to discard messages")
+    ids = list(message_ids)
+    changed = message_discard(message_ids=ids, actor=actor, reason=reason.strip())
+    audit_record(
+        actor=actor,
+        action="message.discard",
+        object_type="message",
+        object_id=str(ids[0]) if len(ids) == 1 else "",
+        count=changed,
+        reason=reason.strip(),
+        detail={**(detail or {}), "selected": len(ids), **({"ids": ids} if len(ids) <= 100 else {})},
+    )
+    return changed
+
+
+def message_edit_and_retry(*, message_id: int, payload: str, actor: str, reason: str) -> Message:
+    """Replace a dead-lettered message's payload and send it round again.
+
+    The original payload is kept twice: in the MessageEvent of this transition (its reason) and in
+    the audit entry's detail, so the edit can always be reviewed and undone by hand.
+    """
+    if not reason or not reason.strip():
+        raise ActionRefused("a reason is required to edit a payload")
+    try:
+        json.loads(payload)
+    except ValueError as exc:
+        raise ActionRefused(f"the new payload is not valid JSON: {exc}") from exc
+    with transaction.atomic():
+        message = Message.objects.select_for_update().get(pk=message_id)
+        if message.state != MessageState.DEAD_LETTERED:
+            raise ActionRefused(f"only a dead-lettered message can be edited (this one is {message.state})")
+        original = message.payload
+        now = db_now()
+        message_transition(
+            message_ids=[message.pk],
+            from_state=MessageState.DEAD_LETTERED,
+            to_state=MessageState.RECEIVED,
+            actor=actor,
+            reason=f"payload edited and retried: {reason.strip()}\n--- original payload ---\n{original}",
+            fields={
+                "payload": payload,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "lease_owner": "",
+                "lease_expires_at": None,
+            },
+            now=now,
+        )
+        DeadLetter.objects.filter(message=message, resolution="").update(
+            resolution=DeadLetter.Resolution.RETRIED, resolved_by=actor[:150], resolved_at=now, note=reason.strip()
+        )
+        audit_record(
+            actor=actor,
+            action="message.edit_payload",
+            object_type="message",
+            object_id=str(message.pk),
+            reason=reason.strip(),
+            detail={"original_payload": original, "new_payload": payload},
+        )
+        transaction.on_commit(wake_workers)
+    message.refresh_from_db()
+    return message

@@ -1,0 +1,360 @@
+"""Console pages for messages and dead letters: thin views over the selectors and services."""
+
+from __future__ import annotations
+
+import csv
+import json
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse, QueryDict, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from messages import selectors
+from messages.filtersets import MessageFilterSet
+from messages.forms import BulkActionForm, DiscardForm, EditPayloadForm, GroupNoteForm, RetryForm
+from messages.models import DeadLetter, Message, MessageState
+from messages.services_console import (
+    ActionRefused,
+    message_edit_and_retry,
+    message_operator_discard,
+    message_operator_retry,
+)
+from messages.tables import DeadLetterGroupTable, MessageTable
+from syncadmin.console import actor_of, bind_table_context, console_view, render_list
+from syncadmin.pagination import keyset_page
+from syncadmin.selectors import deadletter_group_notes
+from syncadmin.services import deadletter_group_note_set
+
+VIEW = "queue_messages.view_message"
+ACTION_PERMS = {"retry": "queue_messages.retry_message", "discard": "queue_messages.discard_message"}
+
+
+def _filterset(data) -> MessageFilterSet:
+    return MessageFilterSet(data, queryset=selectors.message_list_queryset())
+
+
+def _filter_query(request) -> str:
+    """The active filters as a query string (no cursor, no sort): what "all matching" means."""
+    q = request.GET.copy()
+    for key in ("after", "before", "sort"):
+        q.pop(key, None)
+    return q.urlencode()
+
+
+# --- list -------------------------------------------------------------------------------------
+
+
+@require_GET
+@console_view(VIEW)
+def message_list(request):
+    fs = _filterset(request.GET)
+    notice = ""
+    if fs.is_valid():
+        qs = fs.qs
+    else:
+        # Keep the operator's input on screen and say what is wrong; show nothing rather than everything.
+        qs = Message.objects.none()
+        notice = "Some filters are not valid: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in fs.errors.items())
+    page = keyset_page(
+        qs,
+        sort=request.GET.get("sort"),
+        allowed=selectors.MESSAGE_SORTS,
+        default="-received_at",
+        per_page=settings.CONSOLE_PAGE_SIZE,
+        after=request.GET.get("after"),
+        before=request.GET.get("before"),
+    )
+    table = MessageTable(page.rows, orderable=False)
+    context = {
+        "filter": fs,
+        "table": table,
+        "page": page,
+        "notice": notice or page.notice,
+        "filter_query": _filter_query(request),
+        "list_url": request.path,
+        "bulk": True,
+        "row_template": "messages/_message_rows.html",
+        "state_choices": MessageState.choices,
+        "terminal_codes": [] if request.htmx else selectors.terminal_codes(),
+        "refresh_event": "messagesChanged",
+        "count_url": reverse("message-count") + "?" + _filter_query(request),
+        "export_url": reverse("message-export") + "?" + _filter_query(request),
+    }
+    return render_list(request, "messages/message_list.html", context)
+
+
+@require_GET
+@console_view(VIEW)
+def message_count(request):
+    """How many messages match, counted up to a cap (loaded lazily so the table never waits)."""
+    fs = _filterset(request.GET)
+    if not fs.is_valid():
+        return HttpResponse("")
+    cap = 10_000
+    n, more = selectors.message_count_capped(queryset=fs.qs, cap=cap)
+    text = f"more than {cap:,} match" if more else f"{n:,} match" if n != 1 else "1 matches"
+    return HttpResponse(text)
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+@require_GET
+@console_view(VIEW)
+def message_export(request):
+    """The filtered list as CSV, streamed row by row: a million rows never sit in memory."""
+    fs = _filterset(request.GET)
+    if not fs.is_valid():
+        return HttpResponse("Invalid filters: " + fs.errors.as_text(), status=400, content_type="text/plain")
+    header = [
+        "id",
+        "terminal",
+        "message_id",
+        "message_type",
+        "entity_key",
+        "sequence",
+        "state",
+        "attempts",
+        "created_at",
+        "received_at",
+        "updated_at",
+        "processed_at",
+        "last_error",
+        "trace_id",
+    ]
+    writer = csv.writer(_Echo())
+
+    def rows():
+        yield writer.writerow(header)
+        for row in selectors.message_export_rows(queryset=fs.qs):
+            yield writer.writerow(["" if v is None else v.isoformat() if hasattr(v, "isoformat") else v for v in row])
+
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="messages-{stamp}.csv"'
+    return response
+
+
+# --- bulk actions -----------------------------------------------------------------------------
+
+
+@require_POST
+@console_view(VIEW)
+def message_bulk(request):
+    """Two steps: without ``confirmed`` say how many messages will change; with it, do it."""
+    form = BulkActionForm(request.POST)
+    if not form.is_valid():
+        return render(request, "messages/_bulk_panel.html", {"form": form, "errors": form.errors})
+    data = form.cleaned_data
+    action, scope = data["action"], data["scope"]
+    if not request.user.has_perm(ACTION_PERMS[action]):
+        raise PermissionDenied(f"you may not {action} messages")
+    if scope == "filter":
+        fs = _filterset(QueryDict(data["query"]))
+        if not fs.is_valid():
+            return render(request, "messages/_bulk_panel.html", {"form": form, "errors": fs.errors})
+        base, described = fs.qs, fs.active
+    else:
+        base, described = Message.objects.filter(pk__in=data["select"]), {}
+    ids = selectors.message_actionable_ids(queryset=base, action=action)
+    limit = settings.CONSOLE_BULK_MAX
+    context = {
+        "form": form,
+        "action": action,
+        "scope": scope,
+        "selected": data["select"],
+        "query": data["query"],
+        "filters": described,
+        "reason": data.get("reason", ""),
+        "limit": limit,
+    }
+    if not data.get("confirmed"):
+        context["count"] = ids[: limit + 1].count()
+        context["too_many"] = context["count"] > limit
+        return render(request, "messages/_bulk_panel.html", context)
+    id_list = list(ids[: limit + 1])
+    if len(id_list) > limit:
+        context["errors"] = {"": [f"More than {limit:,} messages: narrow the filter and repeat."]}
+        return render(request, "messages/_bulk_panel.html", context)
+    detail = {"scope": scope, "filters": described}
+    actor, reason = actor_of(request), (data.get("reason") or "").strip()
+    try:
+        if action == "retry":
+            changed = message_operator_retry(message_ids=id_list, actor=actor, reason=reason, detail=detail)
+        else:
+            changed = message_operator_discard(message_ids=id_list, actor=actor, reason=reason, detail=detail)
+    except ActionRefused as exc:
+        context["errors"] = {"": [str(exc)]}
+        return render(request, "messages/_bulk_panel.html", context)
+    context["done"] = changed
+    response = render(request, "messages/_bulk_panel.html", context)
+    response["HX-Trigger"] = "messagesChanged"
+    return response
+
+
+# --- detail ---------------------------------------------------------------------------------
+
+
+def _pretty(payload: str) -> tuple[str, bool]:
+    try:
+        return json.dumps(json.loads(payload), indent=2, ensure_ascii=False, sort_keys=False), True
+    except ValueError:
+        return payload, False
+
+
+def _detail_context(request, message: Message, **extra) -> dict:
+    events = selectors.message_lifecycle(message_id=message.pk)
+    payload, payload_ok = _pretty(message.payload)
+    dead_letter = DeadLetter.objects.filter(message=message).first()
+    return {
+        "message": message,
+        "events": events,
+        "attempts": [e for e in events if e.error_class or e.traceback],
+        "payload": payload,
+        "payload_ok": payload_ok,
+        "history": selectors.message_entity_history(message=message, limit=20),
+        "dead_letter": dead_letter,
+        "outlook": selectors.message_retry_outlook(message=message)
+        if message.state in (MessageState.FAILED, MessageState.DEAD_LETTERED)
+        else None,
+        "retry_form": extra.pop("retry_form", None) or RetryForm(),
+        "discard_form": extra.pop("discard_form", None) or DiscardForm(),
+        "can_retry_state": message.state in (MessageState.FAILED, MessageState.DEAD_LETTERED),
+        "can_discard_state": message.state in (MessageState.RECEIVED, MessageState.FAILED, MessageState.DEAD_LETTERED),
+        **extra,
+    }
+
+
+def _load(pk: int) -> Message:
+    return get_object_or_404(Message.objects.select_related("terminal"), pk=pk)
+
+
+@require_GET
+@console_view(VIEW)
+def message_detail(request, pk: int):
+    message = _load(pk)
+    template = "messages/_detail_body.html" if request.htmx else "messages/message_detail.html"
+    return render(request, template, _detail_context(request, message))
+
+
+def _after_action(request, pk: int, status: int = 200, **extra):
+    message = _load(pk)
+    if request.htmx:
+        return render(request, "messages/_detail_body.html", _detail_context(request, message, **extra), status=status)
+    if status != 200:
+        return render(
+            request, "messages/message_detail.html", _detail_context(request, message, **extra), status=status
+        )
+    return redirect("message-detail", pk=pk)
+
+
+@require_POST
+@console_view(VIEW, ACTION_PERMS["retry"])
+def message_retry_view(request, pk: int):
+    message = _load(pk)
+    form = RetryForm(request.POST)
+    if not form.is_valid():
+        return _after_action(request, pk, retry_form=form)
+    changed = message_operator_retry(
+        message_ids=[message.pk], actor=actor_of(request), reason=form.cleaned_data["reason"]
+    )
+    flash = "Retried: the message is queued again." if changed else f"Nothing changed: the message is {message.state}."
+    return _after_action(request, pk, flash=flash, flash_level="ok" if changed else "warn")
+
+
+@require_POST
+@console_view(VIEW, ACTION_PERMS["discard"])
+def message_discard_view(request, pk: int):
+    message = _load(pk)
+    form = DiscardForm(request.POST)
+    if not form.is_valid():
+        return _after_action(
+            request, pk, discard_form=form, flash="A reason is required to discard.", flash_level="err"
+        )
+    changed = message_operator_discard(
+        message_ids=[message.pk], actor=actor_of(request), reason=form.cleaned_data["reason"]
+    )
+    flash = "Discarded." if changed else f"Nothing changed: the message is {message.state}."
+    return _after_action(request, pk, flash=flash, flash_level="ok" if changed else "warn")
+
+
+@console_view(VIEW, "queue_messages.edit_payload")
+def message_edit_view(request, pk: int):
+    message = _load(pk)
+    error = ""
+    if request.method == "POST":
+        form = EditPayloadForm(request.POST)
+        if form.is_valid():
+            try:
+                message_edit_and_retry(
+                    message_id=message.pk,
+                    payload=form.cleaned_data["payload"],
+                    actor=actor_of(request),
+                    reason=form.cleaned_data["reason"],
+                )
+            except ActionRefused as exc:
+                error = str(exc)
+            else:
+                return redirect("message-detail", pk=pk)
+    else:
+        form = EditPayloadForm(initial={"payload": _pretty(message.payload)[0]})
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request,
+        "messages/message_edit.html",
+        {"message": message, "form": form, "error": error, "editable": message.state == MessageState.DEAD_LETTERED},
+        status=status,
+    )
+
+
+# --- dead letters ------------------------------------------------------------------------------
+
+GROUP_FILTER = {"reason": "group", "terminal": "terminal", "entity": "entity_type"}
+
+
+@require_GET
+@console_view(VIEW, "queue_messages.view_deadletter")
+def deadletter_list(request):
+    grouping = request.GET.get("by", "reason")
+    if grouping not in selectors.DEADLETTER_GROUPINGS:
+        grouping = "reason"
+    groups = selectors.deadletter_groups(grouping=grouping)
+    notes = deadletter_group_notes(grouping=grouping)
+    for g in groups:
+        key = g["key"] or ""
+        g["grouping"] = grouping
+        g["note_obj"] = notes.get(key)
+        g["query"] = urlencode({"state": MessageState.DEAD_LETTERED, GROUP_FILTER[grouping]: key})
+    table = bind_table_context(DeadLetterGroupTable(groups), request)
+    context = {
+        "table": table,
+        "grouping": grouping,
+        "groupings": [(k, label) for k, (_, label) in selectors.DEADLETTER_GROUPINGS.items()],
+        "total": sum(g["count"] for g in groups),
+        "refresh_event": "messagesChanged",
+    }
+    return render_list(request, "messages/deadletter_list.html", context)
+
+
+@require_POST
+@console_view(VIEW, "queue_messages.annotate_deadletter")
+def deadletter_note(request):
+    form = GroupNoteForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse("The note could not be saved: " + form.errors.as_text(), status=400)
+    note = deadletter_group_note_set(
+        grouping=form.cleaned_data["grouping"],
+        key=form.cleaned_data["key"],
+        note=form.cleaned_data["note"],
+        actor=actor_of(request),
+    )
+    if request.htmx:
+        return render(request, "messages/_group_note_saved.html", {"note": note})
+    return redirect(f"/dead-letters/?by={form.cleaned_data['grouping']}")

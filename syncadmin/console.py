@@ -1,0 +1,49 @@
+"""Small helpers shared by the console's views (an interface layer: never imported by the core)."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import render
+
+
+def console_view(*perms: str):
+    """Login required (anonymous -> login page), then every permission in ``perms`` or 403.
+
+    The check is on the server for every request; templates hide buttons only as a courtesy.
+    """
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            if perms and not request.user.has_perms(perms):
+                raise PermissionDenied(f"you need the permission {' and '.join(perms)}")
+            return view(request, *args, **kwargs)
+
+        return login_required(wrapped)
+
+    return decorator
+
+
+def actor_of(request) -> str:
+    """How an operator is named in MessageEvent.actor and AuditEntry.actor."""
+    return f"user:{request.user.get_username()}"
+
+
+def render_list(request, template: str, context: dict):
+    """netbox style: an htmx request gets only the table partial, a normal one the whole page."""
+    if request.htmx and not request.htmx.boosted and request.htmx.target in (None, "table-container"):
+        return render(request, "htmx/table.html", context)
+    return render(request, template, context)
+
+
+def bind_table_context(table, request):
+    """TemplateColumns render outside the page's context: give them perms and the CSRF token."""
+    from django.contrib.auth.context_processors import PermWrapper
+    from django.middleware.csrf import get_token
+    from django.template import Context
+
+    table.context = Context({"request": request, "perms": PermWrapper(request.user), "csrf_token": get_token(request)})
+    return table

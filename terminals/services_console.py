@@ -1,0 +1,66 @@
+"""Operator actions on terminals from the console; each is audited.
+
+The key services (terminal_create, terminal_rotate_key) stay in terminals/services.py; these
+wrap them with who/why and add the plain edits (name, store, enabled).
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from syncadmin.services import audit_record
+from terminals.models import Terminal
+from terminals.services import terminal_create, terminal_rotate_key
+
+
+def terminal_operator_create(*, code: str, name: str, store: str, actor: str) -> tuple[Terminal, str]:
+    with transaction.atomic():
+        terminal, key = terminal_create(code=code, name=name, store=store)
+        audit_record(
+            actor=actor,
+            action="terminal.create",
+            object_type="terminal",
+            object_id=terminal.code,
+            detail={"name": name, "store": store},
+        )
+    return terminal, key
+
+
+def terminal_update(*, terminal: Terminal, name: str, store: str, actor: str) -> Terminal:
+    before = {"name": terminal.name, "store": terminal.store}
+    with transaction.atomic():
+        terminal.name, terminal.store = name, store
+        terminal.save(update_fields=["name", "store", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="terminal.edit",
+            object_type="terminal",
+            object_id=terminal.code,
+            detail={"before": before, "after": {"name": name, "store": store}},
+        )
+    return terminal
+
+
+def terminal_set_enabled(*, terminal: Terminal, enabled: bool, actor: str, reason: str = "") -> bool:
+    """Enable or disable; returns whether anything changed (a repeated click changes nothing)."""
+    with transaction.atomic():
+        changed = Terminal.objects.filter(pk=terminal.pk, enabled=not enabled).update(enabled=enabled)
+        if changed:
+            audit_record(
+                actor=actor,
+                action="terminal.enable" if enabled else "terminal.disable",
+                object_type="terminal",
+                object_id=terminal.code,
+                reason=reason,
+            )
+    terminal.refresh_from_db()
+    return bool(changed)
+
+
+def terminal_operator_rotate_key(*, terminal: Terminal, actor: str, reason: str = "") -> str:
+    with transaction.atomic():
+        key = terminal_rotate_key(terminal=terminal)
+        audit_record(
+            actor=actor, action="terminal.rotate_key", object_type="terminal", object_id=terminal.code, reason=reason
+        )
+    return key

@@ -1,0 +1,124 @@
+"""Terminal pages: list, create, edit, enable/disable, key rotation, detail; and who may do what."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from messages.models import MessageState, OutboundUpdate
+from reconciliation.models import ReportedCount
+from syncadmin.models import AuditEntry
+from terminals.models import Terminal
+from terminals.services import api_key_hash, terminal_authenticate
+from tests.factories import DeadLetterFactory, MessageFactory, TerminalFactory
+
+pytestmark = pytest.mark.django_db
+HX = {"HTTP_HX_REQUEST": "true"}
+
+
+def test_list_shows_status_backlog_and_dead_letters(login_as, settings):
+    settings.TERMINAL_OFFLINE_SECONDS = 300
+    now = datetime.now(UTC)
+    on = TerminalFactory(code="ON1", last_heartbeat_at=now, app_version="4.2.0", clock_skew_seconds=75.0)
+    TerminalFactory(code="OFF1", last_heartbeat_at=now - timedelta(hours=1))
+    TerminalFactory(code="DIS1", enabled=False)
+    MessageFactory.create_batch(2, terminal=on, state=MessageState.RECEIVED)
+    DeadLetterFactory(message__terminal=on)
+    client = login_as("Viewers")
+    response = client.get("/terminals/")
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "st-online" in body and "st-offline" in body and "st-disabled" in body
+    assert "4.2.0" in body and "+75.0 s" in body
+    assert "{#" not in body and "{%" not in body
+    assert response.context["table"].counts[on.pk] == {"backlog": 2, "dead": 1}
+    offline = client.get("/terminals/?status=offline", **HX)
+    assert [r.record.code for r in offline.context["table"].page.object_list] == ["OFF1"]
+    assert b"<html" not in offline.content
+    assert [r.record.code for r in client.get("/terminals/?q=dis").context["table"].page.object_list] == ["DIS1"]
+
+
+def test_detail_shows_messages_updates_and_reported_counts(login_as):
+    t = TerminalFactory(code="D1")
+    m = MessageFactory(terminal=t)
+    OutboundUpdate.objects.create(
+        terminal=t, update_id="u-1", update_type="price.update", entity_key="SKU-1", created_at=datetime.now(UTC)
+    )
+    old = datetime.now(UTC) - timedelta(days=1)
+    ReportedCount.objects.create(terminal=t, entity_type="product", count=10, as_of=old)
+    ReportedCount.objects.create(terminal=t, entity_type="product", count=12, as_of=datetime.now(UTC))
+    response = login_as("Viewers").get(f"/terminals/{t.pk}/")
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert m.message_id in body and "price.update" in body
+    assert [r.count for r in response.context["reported"]] == [12]
+
+
+def test_terminal_admin_creates_terminal_and_sees_key_once(login_as):
+    client = login_as("Terminal admins")
+    assert client.get("/terminals/new/").status_code == 200
+    response = client.post("/terminals/new/", {"code": "NEW-1", "name": "Till 1", "store": "Main"})
+    assert response.status_code == 200
+    key = response.context["key"]
+    assert "no-store" in response["Cache-Control"]
+    t = Terminal.objects.get(code="NEW-1")
+    assert t.api_key_hash == api_key_hash(key) and key not in t.api_key_hash
+    assert terminal_authenticate(code="NEW-1", key=key) == t
+    assert AuditEntry.objects.get(action="terminal.create").object_id == "NEW-1"
+    # A duplicate or malformed code is a clear form error, not a traceback.
+    dup = client.post("/terminals/new/", {"code": "NEW-1"})
+    assert dup.status_code == 400 and b"exists already" in dup.content
+    assert client.post("/terminals/new/", {"code": "bad code!"}).status_code == 400
+
+
+def test_edit_and_disable_enable_are_audited(login_as):
+    t = TerminalFactory(code="E1", name="old")
+    client = login_as("Terminal admins")
+    assert client.post(f"/terminals/{t.pk}/edit/", {"name": "new", "store": "S"}).status_code == 302
+    assert Terminal.objects.get(pk=t.pk).name == "new"
+    response = client.post(f"/terminals/{t.pk}/enabled/", {"enabled": "0", "reason": "stolen"}, **HX)
+    assert response.status_code == 200 and b"st-disabled" in response.content
+    assert not Terminal.objects.get(pk=t.pk).enabled
+    client.post(f"/terminals/{t.pk}/enabled/", {"enabled": "1"}, **HX)
+    assert Terminal.objects.get(pk=t.pk).enabled
+    assert list(AuditEntry.objects.order_by("pk").values_list("action", flat=True)) == [
+        "terminal.edit",
+        "terminal.disable",
+        "terminal.enable",
+    ]
+    assert AuditEntry.objects.get(action="terminal.disable").reason == "stolen"
+
+
+def test_rotate_key_htmx_panel_and_old_key_dies(login_as):
+    t = TerminalFactory(code="R1")
+    from terminals.services import terminal_rotate_key
+
+    old_key = terminal_rotate_key(terminal=t)
+    client = login_as("Terminal admins")
+    response = client.post(f"/terminals/{t.pk}/rotate-key/", {"reason": "leaked"}, **HX)
+    assert response.status_code == 200 and b"<html" not in response.content
+    new_key = response.context["key"]
+    assert new_key.encode() in response.content
+    assert terminal_authenticate(code="R1", key=old_key) is None
+    assert terminal_authenticate(code="R1", key=new_key) is not None
+    entry = AuditEntry.objects.get(action="terminal.rotate_key")
+    assert entry.reason == "leaked" and new_key not in str(entry.detail)
+
+
+@pytest.mark.parametrize("group", ["Support", "Viewers"])
+def test_support_and_viewers_cannot_manage_terminals(login_as, group):
+    t = TerminalFactory(code="P1")
+    client = login_as(group)
+    before = Terminal.objects.get(pk=t.pk).api_key_hash
+    assert client.post(f"/terminals/{t.pk}/rotate-key/").status_code == 403
+    assert client.post(f"/terminals/{t.pk}/enabled/", {"enabled": "0"}).status_code == 403
+    assert client.get("/terminals/new/").status_code == 403
+    assert client.post(f"/terminals/{t.pk}/edit/", {"name": "x"}).status_code == 403
+    t.refresh_from_db()
+    assert t.enabled and t.api_key_hash == before and not AuditEntry.objects.exists()
+
+
+def test_superuser_can_do_everything(login_as):
+    t = TerminalFactory(code="SU1")
+    client = login_as("superuser")
+    assert client.post(f"/terminals/{t.pk}/rotate-key/").status_code == 200
+    assert client.get("/admin/").status_code == 200
