@@ -12,6 +12,7 @@ import json
 import logging
 import random
 import re
+import time
 import traceback as tb
 import uuid
 from collections import defaultdict
@@ -23,6 +24,7 @@ from itertools import islice
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connections, transaction
 from django.db.models import F
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from messages.handlers import Item, PermanentError, registry
@@ -103,17 +105,45 @@ def message_transition(
         return 0
     with transaction.atomic():
         now = now or db_now()
+        event = (from_state, to_state, now, actor, reason, error_class, traceback)
         changed = 0
         for chunk in _chunks(ids, 900):  # Oracle allows at most 1,000 items in an IN list
             qs = Message.objects.filter(pk__in=chunk, state=from_state, **(only_if or {}))
-            changed += qs.update(state=to_state, updated_at=now, **(fields or {}))
+            values = {"state": to_state, "updated_at": now, **(fields or {})}
+            if connections[qs.db].vendor == "postgresql":
+                changed += _update_with_events(qs, values, event)
+            else:
+                n = qs.update(**values)
+                if n == len(chunk):
+                    _events_insert(chunk, *event)
+                changed += n
         if changed != len(ids):
             raise IllegalTransition(
                 f"{len(ids) - changed} of {len(ids)} message(s) were no longer {from_state}"
                 + (f" with {only_if}" if only_if else "")
             )
-        _events_insert(ids, from_state, to_state, now, actor, reason, error_class, traceback)
     return changed
+
+
+def _update_with_events(qs, values: dict, event: tuple) -> int:
+    """PostgreSQL: the compare-and-set UPDATE and its event rows in one statement.
+
+    ``WITH moved AS (UPDATE … RETURNING id, attempts) INSERT INTO event SELECT … FROM moved``:
+    one round trip instead of two, and the events are exactly the rows that moved.
+    """
+    query = qs.query.chain(UpdateQuery)
+    query.add_update_values(values)
+    update_sql, update_params = query.get_compiler(qs.db).as_sql()
+    from_state, to_state, now, actor, reason, error_class, traceback = event
+    with connections[qs.db].cursor() as cursor:
+        cursor.execute(
+            f"WITH moved AS ({update_sql} RETURNING id, attempts)"
+            f" INSERT INTO {MessageEvent._meta.db_table}"
+            " (message_id, from_state, to_state, at, actor, reason, error_class, traceback, attempt)"
+            " SELECT id, %s, %s, %s, %s, %s, %s, %s, attempts FROM moved",
+            [*update_params, from_state, to_state, now, actor[:150], reason, error_class[:200], traceback],
+        )
+        return cursor.rowcount
 
 
 def _events_insert(ids, from_state, to_state, now, actor, reason, error_class, traceback) -> None:
@@ -358,6 +388,46 @@ CLAIM_FIELDS = (
 )
 
 
+EXPIRED_CHECK_SECONDS = 5.0
+_next_expired_check = 0.0
+
+
+def _claim_expired(*, worker: str, now: datetime, lease: timedelta) -> list[Message]:
+    """Re-claim one message whose lease expired, or dead-letter it if it used its attempts."""
+    max_attempts = settings.SYNC_MAX_ATTEMPTS
+    while expired := _locked_rows(
+        Message.objects.filter(state=S.PROCESSING, lease_expires_at__lt=now)
+        .select_related("terminal")
+        .only(*CLAIM_FIELDS)
+        .order_by("lease_expires_at"),
+        1,
+    ):
+        m = expired[0]
+        if m.attempts >= max_attempts:
+            _dead_letter(
+                m,
+                actor="sweeper",
+                reason=f"worker lost the message {m.attempts} times (lease expired); last owner {m.lease_owner}",
+                error_class="LeaseExpired",
+                now=now,
+            )
+            continue
+        message_transition(
+            message_ids=[m.pk],
+            from_state=S.PROCESSING,
+            to_state=S.PROCESSING,
+            actor=worker,
+            reason=f"lease of {m.lease_owner} expired; re-claimed",
+            fields={"attempts": F("attempts") + 1, "lease_owner": worker, "lease_expires_at": now + lease},
+            only_if={"lease_expires_at__lt": now},
+            now=now,
+        )
+        m.attempts += 1
+        m.lease_owner = worker
+        return [m]
+    return []
+
+
 def message_claim(*, worker: str, limit: int) -> list[Message]:
     """Claim up to ``limit`` due messages for ``worker`` with a lease; count the attempt now.
 
@@ -366,37 +436,16 @@ def message_claim(*, worker: str, limit: int) -> list[Message]:
     A message whose lease expired (its worker died) is taken alone, so a poison message
     cannot drag the rest of its batch to the dead-letter queue with it.
     """
+    global _next_expired_check
     lease = timedelta(seconds=settings.SYNC_LEASE_SECONDS)
-    max_attempts = settings.SYNC_MAX_ATTEMPTS
     with transaction.atomic():
         now = db_now()
-        expired = _locked_rows(
-            Message.objects.filter(state=S.PROCESSING, lease_expires_at__lt=now).order_by("lease_expires_at"), 1
-        )
-        if expired:
-            m = expired[0]
-            if m.attempts >= max_attempts:
-                _dead_letter(
-                    m,
-                    actor="sweeper",
-                    reason=f"worker lost the message {m.attempts} times (lease expired); last owner {m.lease_owner}",
-                    error_class="LeaseExpired",
-                    now=now,
-                )
-                return []
-            message_transition(
-                message_ids=[m.pk],
-                from_state=S.PROCESSING,
-                to_state=S.PROCESSING,
-                actor=worker,
-                reason=f"lease of {m.lease_owner} expired; re-claimed",
-                fields={"attempts": F("attempts") + 1, "lease_owner": worker, "lease_expires_at": now + lease},
-                only_if={"lease_expires_at__lt": now},
-                now=now,
-            )
-            m.attempts += 1
-            m.lease_owner = worker
-            return [m]
+        # Expired leases are rare: look for them every few seconds and whenever nothing else
+        # is due, not on every claim (it is one more query per batch on the hot path).
+        if time.monotonic() >= _next_expired_check:
+            _next_expired_check = time.monotonic() + EXPIRED_CHECK_SECONDS
+            if reclaimed := _claim_expired(worker=worker, now=now, lease=lease):
+                return reclaimed
 
         rows = _locked_rows(
             Message.objects.filter(state__in=(S.RECEIVED, S.FAILED), next_attempt_at__lte=now)
@@ -405,6 +454,8 @@ def message_claim(*, worker: str, limit: int) -> list[Message]:
             .order_by("next_attempt_at"),
             limit,
         )
+        if not rows:
+            return _claim_expired(worker=worker, now=now, lease=lease)
         by_state: dict[str, list[int]] = defaultdict(list)
         for m in rows:
             by_state[m.state].append(m.pk)
