@@ -46,8 +46,15 @@ def drain(max_seconds: float | None = None) -> dict:
         batch = services.message_claim(worker=worker, limit=settings.SYNC_CLAIM_BATCH)
         if not batch:
             break
-        result = services.message_process_batch(messages=batch, worker=worker)
         totals["claimed"] += len(batch)
+        try:
+            result = services.message_process_batch(messages=batch, worker=worker)
+        except services.IllegalTransition as exc:
+            # Our lease ran out and another worker re-claimed part of the batch: everything
+            # this batch wrote was rolled back, and its messages are that worker's (or come
+            # back when our lease ends). Carry on with the next batch.
+            log.warning("drain %s lost its lease on a batch of %s: %s", worker, len(batch), exc)
+            continue
         for key in ("processed", "noop", "failed", "dead_lettered"):
             totals[key] += getattr(result, key)
     if totals["claimed"]:

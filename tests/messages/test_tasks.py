@@ -53,3 +53,22 @@ def test_sweep_schedule_exists_after_migrate(db):
 
     sweep = Schedule.objects.get(name="sync-sweep")
     assert (sweep.func, sweep.schedule_type, sweep.minutes) == ("messages.tasks.sweep", Schedule.MINUTES, 1)
+
+
+def test_drain_survives_a_batch_whose_lease_was_taken_over(terminal, monkeypatch, enqueued):
+    services.message_ingest_batch(terminal=terminal, envelopes=[env("a"), env("b", "B")])
+    real_claim = services.message_claim
+    calls = []
+
+    def claim_then_lose_lease(**kw):
+        batch = real_claim(**kw)
+        if batch and not calls:
+            calls.append(1)
+            Message.objects.filter(pk=batch[0].pk).update(lease_owner="someone-else")
+        return batch
+
+    monkeypatch.setattr(services, "message_claim", claim_then_lose_lease)
+    totals = tasks.drain()
+    assert totals["claimed"] == 2 and totals["processed"] == 0  # the whole batch rolled back
+    states = set(Message.objects.values_list("state", flat=True))
+    assert states == {S.PROCESSING}
