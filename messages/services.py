@@ -12,6 +12,7 @@ import json
 import logging
 import random
 import re
+import time
 import traceback as tb
 import uuid
 from collections import defaultdict
@@ -26,6 +27,7 @@ from django.db.models import F
 
 from messages.handlers import Item, PermanentError, registry
 from messages.models import TRANSITIONS, DeadLetter, Message, MessageEvent, MessageState
+from syncadmin.observability import engine as observe
 from syncadmin.routers import central_alias
 
 log = logging.getLogger(__name__)
@@ -123,6 +125,7 @@ def message_transition(
                 for pk in ids
             ]
         )
+        observe.transition_recorded(from_state=from_state, to_state=to_state, count=changed, error_class=error_class)
     return changed
 
 
@@ -234,6 +237,7 @@ def message_ingest_batch(*, terminal, envelopes: Sequence[Envelope], trace_id: s
                         [MessageEvent(message_id=m.pk, to_state=S.RECEIVED, at=now, actor=actor) for m in new],
                         batch_size=500,
                     )
+                    observe.transition_recorded(from_state="", to_state=S.RECEIVED, count=len(new))
                     transaction.on_commit(wake_workers)
             break
         except IntegrityError:
@@ -447,6 +451,8 @@ def message_process_batch(*, messages: Sequence[Message], worker: str) -> BatchR
 
 
 def _process_batch_once(messages: Sequence[Message], worker: str) -> BatchResult:
+    started = time.perf_counter()
+    outcomes: dict[int, tuple[str, str]] = {}  # pk -> (outcome, reason), for observability
     result = BatchResult()
     items, rejected = _prepare(messages)
     failures: list[tuple[Item | Message, BaseException, str]] = []
@@ -502,9 +508,12 @@ def _process_batch_once(messages: Sequence[Message], worker: str) -> BatchResult
                 now=now,
             )
         result.processed, result.noop = len(applied), len(noop)
+        outcomes.update({i.message.pk: ("processed", "") for i in ok if i.applied})
+        outcomes.update({i.message.pk: ("noop", i.note) for i in noop})
         for m, exc in rejected:
             _dead_letter(m, actor=worker, reason=str(exc), error_class="PermanentError", now=now)
             result.dead_lettered += 1
+            outcomes[m.pk] = ("dead_lettered", str(exc))
         for item, exc, trace in failures:
             m = item.message
             error_class = type(exc).__name__
@@ -514,6 +523,7 @@ def _process_batch_once(messages: Sequence[Message], worker: str) -> BatchResult
                     reason = f"gave up after {m.attempts} attempts: {reason}"
                 _dead_letter(m, actor=worker, reason=reason, error_class=error_class, traceback=trace, now=now)
                 result.dead_lettered += 1
+                outcomes[m.pk] = ("dead_lettered", reason)
             else:
                 delay = backoff_seconds(m.attempts)
                 message_transition(
@@ -535,6 +545,8 @@ def _process_batch_once(messages: Sequence[Message], worker: str) -> BatchResult
                     now=now,
                 )
                 result.failed += 1
+                outcomes[m.pk] = ("failed", reason)
+        observe.batch_finished(messages=messages, outcomes=outcomes, started=started, now=now, worker=worker)
     return result
 
 

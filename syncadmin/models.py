@@ -30,3 +30,26 @@ class MetricSample(models.Model):
 
     class Meta:
         ordering = ["at"]
+
+
+class MetricCounter(models.Model):
+    """Cluster-wide counters for /metrics, written by whichever process did the work.
+
+    Writers append delta rows (base=False) inside the transaction of the change they count,
+    so a rolled-back change is never counted and no row is a hot spot that workers queue on.
+    The once-a-minute sample task folds the deltas into one base row per series. A scrape
+    sums the table grouped by series: it stays small (one row per series plus about a minute
+    of deltas) whatever the size of the message table. See docs/observability.md.
+    """
+
+    name = models.CharField(max_length=64)
+    labels = models.CharField(max_length=255, blank=True)  # canonical JSON object, sorted keys
+    value = models.FloatField()
+    base = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["name", "labels"], condition=models.Q(base=True), name="metric_counter_base_uniq"
+            )
+        ]
