@@ -142,26 +142,39 @@ def main():
     call_command("metrics_recount", stdout=open(os.devnull, "w"))
     recount_s = time.perf_counter() - t0
 
-    # Real engine traffic: real series and unfolded deltas in the counter table, as a minute would leave.
+    # Real engine traffic: real series in the counter table, then the once-a-minute sample (timed),
+    # then more traffic, so a scrape also sums unfolded deltas as it would mid-minute.
     terminals = list(Terminal.objects.all()[:20])
     sent = 0
-    while sent < args.engine_messages:
-        terminal = terminals[(sent // 100) % len(terminals)]
-        batch = [
-            services.Envelope(
-                f"e-{sent + j}",
-                ["product.upsert", "price.upsert", "sale.upsert", "x.bad"][j % 4],
-                f"E-{(sent + j) % 700}",
-                sent + j,
-                now,
-                '{"v": 1}' if j % 4 != 3 else "{",
-            )
-            for j in range(100)
-        ]
-        services.message_ingest_batch(terminal=terminal, envelopes=batch)
-        sent += 100
-    while claimed := services.message_claim(worker="bench", limit=100):
-        services.message_process_batch(messages=claimed, worker="bench")
+
+    def engine_traffic(n):
+        nonlocal sent
+        stop = sent + n
+        while sent < stop:
+            terminal = terminals[(sent // 100) % len(terminals)]
+            batch = [
+                services.Envelope(
+                    f"e-{sent + j}",
+                    ["product.upsert", "price.upsert", "sale.upsert", "x.bad"][j % 4],
+                    f"E-{(sent + j) % 700}",
+                    sent + j,
+                    now,
+                    '{"v": 1}' if j % 4 != 3 else "{",
+                )
+                for j in range(100)
+            ]
+            services.message_ingest_batch(terminal=terminal, envelopes=batch)
+            sent += 100
+        while claimed := services.message_claim(worker="bench", limit=100):
+            services.message_process_batch(messages=claimed, worker="bench")
+
+    from syncadmin.observability.sampling import metric_sample_write
+
+    engine_traffic(args.engine_messages * 4 // 5)
+    t0 = time.perf_counter()
+    metric_sample_write()
+    sample_s = time.perf_counter() - t0
+    engine_traffic(args.engine_messages - args.engine_messages * 4 // 5)
 
     with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM queue_messages_message")
@@ -193,7 +206,7 @@ def main():
         "counter totals (states, histograms...)": counters.metric_counter_totals,
         "backlog ages (3 index probes)": selectors.backlog_ages,
         "open dead letters by reason": selectors.dead_letters_open_by_reason,
-        "terminal health (all terminals)": terminal_health,
+        "(not in a scrape) live terminal health": terminal_health,
     }
     part_times = {name: timed(fn, 10) for name, fn in parts.items()}
     count_times = timed(sql("SELECT count(*) FROM queue_messages_message"), 5)
@@ -203,6 +216,7 @@ def main():
     print(f"fill (generate_series): {fill_s:.1f} s   metrics_recount (full count, once): {recount_s * 1000:.0f} ms")
     print(f"counter table: {counter_rows} rows (base + deltas)   exposition: {series} samples, {len(body):,} bytes")
     print(f"GET /metrics, {args.scrapes} scrapes:       {fmt(scrape_times)}")
+    print(f"once-a-minute sample task (fold, sample, health snapshot): {sample_s * 1000:.0f} ms")
     for name, times in part_times.items():
         print(f"  of which {name:<40} median {statistics.median(times):6.1f} ms")
     print(f"reference SELECT count(*):          {fmt(count_times)}")

@@ -53,3 +53,16 @@ class MetricCounter(models.Model):
                 fields=["name", "labels"], condition=models.Q(base=True), name="metric_counter_base_uniq"
             )
         ]
+
+
+class TerminalHealthSnapshot(models.Model):
+    """Each terminal's health score as of the last once-a-minute sample.
+
+    /metrics and the dashboard read this instead of computing the score per request: its
+    error-rate input scans the messages received in the window, which grows with throughput.
+    """
+
+    terminal = models.OneToOneField("terminals.Terminal", on_delete=models.CASCADE, primary_key=True, related_name="+")
+    level = models.CharField(max_length=16)  # healthy | degraded | failing
+    reasons = models.JSONField(default=list, blank=True)
+    computed_at = models.DateTimeField()

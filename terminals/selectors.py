@@ -175,12 +175,25 @@ def terminal_health(*, terminal_ids=None, now: datetime | None = None) -> dict[i
 
 
 def terminal_health_summary(*, healths: dict[int, TerminalHealth] | None = None) -> dict[str, int]:
-    """How many terminals are healthy / degraded / failing (for the dashboard and /metrics)."""
-    healths = terminal_health() if healths is None else healths
+    """How many terminals are healthy / degraded / failing.
+
+    From ``healths`` when given, else from the snapshot the once-a-minute sample stores (cheap:
+    for the dashboard; the live score scans the messages of the error window).
+    """
     counts = dict.fromkeys(HEALTH_LEVELS, 0)
-    for h in healths.values():
-        counts[h.level] += 1
+    levels = (
+        [h.level for h in healths.values()] if healths is not None else [lv for _, lv in terminal_health_snapshot()]
+    )
+    for level in levels:
+        counts[level] = counts.get(level, 0) + 1
     return counts
+
+
+def terminal_health_snapshot() -> list[tuple[str, str]]:
+    """(terminal code, level) as of the last once-a-minute sample."""
+    from syncadmin.models import TerminalHealthSnapshot
+
+    return list(TerminalHealthSnapshot.objects.order_by("terminal__code").values_list("terminal__code", "level"))
 
 
 def terminal_status_counts(*, now: datetime | None = None) -> dict[str, int]:

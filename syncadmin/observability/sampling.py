@@ -11,7 +11,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from syncadmin.models import MetricSample
+from syncadmin.models import MetricSample, TerminalHealthSnapshot
 from syncadmin.observability import selectors
 from syncadmin.observability.counters import labels_parse, message_state_counts, metric_counters_fold
 
@@ -48,4 +48,24 @@ def metric_sample_write() -> MetricSample:
         now += timedelta(microseconds=1)
         sample = MetricSample.objects.create(at=now, **fields)
     MetricSample.objects.filter(at__lt=now - timedelta(days=settings.SYNC_METRIC_SAMPLE_RETENTION_DAYS)).delete()
+    terminal_health_snapshot_write(now=now)
     return sample
+
+
+def terminal_health_snapshot_write(*, now=None) -> int:
+    """Store every terminal's health score (replacing the previous snapshot); returns how many."""
+    from messages.services import db_now
+    from terminals.selectors import terminal_health
+
+    now = now or db_now()
+    healths = terminal_health(now=now)
+    with transaction.atomic():
+        TerminalHealthSnapshot.objects.all().delete()
+        TerminalHealthSnapshot.objects.bulk_create(
+            [
+                TerminalHealthSnapshot(terminal_id=pk, level=h.level, reasons=h.reasons, computed_at=now)
+                for pk, h in healths.items()
+            ],
+            batch_size=1000,
+        )
+    return len(healths)

@@ -12,6 +12,7 @@ from messages.models import Message, MessageState
 from syncadmin.models import MetricCounter
 from syncadmin.observability import soap_request_observed
 from syncadmin.observability.counters import message_state_counts, metric_counters_fold
+from syncadmin.observability.sampling import terminal_health_snapshot_write
 from tests.factories import TerminalFactory
 from tests.messages.test_services import drain_all, env, make_due
 
@@ -78,6 +79,7 @@ def test_metric_values_and_labels_after_a_known_sequence(terminal, settings, scr
     TerminalFactory(code="T-DIS", enabled=False)
     known_sequence(terminal, settings)
     services.message_ingest_batch(terminal=terminal, envelopes=[env("waiting", "W")])  # backlog of one
+    terminal_health_snapshot_write()  # what the once-a-minute sample does
 
     m = scrape()
     assert value(m, "syncadmin_messages", state="Processed") == 3

@@ -8,7 +8,13 @@ from django.template import Context, Template
 from django.test.utils import CaptureQueriesContext
 
 from messages.models import Message, MessageState
-from terminals.selectors import terminal_health, terminal_health_summary, terminal_status_counts
+from syncadmin.observability.sampling import terminal_health_snapshot_write
+from terminals.selectors import (
+    terminal_health,
+    terminal_health_snapshot,
+    terminal_health_summary,
+    terminal_status_counts,
+)
 from tests.factories import MessageFactory, TerminalFactory
 
 S = MessageState
@@ -133,6 +139,10 @@ def test_summary_and_badge():
     ok, bad = seen("A"), seen("B", 99999)
     healths = terminal_health()
     assert terminal_health_summary(healths=healths) == {"healthy": 1, "degraded": 0, "failing": 1}
+    assert terminal_health_summary() == {"healthy": 0, "degraded": 0, "failing": 0}  # no snapshot yet
+    terminal_health_snapshot_write()
+    assert terminal_health_summary() == {"healthy": 1, "degraded": 0, "failing": 1}
+    assert terminal_health_snapshot() == [("A", "healthy"), ("B", "failing")]
     html = Template(
         "{% load terminal_health %}{% terminal_health_badge healths t %}|{% terminal_health_badge healths 0 %}"
     )
