@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from messages.handlers import Item, PermanentError, registry
 from messages.models import TRANSITIONS, DeadLetter, Message, MessageEvent, MessageState
+from syncadmin.observability import engine as observe
 from syncadmin.routers import central_alias
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ def message_transition(
                 f"{len(ids) - changed} of {len(ids)} message(s) were no longer {from_state}"
                 + (f" with {only_if}" if only_if else "")
             )
+        observe.transition_recorded(from_state=from_state, to_state=to_state, count=changed, error_class=error_class)
     return changed
 
 
@@ -241,6 +243,7 @@ def message_ingest_batch(*, terminal, envelopes: Sequence[Envelope], trace_id: s
                 if new:
                     _messages_insert(terminal, new, now, trace_id)
                     _received_events_insert(terminal, [e.message_id for e in new], now)
+                    observe.transition_recorded(from_state="", to_state=S.RECEIVED, count=len(new))
                     transaction.on_commit(wake_workers)
             break
         except IntegrityError:
@@ -586,6 +589,8 @@ def message_process_batch(*, messages: Sequence[Message], worker: str) -> BatchR
 
 
 def _process_batch_once(messages: Sequence[Message], worker: str) -> BatchResult:
+    started = time.perf_counter()
+    outcomes: dict[int, tuple[str, str]] = {}  # pk -> (outcome, reason), for observability
     result = BatchResult()
     items, rejected = _prepare(messages)
     failures: list[tuple[Item | Message, BaseException, str]] = []
@@ -641,9 +646,12 @@ def _process_batch_once(messages: Sequence[Message], worker: str) -> BatchResult
                 now=now,
             )
         result.processed, result.noop = len(applied), len(noop)
+        outcomes.update({i.message.pk: ("processed", "") for i in ok if i.applied})
+        outcomes.update({i.message.pk: ("noop", NOOP_REASON) for i in noop})
         for m, exc in rejected:
             _dead_letter(m, actor=worker, reason=str(exc), error_class="PermanentError", now=now)
             result.dead_lettered += 1
+            outcomes[m.pk] = ("dead_lettered", str(exc))
         for item, exc, trace in failures:
             m = item.message
             error_class = type(exc).__name__
@@ -653,6 +661,7 @@ def _process_batch_once(messages: Sequence[Message], worker: str) -> BatchResult
                     reason = f"gave up after {m.attempts} attempts: {reason}"
                 _dead_letter(m, actor=worker, reason=reason, error_class=error_class, traceback=trace, now=now)
                 result.dead_lettered += 1
+                outcomes[m.pk] = ("dead_lettered", reason)
             else:
                 delay = backoff_seconds(m.attempts)
                 message_transition(
@@ -673,6 +682,8 @@ def _process_batch_once(messages: Sequence[Message], worker: str) -> BatchResult
                     now=now,
                 )
                 result.failed += 1
+                outcomes[m.pk] = ("failed", reason)
+        observe.batch_finished(messages=messages, outcomes=outcomes, started=started, now=now, worker=worker)
     return result
 
 

@@ -47,3 +47,39 @@ class DeadLetterGroupNote(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["grouping", "key"], name="deadletter_group_note_uniq")]
+
+
+class MetricCounter(models.Model):
+    """Cluster-wide counters for /metrics, written by whichever process did the work.
+
+    Writers append delta rows (base=False) inside the transaction of the change they count,
+    so a rolled-back change is never counted and no row is a hot spot that workers queue on.
+    The once-a-minute sample task folds the deltas into one base row per series. A scrape
+    sums the table grouped by series: it stays small (one row per series plus about a minute
+    of deltas) whatever the size of the message table. See docs/observability.md.
+    """
+
+    name = models.CharField(max_length=64)
+    labels = models.CharField(max_length=255, blank=True)  # canonical JSON object, sorted keys
+    value = models.FloatField()
+    base = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["name", "labels"], condition=models.Q(base=True), name="metric_counter_base_uniq"
+            )
+        ]
+
+
+class TerminalHealthSnapshot(models.Model):
+    """Each terminal's health score as of the last once-a-minute sample.
+
+    /metrics and the dashboard read this instead of computing the score per request: its
+    error-rate input scans the messages received in the window, which grows with throughput.
+    """
+
+    terminal = models.OneToOneField("terminals.Terminal", on_delete=models.CASCADE, primary_key=True, related_name="+")
+    level = models.CharField(max_length=16)  # healthy | degraded | failing
+    reasons = models.JSONField(default=list, blank=True)
+    computed_at = models.DateTimeField()

@@ -225,17 +225,27 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 
 # --- Logging ----------------------------------------------------------------------------------
+# JSON lines by default (one object per line: time, level, logger, message, and the context:
+# trace_id, terminal, message_id...); LOG_FORMAT=plain for a developer's terminal.
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+if LOG_FORMAT not in ("json", "plain"):
+    raise environ.ImproperlyConfigured(f"LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}")
+# One line per processed/failed message (logger messages.processing); WARNING keeps only failures.
+LOG_MESSAGE_LEVEL = env.str("LOG_MESSAGE_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"context": {"()": "syncadmin.observability.logs.ContextFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "syncadmin.observability.logs.JsonFormatter"},
+        "plain": {"()": "syncadmin.observability.logs.PlainFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        "messages.processing": {"level": LOG_MESSAGE_LEVEL},
     },
 }
 
@@ -246,3 +256,45 @@ CONSOLE_PAGE_SIZE = env.int("CONSOLE_PAGE_SIZE", default=50)
 CONSOLE_REFRESH_SECONDS = env.int("CONSOLE_REFRESH_SECONDS", default=5)
 # The most messages one bulk action ("all matching the filter") may change in one request.
 CONSOLE_BULK_MAX = env.int("CONSOLE_BULK_MAX", default=50_000)
+
+
+# --- Observability (docs/observability.md) ------------------------------------------------------
+# /metrics answers only a scraper that presents this bearer token and/or comes from an allowed
+# address (IPs or CIDRs, matched against REMOTE_ADDR, never X-Forwarded-For). When both are set,
+# both are required; when neither is set, /metrics refuses everyone.
+SYNC_METRICS_TOKEN = env.str("SYNC_METRICS_TOKEN", default="")
+SYNC_METRICS_ALLOWED_IPS = env.list("SYNC_METRICS_ALLOWED_IPS", default=[])
+# The dashboard's history: one MetricSample a minute, kept this many days.
+SYNC_METRIC_SAMPLE_RETENTION_DAYS = env.int("SYNC_METRIC_SAMPLE_RETENTION_DAYS", default=7)
+# /healthz: the worker cluster is unhealthy when its last sample is older than this, and the
+# queue when its oldest due message has waited longer than this.
+SYNC_HEALTHZ_WORKER_STALE_SECONDS = env.int("SYNC_HEALTHZ_WORKER_STALE_SECONDS", default=180)
+SYNC_HEALTHZ_BACKLOG_OVERDUE_SECONDS = env.int("SYNC_HEALTHZ_BACKLOG_OVERDUE_SECONDS", default=600)
+# Terminal health score: each check is degraded at its first threshold, failing at its second.
+SYNC_HEALTH_HEARTBEAT_DEGRADED_SECONDS = env.int(
+    "SYNC_HEALTH_HEARTBEAT_DEGRADED_SECONDS", default=TERMINAL_OFFLINE_SECONDS
+)
+SYNC_HEALTH_HEARTBEAT_FAILING_SECONDS = env.int("SYNC_HEALTH_HEARTBEAT_FAILING_SECONDS", default=3600)
+SYNC_HEALTH_BACKLOG_DEGRADED_SECONDS = env.int("SYNC_HEALTH_BACKLOG_DEGRADED_SECONDS", default=300)
+SYNC_HEALTH_BACKLOG_FAILING_SECONDS = env.int("SYNC_HEALTH_BACKLOG_FAILING_SECONDS", default=1800)
+SYNC_HEALTH_ERROR_WINDOW_SECONDS = env.int("SYNC_HEALTH_ERROR_WINDOW_SECONDS", default=900)
+SYNC_HEALTH_ERROR_MIN_MESSAGES = env.int("SYNC_HEALTH_ERROR_MIN_MESSAGES", default=10)
+SYNC_HEALTH_ERROR_RATE_DEGRADED = env.float("SYNC_HEALTH_ERROR_RATE_DEGRADED", default=0.05)
+SYNC_HEALTH_ERROR_RATE_FAILING = env.float("SYNC_HEALTH_ERROR_RATE_FAILING", default=0.25)
+SYNC_HEALTH_APPLY_DEGRADED_SECONDS = env.int("SYNC_HEALTH_APPLY_DEGRADED_SECONDS", default=600)
+SYNC_HEALTH_APPLY_FAILING_SECONDS = env.int("SYNC_HEALTH_APPLY_FAILING_SECONDS", default=3600)
+SYNC_HEALTH_DRIFT_DEGRADED = env.int("SYNC_HEALTH_DRIFT_DEGRADED", default=1)
+SYNC_HEALTH_DRIFT_FAILING = env.int("SYNC_HEALTH_DRIFT_FAILING", default=10)
+SYNC_HEALTH_MIN_APP_VERSION = env.str("SYNC_HEALTH_MIN_APP_VERSION", default="")
+# OpenTelemetry: off unless the standard variables ask for it. OTEL_TRACES_EXPORTER=otlp|console
+# (or an OTLP endpoint) switches it on; OTEL_SDK_DISABLED=true always wins. The OTLP exporter
+# reads its own OTEL_EXPORTER_OTLP_* variables (endpoint, headers, timeout).
+OTEL_SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="syncadmin")
+_otel_exporter = env.str("OTEL_TRACES_EXPORTER", default="").strip().lower()
+if not _otel_exporter and (
+    env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="") or env.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", default="")
+):
+    _otel_exporter = "otlp"
+SYNC_TRACING_EXPORTER = (
+    "" if env.bool("OTEL_SDK_DISABLED", default=False) or _otel_exporter == "none" else _otel_exporter
+)

@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
 from syncadmin import views
+from syncadmin.observability.views import healthz_view, metrics_view
 from terminals.soap import terminal_soap_view
 
 urlpatterns = [
@@ -18,4 +19,6 @@ urlpatterns = [
     path("reconciliation/", include("reconciliation.urls")),
     path("", include("messages.urls")),
     path("", include("terminals.urls")),
+    path("metrics", metrics_view, name="metrics"),
+    path("healthz", healthz_view, name="healthz"),
 ]

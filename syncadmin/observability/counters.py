@@ -1,0 +1,141 @@
+"""Cluster-wide counters kept in the database (the MetricCounter table).
+
+Why the database and not prometheus_client's per-process files: workers run in django-q2
+processes, possibly on other machines than the web server that answers /metrics, and they
+are recycled every few hundred tasks. A delta row written in the transaction of the change it
+counts is exact (a rolled-back apply counts nothing), survives restarts, and is visible to
+every web process. Appending rows (never updating a shared one) keeps workers from queueing
+on a hot row; ``metric_counters_fold`` (run by the once-a-minute sample task) folds them into
+one base row per series so the table, and a scrape, stay small.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from itertools import islice
+
+from django.db import connection, transaction
+from django.db.models import Sum
+
+from syncadmin.models import MetricCounter
+
+LABEL_VALUE_MAX = 64
+
+
+def labels_key(labels: dict | None) -> str:
+    """Canonical text of a label set: the grouping key of a series."""
+    if not labels:
+        return ""
+    clean = {k: str(v)[:LABEL_VALUE_MAX] for k, v in labels.items()}
+    return json.dumps(clean, sort_keys=True, separators=(",", ":"))
+
+
+def labels_parse(key: str) -> dict[str, str]:
+    return json.loads(key) if key else {}
+
+
+def metric_counter_add(*, rows: Iterable[tuple[str, dict | None, float]]) -> int:
+    """Append one delta row per (name, labels, value); zero values are skipped. One INSERT."""
+    objs = [MetricCounter(name=name, labels=labels_key(labels), value=value) for name, labels, value in rows if value]
+    if objs:
+        MetricCounter.objects.bulk_create(objs)
+    return len(objs)
+
+
+def metric_counters_fold(*, limit: int = 50_000) -> dict[tuple[str, str], float]:
+    """Fold up to ``limit`` delta rows into the base rows; returns what was folded per series.
+
+    Each delta is folded exactly once: rows are locked with SKIP LOCKED (a concurrent fold
+    skips them) and only the rows that were read are deleted. Rows of a transaction still in
+    flight are not visible yet and are folded next time.
+    """
+    with transaction.atomic():
+        qs = (
+            MetricCounter.objects.select_for_update(skip_locked=True)
+            .filter(base=False)
+            .order_by("pk")
+            .values_list("pk", "name", "labels", "value")
+        )
+        if connection.features.supports_select_for_update_with_limit:
+            fresh = list(qs[:limit])
+        else:  # Oracle: FOR UPDATE cannot take FETCH FIRST; rows lock as they are fetched
+            fresh = list(islice(qs.iterator(chunk_size=1000), limit))
+        if not fresh:
+            return {}
+        folded: dict[tuple[str, str], float] = defaultdict(float)
+        for _pk, name, labels, value in fresh:
+            folded[(name, labels)] += value
+        names = {name for name, _ in folded}
+        bases = {
+            (row.name, row.labels): row
+            for row in MetricCounter.objects.select_for_update().filter(base=True, name__in=names)
+        }
+        changed, new = [], []
+        for key, value in folded.items():
+            row = bases.get(key)
+            if row is None:
+                new.append(MetricCounter(name=key[0], labels=key[1], value=value, base=True))
+            else:
+                row.value += value
+                changed.append(row)
+        if changed:
+            MetricCounter.objects.bulk_update(changed, ["value"], batch_size=500)
+        if new:
+            MetricCounter.objects.bulk_create(new)
+        pks = [row[0] for row in fresh]
+        for i in range(0, len(pks), 1000):
+            MetricCounter.objects.filter(pk__in=pks[i : i + 1000]).delete()
+    return dict(folded)
+
+
+def metric_counter_totals() -> dict[str, dict[str, float]]:
+    """name -> {labels key -> total}: one grouped query over a table of a few hundred rows."""
+    totals: dict[str, dict[str, float]] = defaultdict(dict)
+    for name, labels, total in (
+        MetricCounter.objects.values_list("name", "labels").annotate(total=Sum("value")).order_by()
+    ):
+        totals[name][labels] = total
+    return totals
+
+
+def message_state_counts(totals: dict[str, dict[str, float]] | None = None) -> dict[str, int]:
+    """Messages per state from the counters: seed + transitions in - transitions out."""
+    from messages.models import MessageState
+
+    totals = metric_counter_totals() if totals is None else totals
+    counts = {state: 0.0 for state in MessageState.values}
+    for key, value in totals.get("message_state_seed", {}).items():
+        state = labels_parse(key).get("state")
+        if state in counts:
+            counts[state] += value
+    for key, value in totals.get("message_transitions", {}).items():
+        labels = labels_parse(key)
+        if labels.get("to") in counts:
+            counts[labels["to"]] += value
+        if labels.get("from") in counts:
+            counts[labels["from"]] -= value
+    return {state: int(round(n)) for state, n in counts.items()}
+
+
+def message_state_recount() -> dict[str, int]:
+    """Recount messages per state from the message table and reset the counters to it.
+
+    A full scan: for a maintenance window (after a bulk delete or a restore), with the
+    workers stopped, via ``manage.py metrics_recount``. Other series are left alone.
+    """
+    from django.db.models import Count
+
+    from messages.models import Message
+
+    with transaction.atomic():
+        MetricCounter.objects.filter(name__in=["message_state_seed", "message_transitions"]).delete()
+        rows = list(Message.objects.values_list("state").annotate(n=Count("pk")).order_by())
+        MetricCounter.objects.bulk_create(
+            [
+                MetricCounter(name="message_state_seed", labels=labels_key({"state": s}), value=n, base=True)
+                for s, n in rows
+            ]
+        )
+    return dict(rows)

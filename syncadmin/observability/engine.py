@@ -1,0 +1,126 @@
+"""Instrumentation calls the queue engine (messages/services.py) makes.
+
+Each call runs inside the engine's transaction: what it counts commits or rolls back with
+the change it describes. Costs per call: one multi-row INSERT into MetricCounter; the log
+lines only when their level is enabled; the spans only when tracing is on.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+
+from syncadmin.observability import tracing
+from syncadmin.observability.counters import metric_counter_add
+
+log = logging.getLogger("messages.processing")
+
+# Seconds one message takes to apply (its share of its batch's time).
+PROCESSING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Seconds from receipt to applied (queue latency, retries included).
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0)
+
+_REASON = re.compile(r"[^A-Za-z0-9_.]")
+
+
+def reason_label(error_class: str) -> str:
+    """A dead letter's reason label: its error class (bounded: class names, not free text)."""
+    return _REASON.sub("_", error_class or "unknown")[:64] or "unknown"
+
+
+def type_label(message_type: str) -> str:
+    """The message type, or 'unhandled' for types no handler resolves (bounds the label set)."""
+    from messages.handlers import registry
+
+    return message_type if registry.resolve(message_type) is not None else "unhandled"
+
+
+def _bucket(value: float, buckets: Sequence[float]) -> str:
+    for b in buckets:
+        if value <= b:
+            return repr(b)
+    return "+Inf"
+
+
+def transition_recorded(*, from_state: str, to_state: str, count: int, error_class: str = "") -> None:
+    """``count`` messages moved from ``from_state`` ('' = just received) to ``to_state``."""
+    if not count or from_state == to_state:
+        return
+    rows = [("message_transitions", {"from": from_state or "new", "to": to_state}, count)]
+    if to_state == "DeadLettered":
+        rows.append(("dead_letters", {"reason": reason_label(error_class)}, count))
+    metric_counter_add(rows=rows)
+
+
+def batch_finished(
+    *, messages: Sequence, outcomes: dict[int, tuple[str, str]], started: float, now: datetime, worker: str
+) -> None:
+    """A claimed batch was applied: count attempts and outcomes, time it, log and trace each message.
+
+    ``outcomes`` maps message pk -> (processed | noop | failed | dead_lettered, reason);
+    ``started`` is the batch's time.perf_counter() at its start.
+    """
+    if not messages:
+        return
+    elapsed = time.perf_counter() - started
+    share = elapsed / len(messages)
+    counts: dict[tuple[str, str], float] = defaultdict(float)  # (series, labels as tuple) -> value
+    entries = []
+    for m in messages:
+        outcome, reason = outcomes.get(m.pk, ("unknown", ""))
+        entries.append((m, outcome, reason))
+        t = type_label(m.message_type)
+        counts[("message_attempts", (("message_type", t),))] += 1
+        counts[("message_outcomes", (("message_type", t), ("outcome", outcome)))] += 1
+        counts[
+            ("message_processing_seconds_bucket", (("message_type", t), ("le", _bucket(share, PROCESSING_BUCKETS))))
+        ] += 1
+        counts[("message_processing_seconds_sum", (("message_type", t),))] += share
+        counts[("message_processing_seconds_count", (("message_type", t),))] += 1
+        if outcome in ("processed", "noop"):
+            latency = max((now - m.received_at).total_seconds(), 0.0)
+            counts[
+                ("message_latency_seconds_bucket", (("message_type", t), ("le", _bucket(latency, LATENCY_BUCKETS))))
+            ] += 1
+            counts[("message_latency_seconds_sum", (("message_type", t),))] += latency
+            counts[("message_latency_seconds_count", (("message_type", t),))] += 1
+    metric_counter_add(rows=[(name, dict(labels), value) for (name, labels), value in counts.items()])
+    _log_outcomes(entries, worker)
+    if tracing.enabled():
+        end_ns = time.time_ns()
+        tracing.message_spans(entries=entries, start_ns=end_ns - int(elapsed * 1e9), end_ns=end_ns, worker=worker)
+
+
+_LEVELS = {"processed": logging.INFO, "noop": logging.INFO, "failed": logging.WARNING, "dead_lettered": logging.WARNING}
+_TEXT = {
+    "processed": "message processed",
+    "noop": "message processed (no-op)",
+    "failed": "message failed; will retry",
+    "dead_lettered": "message dead-lettered",
+}
+
+
+def _log_outcomes(entries, worker: str) -> None:
+    for m, outcome, reason in entries:
+        level = _LEVELS.get(outcome, logging.WARNING)
+        if not log.isEnabledFor(level):
+            continue
+        log.log(
+            level,
+            _TEXT.get(outcome, f"message {outcome}"),
+            extra={
+                "trace_id": m.trace_id,
+                "terminal": m.terminal.code,
+                "message_id": m.message_id,
+                "message_pk": m.pk,
+                "message_type": m.message_type,
+                "attempt": m.attempts,
+                "outcome": outcome,
+                "reason": reason,
+                "worker": worker,
+            },
+        )

@@ -1,0 +1,92 @@
+"""/healthz checks: database reachable, worker cluster alive, backlog not overdue.
+
+The worker check needs proof that the cluster actually runs tasks, not only that a process
+exists: the once-a-minute sample (a scheduled task run by a worker) must be recent. When
+django-q2's cluster statistics are visible from here (Redis broker, or a shared cache), a
+running cluster must also be listed, so a stopped cluster shows within seconds instead of
+after SYNC_HEALTHZ_WORKER_STALE_SECONDS.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import connection
+
+log = logging.getLogger(__name__)
+
+RUNNING = ("Starting", "Working", "Idle")
+
+
+def _check_database() -> dict:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1" if connection.vendor != "oracle" else "SELECT 1 FROM DUAL")
+            cursor.fetchone()
+        return {"ok": True}
+    except Exception as exc:  # any failure here means "not reachable"; never a traceback page
+        log.warning("healthz: database unreachable: %s", exc)
+        return {"ok": False, "error": type(exc).__name__}
+
+
+def cluster_stats_visible() -> bool:
+    """Can this process see django-q2's cluster statistics (shared broker or cache)?"""
+    from django_q.conf import Conf
+
+    if settings.Q_CLUSTER.get("redis"):
+        return True
+    backend = settings.CACHES.get(Conf.CACHE, {}).get("BACKEND", "")
+    return not backend.endswith(("LocMemCache", "DummyCache"))
+
+
+def _running_clusters() -> list[dict]:
+    from django_q.status import Stat
+
+    return [
+        {"host": s.host, "status": str(s.status)} for s in Stat.get_all() if str(getattr(s, "status", "")) in RUNNING
+    ]
+
+
+def _check_workers(now) -> dict:
+    from syncadmin.observability.selectors import last_sample_at
+
+    stale = settings.SYNC_HEALTHZ_WORKER_STALE_SECONDS
+    at = last_sample_at()
+    age = None if at is None else max((now - at).total_seconds(), 0.0)
+    result = {"ok": age is not None and age <= stale, "last_sample_age_seconds": age, "max_age_seconds": stale}
+    if cluster_stats_visible():
+        try:
+            clusters = _running_clusters()
+        except Exception as exc:  # broker unreachable: the workers cannot be fed either
+            log.warning("healthz: cannot read cluster statistics: %s", exc)
+            clusters = []
+            result["error"] = type(exc).__name__
+        result["clusters"] = clusters
+        result["ok"] = result["ok"] and bool(clusters)
+    return result
+
+
+def _check_backlog(now) -> dict:
+    from syncadmin.observability.selectors import backlog_ages
+
+    limit = settings.SYNC_HEALTHZ_BACKLOG_OVERDUE_SECONDS
+    due = backlog_ages()["oldest_due_at"]
+    overdue = 0.0 if due is None else max((now - due).total_seconds(), 0.0)
+    return {"ok": overdue <= limit, "overdue_seconds": round(overdue, 3), "max_overdue_seconds": limit}
+
+
+def health_check(*, scope: str = "all") -> tuple[bool, dict]:
+    """(healthy, body). scope='web' checks the database only (for a web load balancer)."""
+    checks = {"database": _check_database()}
+    if scope != "web":
+        if checks["database"]["ok"]:
+            from messages.services import db_now
+
+            now = db_now()
+            checks["workers"] = _check_workers(now)
+            checks["backlog"] = _check_backlog(now)
+        else:
+            checks["workers"] = checks["backlog"] = {"ok": False, "error": "database unreachable"}
+    healthy = all(c["ok"] for c in checks.values())
+    return healthy, {"status": "healthy" if healthy else "unhealthy", "checks": checks}

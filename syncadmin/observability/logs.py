@@ -1,0 +1,64 @@
+"""Structured logs: a context (trace id, terminal, message) carried by every line, JSON or plain.
+
+``log_context(trace_id=..., terminal=...)`` sets fields for every log line written inside it
+(a contextvar, so threads and async tasks keep their own); ``ContextFilter`` on the handler
+copies them onto each record. Fields passed with ``extra=`` win over the context.
+LOG_FORMAT=json (default) writes one JSON object per line; LOG_FORMAT=plain is for a
+developer's terminal. This module is imported by the logging configuration, before the
+apps are ready: it must not import models.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
+
+CONTEXT_FIELDS = ("trace_id", "terminal", "message_id", "message_pk")
+_context: ContextVar[dict | None] = ContextVar("syncadmin_log_context", default=None)
+
+
+@contextmanager
+def log_context(**fields):
+    """Add fields (empty ones ignored) to every log line written inside the block."""
+    merged = {**(_context.get() or {}), **{k: v for k, v in fields.items() if v not in (None, "")}}
+    token = _context.set(merged)
+    try:
+        yield merged
+    finally:
+        _context.reset(token)
+
+
+def current_log_context() -> dict:
+    return dict(_context.get() or {})
+
+
+class ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in (_context.get() or {}).items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
+
+
+class JsonFormatter(_JsonFormatter):
+    """One JSON object per line: time, level, logger, message, then the context and extras."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("rename_fields", {"asctime": "time", "levelname": "level", "name": "logger"})
+        kwargs.setdefault("fmt", "%(asctime)s %(levelname)s %(name)s %(message)s")
+        super().__init__(**kwargs)
+
+
+class PlainFormatter(logging.Formatter):
+    """Human-readable line; context fields appended as ``[trace_id=... terminal=...]``."""
+
+    def __init__(self, fmt=None, *args, **kwargs):
+        super().__init__(fmt or "%(asctime)s %(levelname)s %(name)s %(message)s", *args, **kwargs)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        parts = [f"{k}={getattr(record, k)}" for k in CONTEXT_FIELDS if getattr(record, k, "") not in ("", None)]
+        return f"{line} [{' '.join(parts)}]" if parts else line

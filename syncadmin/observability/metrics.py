@@ -1,0 +1,242 @@
+"""The /metrics exposition: database-backed series plus this host's SOAP request metrics.
+
+Two sources, chosen by where the numbers are born (docs/observability.md, "Metrics"):
+- Cluster-wide, from the database at scrape time, cheaply: the counters of MetricCounter
+  (message states, transitions, attempts, outcomes, processing/latency histograms, dead
+  letters), plus a few indexed reads (oldest backlog, open dead letters, terminals).
+- Process-local in the web server: SOAP requests and their durations. With several gunicorn
+  workers set PROMETHEUS_MULTIPROC_DIR (an empty directory, wiped at start) before start-up
+  and they are summed across the workers (prometheus_client's multiprocess mode); each web
+  host is then one scrape target.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from syncadmin.observability.counters import labels_parse, message_state_counts, metric_counter_totals
+from syncadmin.observability.engine import LATENCY_BUCKETS, PROCESSING_BUCKETS
+
+log = logging.getLogger(__name__)
+
+SOAP_OPERATIONS = frozenset(
+    {"SubmitMessages", "GetMessageStatus", "FetchUpdates", "AckUpdates", "Heartbeat", "ReportCounts"}
+)
+SOAP_FAULTS = frozenset(
+    {
+        "Client.AuthenticationFailed",
+        "Client.TerminalDisabled",
+        "Client.BatchTooLarge",
+        "Client.InvalidRequest",
+        "Client.ForbiddenXml",
+        "Server.Unavailable",
+    }
+)
+SOAP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+# Process-local metrics live in their own registry (not prometheus_client's global one, whose
+# process/platform collectors make no sense summed over processes).
+SOAP_REGISTRY = CollectorRegistry(auto_describe=True)
+SOAP_REQUESTS = Counter(
+    "syncadmin_soap_requests",
+    "SOAP requests answered, by operation and fault code (none = success).",
+    ["operation", "fault_code"],
+    registry=SOAP_REGISTRY,
+)
+SOAP_SECONDS = Histogram(
+    "syncadmin_soap_request_seconds",
+    "Time to answer a SOAP request, by operation.",
+    ["operation"],
+    buckets=SOAP_BUCKETS,
+    registry=SOAP_REGISTRY,
+)
+
+
+def soap_request_observed(operation: str, fault_code: str | None, seconds: float) -> None:
+    """Count one answered SOAP request. Unknown operations/faults are grouped as 'other'."""
+    op = operation if operation in SOAP_OPERATIONS else "other"
+    fault = "none" if not fault_code else (fault_code if fault_code in SOAP_FAULTS else "other")
+    SOAP_REQUESTS.labels(operation=op, fault_code=fault).inc()
+    SOAP_SECONDS.labels(operation=op).observe(max(seconds, 0.0))
+
+
+def _age(now: datetime, then: datetime | None) -> float | None:
+    return None if then is None else max((now - then).total_seconds(), 0.0)
+
+
+def _histogram(name: str, doc: str, totals: dict, buckets, label: str) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=[label])
+    per_bucket: dict[str, dict[str, float]] = {}
+    for key, value in totals.get(f"{_series(name)}_bucket", {}).items():
+        labels = labels_parse(key)
+        per_bucket.setdefault(labels.get(label, ""), {})[labels.get("le", "+Inf")] = value
+    sums = {labels_parse(k).get(label, ""): v for k, v in totals.get(f"{_series(name)}_sum", {}).items()}
+    counts = {labels_parse(k).get(label, ""): v for k, v in totals.get(f"{_series(name)}_count", {}).items()}
+    for value_label in sorted(counts):
+        stored = {float(le): n for le, n in per_bucket.get(value_label, {}).items()}
+        cumulative, rows = 0.0, []
+        for b in buckets:
+            cumulative += stored.get(b, 0.0)
+            rows.append((repr(b), cumulative))
+        rows.append(("+Inf", counts[value_label]))
+        family.add_metric([value_label], rows, sum_value=sums.get(value_label, 0.0))
+    return family
+
+
+def _series(exported_name: str) -> str:
+    return exported_name.removeprefix("syncadmin_")
+
+
+def _counter(name: str, doc: str, totals: dict, series: str, labels: dict[str, str]) -> CounterMetricFamily:
+    """``labels`` maps exported label name -> stored label name."""
+    family = CounterMetricFamily(name, doc, labels=list(labels))
+    for key, value in sorted(totals.get(series, {}).items()):
+        stored = labels_parse(key)
+        family.add_metric([stored.get(v, "") for v in labels.values()], value)
+    return family
+
+
+class DatabaseCollector:
+    """Reads the cluster-wide series at scrape time: a fixed, small number of indexed queries."""
+
+    def collect(self):
+        from messages.services import db_now
+        from syncadmin.observability import selectors
+
+        now = db_now()
+        totals = metric_counter_totals()
+        states = message_state_counts(totals)
+
+        g = GaugeMetricFamily("syncadmin_messages", "Messages in each state.", labels=["state"])
+        for state, n in states.items():
+            g.add_metric([state], n)
+        yield g
+        yield _counter(
+            "syncadmin_message_transitions",
+            "State changes of messages (from_state=new: received).",
+            totals,
+            "message_transitions",
+            {"from_state": "from", "to_state": "to"},
+        )
+        yield GaugeMetricFamily(
+            "syncadmin_backlog_messages", "Messages waiting to be applied (Received + Failed).",
+            value=states["Received"] + states["Failed"],
+        )  # fmt: skip
+        ages = selectors.backlog_ages()
+        oldest = _age(now, ages["oldest_received_at"])
+        yield GaugeMetricFamily(
+            "syncadmin_backlog_oldest_age_seconds",
+            "Age of the oldest message waiting to be applied (0 when none).",
+            value=oldest or 0.0,
+        )
+        overdue = _age(now, ages["oldest_due_at"])
+        yield GaugeMetricFamily(
+            "syncadmin_backlog_overdue_seconds",
+            "How long the most overdue due message has waited for a worker (0 when none).",
+            value=overdue or 0.0,
+        )
+        yield _histogram(
+            "syncadmin_message_processing_seconds",
+            "Apply time per message (its share of its batch's time), by message type.",
+            totals,
+            PROCESSING_BUCKETS,
+            "message_type",
+        )
+        yield _histogram(
+            "syncadmin_message_latency_seconds",
+            "Time from receipt to applied, by message type.",
+            totals,
+            LATENCY_BUCKETS,
+            "message_type",
+        )
+        yield _counter(
+            "syncadmin_message_attempts",
+            "Processing attempts, by message type.",
+            totals,
+            "message_attempts",
+            {"message_type": "message_type"},
+        )
+        yield _counter(
+            "syncadmin_message_outcomes",
+            "Results of processing attempts (processed, noop, failed, dead_lettered), by message type.",
+            totals,
+            "message_outcomes",
+            {"message_type": "message_type", "outcome": "outcome"},
+        )
+        yield _counter(
+            "syncadmin_dead_letters",
+            "Messages dead-lettered, by reason (error class).",
+            totals,
+            "dead_letters",
+            {"reason": "reason"},
+        )
+        g = GaugeMetricFamily("syncadmin_dead_letters_open", "Unresolved dead letters, by reason.", labels=["reason"])
+        for reason, n in selectors.dead_letters_open_by_reason():
+            g.add_metric([reason], n)
+        yield g
+        yield from self._terminals(now)
+        discrepancies = selectors.reconciliation_discrepancies_open()
+        if discrepancies is not None:
+            yield GaugeMetricFamily(
+                "syncadmin_reconciliation_discrepancies_open", "Open reconciliation discrepancies.", value=discrepancies
+            )
+        sample_at = selectors.last_sample_at()
+        yield GaugeMetricFamily(
+            "syncadmin_worker_heartbeat_age_seconds",
+            "Age of the last once-a-minute sample written by the worker cluster (-1: never).",
+            value=-1.0 if sample_at is None else _age(now, sample_at),
+        )
+
+    def _terminals(self, now):
+        from terminals.selectors import HEALTH_LEVELS, terminal_health_snapshot, terminal_status_counts
+
+        g = GaugeMetricFamily("syncadmin_terminals", "Terminals online, offline and disabled.", labels=["status"])
+        for status, n in terminal_status_counts(now=now).items():
+            g.add_metric([status], n)
+        yield g
+        # The score as of the last once-a-minute sample: computing it per scrape would scan the
+        # messages of the error window, which grows with throughput.
+        by_level = GaugeMetricFamily(
+            "syncadmin_terminals_health", "Terminals by health score (as of the last sample).", labels=["health"]
+        )
+        per_terminal = GaugeMetricFamily(
+            "syncadmin_terminal_health",
+            "Health score of each terminal as of the last sample: 0 healthy, 1 degraded, 2 failing.",
+            labels=["terminal"],
+        )
+        levels = dict.fromkeys(HEALTH_LEVELS, 0)
+        for code, level in terminal_health_snapshot():
+            levels[level] = levels.get(level, 0) + 1
+            per_terminal.add_metric([code], HEALTH_LEVELS.index(level) if level in HEALTH_LEVELS else -1)
+        for level, n in levels.items():
+            by_level.add_metric([level], n)
+        yield by_level
+        yield per_terminal
+
+
+def metrics_render() -> bytes:
+    """The text exposition for one scrape."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DatabaseCollector())
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(_Forward(SOAP_REGISTRY))
+    return generate_latest(registry)
+
+
+class _Forward:
+    """Expose another registry's metrics through this one."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
+
+    def collect(self):
+        return self.registry.collect()

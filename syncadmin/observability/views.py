@@ -1,0 +1,71 @@
+"""/metrics and /healthz: thin views over the observability services."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from syncadmin.observability.health import health_check
+from syncadmin.observability.metrics import metrics_render
+
+log = logging.getLogger(__name__)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _ip_allowed(remote: str, allowed: list[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(remote)
+    except ValueError:
+        return False
+    for entry in allowed:
+        try:
+            if ip in ipaddress.ip_network(entry.strip(), strict=False):
+                return True
+        except ValueError:
+            log.warning("SYNC_METRICS_ALLOWED_IPS has an invalid entry: %r", entry)
+    return False
+
+
+def metrics_refusal(request) -> HttpResponse | None:
+    """Why this scraper may not read /metrics (a 401/403 response), or None when it may."""
+    token, allowed = settings.SYNC_METRICS_TOKEN, settings.SYNC_METRICS_ALLOWED_IPS
+    if not token and not allowed:
+        return HttpResponse(
+            "metrics are disabled: set SYNC_METRICS_TOKEN and/or SYNC_METRICS_ALLOWED_IPS\n",
+            status=403,
+            content_type="text/plain",
+        )
+    # REMOTE_ADDR only: X-Forwarded-For is whatever the client wants it to be.
+    if allowed and not _ip_allowed(request.META.get("REMOTE_ADDR", ""), allowed):
+        return HttpResponse("forbidden\n", status=403, content_type="text/plain")
+    if token:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
+            response = HttpResponse("unauthorized\n", status=401, content_type="text/plain")
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
+    return None
+
+
+@never_cache
+@require_GET
+def metrics_view(request):
+    refusal = metrics_refusal(request)
+    if refusal is not None:
+        return refusal
+    return HttpResponse(metrics_render(), content_type=CONTENT_TYPE)
+
+
+@never_cache
+@require_GET
+def healthz_view(request):
+    scope = "web" if request.GET.get("scope") == "web" else "all"
+    healthy, body = health_check(scope=scope)
+    return JsonResponse(body, status=200 if healthy else 503)
