@@ -12,6 +12,7 @@ from messages.selectors import deadletter_open_count, message_backlog, message_s
 from messages.services import db_now
 from syncadmin.models import AuditEntry, DeadLetterGroupNote, MetricSample
 from terminals.models import Terminal
+from terminals.selectors import terminal_health_summary
 
 
 def metric_samples(*, since: datetime, limit: int = 1440) -> list[MetricSample]:
@@ -53,6 +54,7 @@ class Dashboard:
     terminals_total: int
     terminals_offline: int
     discrepancies_open: int | None
+    terminal_health: dict[str, int]  # healthy / degraded / failing, from the minute snapshot
 
 
 def dashboard_summary() -> Dashboard:
@@ -85,6 +87,7 @@ def dashboard_summary() -> Dashboard:
         terminals_total=Terminal.objects.count(),
         terminals_offline=terminal_offline_count(now=now),
         discrepancies_open=discrepancy_open_count(),
+        terminal_health=terminal_health_summary(),
     )
 
 

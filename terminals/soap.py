@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import io
 import logging
+import re
+import time
 import uuid
 from datetime import UTC, datetime
 from xml.sax.saxutils import escape
@@ -38,6 +40,7 @@ from spyne.server.http import HttpTransportContext
 from messages import outbound, selectors
 from messages.services import Envelope, message_ingest_batch
 from reconciliation.services import CountReport, InvalidCountReport, reported_counts_store
+from syncadmin.observability import soap_request, soap_request_observed
 from terminals import services as terminal_services
 
 log = logging.getLogger(__name__)
@@ -227,19 +230,30 @@ class RequestContext:
 
 class TerminalApplication(Application):
     def call_wrapper(self, ctx):
-        """Authenticate once, run the operation, and turn infrastructure errors into faults."""
-        trace_id = uuid.uuid4().hex
-        try:
-            ctx.udc = RequestContext(_authenticate(ctx), trace_id)
-            return super().call_wrapper(ctx)
-        except Fault:
-            raise
-        except (OperationalError, InterfaceError) as exc:
-            log.warning("database unavailable during %s [%s]: %s", ctx.method_request_string, trace_id, exc)
-            raise Fault(UNAVAILABLE, "the hub's database is unavailable; nothing was stored, retry later") from exc
-        except Exception as exc:
-            log.exception("unexpected error in %s [%s]", ctx.method_request_string, trace_id)
-            raise Fault("Server", f"internal error (reference {trace_id})") from exc
+        """Authenticate once, run the operation, and turn infrastructure errors into faults.
+
+        The whole call is observed (metrics by operation and fault code, a span, the log
+        context): its trace id is stored on every message the call ingests.
+        """
+        operation = ctx.descriptor.name if ctx.descriptor else "unknown"
+        env = getattr(ctx.transport, "req_env", None)
+        if env is None:
+            env = {}
+        env["syncadmin.soap_observed"] = True  # the view counts calls that never got this far
+        with soap_request(operation, headers=env) as call:
+            try:
+                terminal = _authenticate(ctx)
+                call.set_terminal(terminal.code)
+                ctx.udc = RequestContext(terminal, call.trace_id)
+                return super().call_wrapper(ctx)
+            except Fault:
+                raise
+            except (OperationalError, InterfaceError) as exc:
+                log.warning("database unavailable during %s [%s]: %s", operation, call.trace_id, exc)
+                raise Fault(UNAVAILABLE, "the hub's database is unavailable; nothing was stored, retry later") from exc
+            except Exception as exc:
+                log.exception("unexpected error in %s [%s]", operation, call.trace_id)
+                raise Fault("Server", f"internal error (reference {call.trace_id})") from exc
 
 
 # --- protocol: the XML guard --------------------------------------------------------------------
@@ -519,9 +533,23 @@ def fix_wsdl_header_refs(wsdl: bytes) -> bytes:
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
+_FAULTCODE = re.compile(rb"<faultcode>(?:[^<:]*:)?([^<]+)</faultcode>")
+
+
 @csrf_exempt
 def terminal_soap_view(request):
     """The SOAP endpoint: size and prolog checks, then spyne (auth is in TerminalApplication)."""
+    started = time.perf_counter()
+    response = _terminal_soap_view(request)
+    if request.method == "POST" and not request.META.get("syncadmin.soap_observed"):
+        # Refused before any operation ran (size, DOCTYPE, malformed XML): still counted.
+        match = _FAULTCODE.search(response.content[:4096]) if response.status_code >= 400 else None
+        fault = match.group(1).decode("ascii", "replace") if match else None
+        soap_request_observed("unknown", fault, time.perf_counter() - started)
+    return response
+
+
+def _terminal_soap_view(request):
     if request.method == "POST":
         limit = settings.SYNC_MAX_BODY_BYTES
         try:

@@ -13,6 +13,7 @@ class TerminalTable(tables.Table):
     name = tables.Column()
     store = tables.Column()
     status = tables.Column(empty_values=(), verbose_name="Status", orderable=False)
+    health = tables.Column(empty_values=(), verbose_name="Health", orderable=False)
     last_heartbeat_at = tables.Column(verbose_name="Last heartbeat", default="never")
     app_version = tables.Column(verbose_name="Version")
     backlog = tables.Column(
@@ -42,6 +43,7 @@ class TerminalTable(tables.Table):
             "name",
             "store",
             "status",
+            "health",
             "last_heartbeat_at",
             "app_version",
             "backlog",

@@ -15,7 +15,12 @@ from syncadmin.console import actor_of, console_view, render_list
 from terminals.filtersets import TerminalFilterSet
 from terminals.forms import ReasonForm, TerminalCreateForm, TerminalEditForm
 from terminals.models import Terminal
-from terminals.selectors import terminal_latest_reported_counts, terminal_list_queryset, terminal_online_threshold
+from terminals.selectors import (
+    terminal_health,
+    terminal_latest_reported_counts,
+    terminal_list_queryset,
+    terminal_online_threshold,
+)
 from terminals.services_console import (
     terminal_operator_create,
     terminal_operator_rotate_key,
@@ -41,7 +46,9 @@ def terminal_list(request):
     table = TerminalTable(qs, threshold=threshold)
     RequestConfig(request, paginate={"per_page": settings.CONSOLE_PAGE_SIZE}).configure(table)
     # Counts only for the terminals on this page: one grouped query, not one per row.
-    table.counts = message_counts_for_terminals(terminal_ids=[row.record.pk for row in table.page.object_list])
+    page_ids = [row.record.pk for row in table.page.object_list]
+    table.counts = message_counts_for_terminals(terminal_ids=page_ids)
+    table.healths = terminal_health(terminal_ids=page_ids)
     context = {
         "filter": fs,
         "table": table,

@@ -1,6 +1,7 @@
 """Run the whole hub in one terminal: the web server (gunicorn) and a worker cluster (qcluster)."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, bind, web_workers, **options):
         python = sys.executable
+        # SOAP request metrics are counted in each gunicorn worker: prometheus_client's
+        # multiprocess mode sums them for /metrics. The directory must be empty at start.
+        prom_dir = settings.VAR_DIR / "prometheus"
+        shutil.rmtree(prom_dir, ignore_errors=True)
+        prom_dir.mkdir(parents=True)
+        web_env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(prom_dir)}
         procs = [
             subprocess.Popen(
                 [
@@ -27,6 +34,7 @@ class Command(BaseCommand):
                     "--access-logfile", "-", "--graceful-timeout", "20",
                 ],
                 start_new_session=True,
+                env=web_env,
             ),
             # Own session: Ctrl-C reaches only this command, which then stops the cluster through
             # its main process. (A SIGTERM sent to every qcluster process at once can leave
