@@ -388,6 +388,7 @@ CLAIM_FIELDS = (
     "attempts",
     "lease_owner",
     "trace_id",
+    "received_at",  # the queue latency metric
 )
 
 

@@ -356,3 +356,21 @@ def test_on_commit_wakes_workers_only_after_commit(terminal, monkeypatch, django
             services.message_ingest_batch(terminal=terminal, envelopes=[env("a")])
             assert woke == []
     assert woke == [1]
+
+
+def test_a_batch_costs_the_same_number_of_queries_whatever_its_size(terminal):
+    """No per-message query on the hot path (an N+1 here once cost a query per message)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries_for(n, prefix):
+        services.message_ingest_batch(
+            terminal=terminal, envelopes=[env(f"{prefix}{i}", f"{prefix}K{i}") for i in range(n)]
+        )
+        with CaptureQueriesContext(connection) as ctx:
+            batch = services.message_claim(worker="w", limit=1000)
+            services.message_process_batch(messages=batch, worker="w")
+        assert len(batch) == n
+        return len(ctx.captured_queries)
+
+    assert queries_for(5, "a") == queries_for(60, "b")
