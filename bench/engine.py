@@ -82,9 +82,10 @@ def fill(args) -> float:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "syncadmin.settings")
     django.setup()
     from messages import services
+    from messages.services import ingest
     from terminals.services import terminal_create
 
-    services.wake_workers = lambda: None  # the drain is started on purpose, after the fill
+    ingest.wake_workers = lambda: None  # the drain is started on purpose, after the fill
     terminals = [terminal_create(code=f"BENCH-{i:03d}")[0] for i in range(args.terminals)]
     rng = random.Random(7)
     per_terminal = args.messages // args.terminals

@@ -7,7 +7,7 @@ from django.db import transaction
 from messages import services
 from messages.handlers import PermanentError, registry
 from messages.models import CentralEntity, DeadLetter, EntityCounter, Message, MessageEvent, MessageState
-from messages.services import Envelope, IllegalTransition
+from messages.services import Envelope, IllegalTransition, ingest, processing
 from tests.factories import MessageFactory
 
 S = MessageState
@@ -280,10 +280,10 @@ def test_crash_between_central_write_and_state_change_loses_nothing(terminal, mo
             raise SystemExit("worker killed after the central write")
         return real(**kw)
 
-    monkeypatch.setattr(services, "message_transition", crash)
+    monkeypatch.setattr(processing, "message_transition", crash)
     with pytest.raises(SystemExit):
         services.message_process_batch(messages=batch, worker="w1")
-    monkeypatch.setattr(services, "message_transition", real)
+    monkeypatch.setattr(processing, "message_transition", real)
     assert not CentralEntity.objects.exists() and counter(terminal) == 0
     assert set(Message.objects.values_list("state", flat=True)) == {S.PROCESSING}
     Message.objects.update(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1))
@@ -342,7 +342,7 @@ def test_ingest_is_atomic_when_the_insert_fails(terminal, monkeypatch):
     def broken(*a, **kw):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(services, "_received_events_insert", broken)
+    monkeypatch.setattr(ingest, "_received_events_insert", broken)
     with pytest.raises(RuntimeError):
         services.message_ingest_batch(terminal=terminal, envelopes=[env("a"), env("b", "B")])
     assert not Message.objects.exists()
@@ -360,7 +360,7 @@ def test_on_commit_wakes_workers_only_after_commit(terminal, monkeypatch, django
 
 def test_a_batch_costs_the_same_number_of_queries_whatever_its_size(terminal, monkeypatch):
     """No per-message query on the hot path (an N+1 here once cost a query per message)."""
-    monkeypatch.setattr(services, "_next_expired_check", float("inf"))  # the periodic lease check
+    monkeypatch.setattr(processing, "_next_expired_check", float("inf"))  # the periodic lease check
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 

@@ -1,0 +1,49 @@
+"""Writes on the message queue: ingest, the one transition function, claim, apply, retry, discard.
+
+Split by concern; import from here (``from messages.services import message_retry``):
+
+- ``transitions``: ``message_transition`` (compare-and-set + event rows), ``db_now``
+- ``ingest``: ``message_ingest_batch`` and the wake-up of the workers
+- ``processing``: ``message_claim`` (leases, attempts counted at claim) and ``message_process_batch``
+- ``operator``: ``message_retry``, ``message_discard``
+"""
+
+from messages.services.ingest import Envelope, SubmitResult, message_ingest_batch, wake_workers
+from messages.services.operator import message_discard, message_retry
+from messages.services.processing import (
+    CLAIM_FIELDS,
+    BatchResult,
+    backoff_seconds,
+    failure_group_key,
+    message_claim,
+    message_process_batch,
+)
+from messages.services.transitions import (
+    DISCARDABLE_STATES,
+    NOOP_REASON,
+    RETRYABLE_STATES,
+    IllegalTransition,
+    db_now,
+    message_transition,
+)
+
+__all__ = [
+    "CLAIM_FIELDS",
+    "DISCARDABLE_STATES",
+    "NOOP_REASON",
+    "RETRYABLE_STATES",
+    "BatchResult",
+    "Envelope",
+    "IllegalTransition",
+    "SubmitResult",
+    "backoff_seconds",
+    "db_now",
+    "failure_group_key",
+    "message_claim",
+    "message_discard",
+    "message_ingest_batch",
+    "message_process_batch",
+    "message_retry",
+    "message_transition",
+    "wake_workers",
+]

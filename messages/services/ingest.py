@@ -1,0 +1,208 @@
+"""Ingest: a terminal's batch stored in one transaction, answered per message."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import IntegrityError, connections, transaction
+from django.utils import timezone
+
+from messages.models import Message, MessageEvent
+from messages.services.transitions import S, _chunks, db_now
+from syncadmin.observability import engine as observe
+
+log = logging.getLogger("messages.services")
+
+
+@dataclass
+class Envelope:
+    message_id: str | None
+    message_type: str | None
+    entity_key: str | None
+    sequence: int | None
+    created_at: datetime | None
+    payload: str | None
+
+
+@dataclass
+class SubmitResult:
+    message_id: str
+    status: str  # Accepted | Duplicate | Rejected
+    reason: str = ""
+
+
+def _envelope_problem(env: Envelope) -> str:
+    for name, value, limit in (
+        ("MessageId", env.message_id, 64),
+        ("MessageType", env.message_type, 64),
+        ("EntityKey", env.entity_key, 128),
+    ):
+        if not value:
+            return f"{name} is missing"
+        if len(value) > limit:
+            return f"{name} is longer than {limit} characters"
+        if "\x00" in value:
+            return f"{name} contains a NUL character"
+    if env.sequence is None:
+        return "Sequence is missing"
+    if not -(2**63) <= env.sequence < 2**63:
+        return "Sequence is out of range"
+    if env.created_at is None:
+        return "CreatedAt is missing"
+    if env.payload and "\x00" in env.payload:
+        return "Payload contains a NUL character"
+    return ""
+
+
+def message_ingest_batch(*, terminal, envelopes: Sequence[Envelope], trace_id: str = "") -> list[SubmitResult]:
+    """Store a terminal's batch in one transaction and answer per message, in input order.
+
+    Duplicates (already stored, or repeated within the batch) are found with one query and
+    the new messages are written with one multi-row insert. Idempotent: submitting the same
+    batch again answers Duplicate for each message and stores nothing new.
+    """
+    results: list[SubmitResult | None] = [None] * len(envelopes)
+    first_index: dict[str, int] = {}
+    for i, env in enumerate(envelopes):
+        problem = _envelope_problem(env)
+        if problem:
+            results[i] = SubmitResult(env.message_id or "", "Rejected", problem)
+        elif env.message_id in first_index:
+            results[i] = SubmitResult(env.message_id, "Duplicate")
+        else:
+            first_index[env.message_id] = i
+    trace_id = trace_id or uuid.uuid4().hex
+
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                now = db_now()
+                existing = set(
+                    Message.objects.filter(terminal=terminal, message_id__in=list(first_index)).values_list(
+                        "message_id", flat=True
+                    )
+                )
+                new = [envelopes[i] for message_id, i in first_index.items() if message_id not in existing]
+                if new:
+                    _messages_insert(terminal, new, now, trace_id)
+                    _received_events_insert(terminal, [e.message_id for e in new], now)
+                    observe.transition_recorded(from_state="", to_state=S.RECEIVED, count=len(new))
+                    transaction.on_commit(wake_workers)
+            break
+        except IntegrityError:
+            # A concurrent call stored one of these ids first; the next pass sees it as a
+            # duplicate. Anything else that breaks the insert is re-raised unchanged.
+            if attempt == 2:
+                raise
+    for message_id, i in first_index.items():
+        results[i] = SubmitResult(message_id, "Duplicate" if message_id in existing else "Accepted")
+    return results  # type: ignore[return-value]
+
+
+_MESSAGE_COLUMNS = (
+    "terminal_id",
+    "message_id",
+    "message_type",
+    "entity_type",
+    "entity_key",
+    "sequence",
+    "created_at",
+    "payload",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "lease_owner",
+    "last_error",
+    "received_at",
+    "updated_at",
+    "trace_id",
+)
+
+
+def _messages_insert(terminal, envelopes: list[Envelope], now: datetime, trace_id: str) -> None:
+    """One multi-row INSERT for the batch.
+
+    Written as SQL rather than bulk_create: preparing model instances field by field cost
+    half of a SubmitMessages call. Oracle has no multi-row VALUES: it takes the ORM path.
+    """
+    conn = connections[Message.objects.db]
+    if conn.vendor not in ("postgresql", "sqlite"):
+        Message.objects.bulk_create(
+            [
+                Message(terminal=terminal, **dict(zip(_MESSAGE_COLUMNS[1:], row[1:], strict=True)))
+                for row in _message_rows(terminal, envelopes, now, trace_id, adapt=lambda v: v)
+            ],
+            batch_size=500,
+        )
+        return
+    adapt = conn.ops.adapt_datetimefield_value
+    rows = _message_rows(terminal, envelopes, now, trace_id, adapt=adapt)
+    row_marks = "(" + ", ".join(["%s"] * len(_MESSAGE_COLUMNS)) + ")"
+    with conn.cursor() as cursor:
+        for start in range(0, len(rows), 500):
+            chunk = rows[start : start + 500]
+            cursor.execute(
+                f"INSERT INTO {Message._meta.db_table} ({', '.join(_MESSAGE_COLUMNS)}) VALUES "
+                + ", ".join([row_marks] * len(chunk)),
+                [v for row in chunk for v in row],
+            )
+
+
+def _message_rows(terminal, envelopes, now, trace_id, *, adapt) -> list[tuple]:
+    at = adapt(now)
+    rows = []
+    for env in envelopes:
+        created = env.created_at
+        if timezone.is_naive(created):
+            created = timezone.make_aware(created, timezone.utc)
+        rows.append(
+            (
+                terminal.pk,
+                env.message_id,
+                env.message_type,
+                env.message_type.partition(".")[0][:40],
+                env.entity_key,
+                env.sequence,
+                adapt(created),
+                env.payload or "",
+                S.RECEIVED,
+                0,
+                at,
+                "",
+                "",
+                at,
+                at,
+                trace_id,
+            )
+        )
+    return rows
+
+
+def _received_events_insert(terminal, message_ids: list[str], now: datetime) -> None:
+    """The 'received' lifecycle row of each new message, built by the database in one statement."""
+    conn = connections[Message.objects.db]
+    event, message = MessageEvent._meta.db_table, Message._meta.db_table
+    with conn.cursor() as cursor:
+        for chunk in _chunks(message_ids, 900):
+            cursor.execute(
+                f"INSERT INTO {event}"
+                " (message_id, from_state, to_state, at, actor, reason, error_class, traceback, attempt)"
+                f" SELECT id, '', %s, %s, %s, '', '', '', 0 FROM {message}"
+                f" WHERE terminal_id = %s AND message_id IN ({', '.join(['%s'] * len(chunk))})",
+                [S.RECEIVED, conn.ops.adapt_datetimefield_value(now), f"terminal:{terminal.code}"[:150], terminal.pk]
+                + chunk,
+            )
+
+
+def wake_workers() -> None:
+    """Ask the worker pool to drain; called after a commit that made work due."""
+    from messages import tasks
+
+    try:
+        tasks.enqueue_drain()
+    except Exception:  # the broker being down must not fail an ingest that has committed
+        log.warning("could not wake the workers; the sweep schedule will pick the work up", exc_info=True)

@@ -1,0 +1,351 @@
+"""Claiming and applying: leases counted at claim, batches applied transactionally."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import time
+import traceback as tb
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import islice
+
+from django.conf import settings
+from django.db import OperationalError, connections, transaction
+from django.db.models import F
+
+from messages.handlers import Item, PermanentError, registry
+from messages.models import DeadLetter, Message
+from messages.services.transitions import NOOP_REASON, S, db_now, message_transition
+from syncadmin.observability import engine as observe
+from syncadmin.routers import central_alias
+
+log = logging.getLogger("messages.services")
+
+
+def _locked_rows(qs, limit: int) -> list:
+    # of=("self",): lock only the message rows. Without it PostgreSQL also locks the joined
+    # terminal row, and every other worker then skips all of that terminal's messages.
+    qs = qs.select_for_update(skip_locked=True, of=("self",))
+    if connections[qs.db].features.supports_select_for_update_with_limit:
+        return list(qs[:limit])
+    # Oracle refuses FOR UPDATE with FETCH FIRST; it locks rows as they are fetched, so
+    # reading only `limit` rows from the cursor claims only those.
+    return list(islice(qs.iterator(chunk_size=limit), limit))
+
+
+# What applying needs; loading fewer columns (timestamps above all) keeps the claim cheap.
+CLAIM_FIELDS = (
+    "terminal__code",
+    "message_id",
+    "message_type",
+    "entity_type",
+    "entity_key",
+    "sequence",
+    "payload",
+    "state",
+    "attempts",
+    "lease_owner",
+    "trace_id",
+    "received_at",  # the queue latency metric
+)
+
+
+EXPIRED_CHECK_SECONDS = 5.0
+_next_expired_check = 0.0
+
+
+def _claim_expired(*, worker: str, now: datetime, lease: timedelta) -> list[Message]:
+    """Re-claim one message whose lease expired, or dead-letter it if it used its attempts."""
+    max_attempts = settings.SYNC_MAX_ATTEMPTS
+    while expired := _locked_rows(
+        Message.objects.filter(state=S.PROCESSING, lease_expires_at__lt=now)
+        .select_related("terminal")
+        .only(*CLAIM_FIELDS)
+        .order_by("lease_expires_at"),
+        1,
+    ):
+        m = expired[0]
+        if m.attempts >= max_attempts:
+            _dead_letter(
+                m,
+                actor="sweeper",
+                reason=f"worker lost the message {m.attempts} times (lease expired); last owner {m.lease_owner}",
+                error_class="LeaseExpired",
+                now=now,
+            )
+            continue
+        message_transition(
+            message_ids=[m.pk],
+            from_state=S.PROCESSING,
+            to_state=S.PROCESSING,
+            actor=worker,
+            reason=f"lease of {m.lease_owner} expired; re-claimed",
+            fields={"attempts": F("attempts") + 1, "lease_owner": worker, "lease_expires_at": now + lease},
+            only_if={"lease_expires_at__lt": now},
+            now=now,
+        )
+        m.attempts += 1
+        m.lease_owner = worker
+        return [m]
+    return []
+
+
+def message_claim(*, worker: str, limit: int) -> list[Message]:
+    """Claim up to ``limit`` due messages for ``worker`` with a lease; count the attempt now.
+
+    The attempt is counted when the message is claimed, not when it fails: a message whose
+    handler kills its worker still reaches DeadLettered after SYNC_MAX_ATTEMPTS claims.
+    A message whose lease expired (its worker died) is taken alone, so a poison message
+    cannot drag the rest of its batch to the dead-letter queue with it.
+    """
+    global _next_expired_check
+    lease = timedelta(seconds=settings.SYNC_LEASE_SECONDS)
+    with transaction.atomic():
+        now = db_now()
+        # Expired leases are rare: look for them every few seconds and whenever nothing else
+        # is due, not on every claim (it is one more query per batch on the hot path).
+        if time.monotonic() >= _next_expired_check:
+            _next_expired_check = time.monotonic() + EXPIRED_CHECK_SECONDS
+            if reclaimed := _claim_expired(worker=worker, now=now, lease=lease):
+                return reclaimed
+
+        rows = _locked_rows(
+            Message.objects.filter(state__in=(S.RECEIVED, S.FAILED), next_attempt_at__lte=now)
+            .select_related("terminal")
+            .only(*CLAIM_FIELDS)
+            .order_by("next_attempt_at"),
+            limit,
+        )
+        if not rows:
+            return _claim_expired(worker=worker, now=now, lease=lease)
+        by_state: dict[str, list[int]] = defaultdict(list)
+        for m in rows:
+            by_state[m.state].append(m.pk)
+        for state, ids in by_state.items():
+            message_transition(
+                message_ids=ids,
+                from_state=state,
+                to_state=S.PROCESSING,
+                actor=worker,
+                fields={
+                    "attempts": F("attempts") + 1,
+                    "lease_owner": worker,
+                    "lease_expires_at": now + lease,
+                    "next_attempt_at": None,
+                },
+                now=now,
+            )
+        for m in rows:
+            m.attempts += 1
+            m.lease_owner = worker
+            m.state = S.PROCESSING
+        return rows
+
+
+# --- apply -------------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchResult:
+    processed: int = 0
+    noop: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+
+
+_NORMALISE = re.compile(r"0x[0-9a-fA-F]+|[0-9a-fA-F]{8,}|\d+")
+
+
+def failure_group_key(error_class: str, reason: str) -> str:
+    """error class + message with ids and numbers blanked: one group per kind of failure."""
+    return f"{error_class}: {_NORMALISE.sub('#', reason.splitlines()[0] if reason else '')}"[:255]
+
+
+def _dead_letter(message: Message, *, actor: str, reason: str, error_class: str, traceback: str = "", now) -> None:
+    message_transition(
+        message_ids=[message.pk],
+        from_state=message.state,
+        to_state=S.DEAD_LETTERED,
+        actor=actor,
+        reason=reason,
+        error_class=error_class,
+        traceback=traceback,
+        fields={"lease_owner": "", "lease_expires_at": None, "next_attempt_at": None, "last_error": reason},
+        now=now,
+    )
+    DeadLetter.objects.update_or_create(
+        message=message,
+        defaults={
+            "reason": reason,
+            "error_class": error_class,
+            "traceback": traceback,
+            "group_key": failure_group_key(error_class, reason),
+            "dead_lettered_at": now,
+            "resolution": "",
+            "resolved_by": "",
+            "resolved_at": None,
+            "note": "",
+        },
+    )
+    message.state = S.DEAD_LETTERED
+
+
+def backoff_seconds(attempts: int) -> float:
+    """Exponential backoff with jitter: base * 2^(n-1), capped, then 50-100% of that."""
+    delay = min(settings.SYNC_BACKOFF_MAX_SECONDS, settings.SYNC_BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0))
+    return delay * random.uniform(0.5, 1.0)
+
+
+def _is_infrastructure_error(exc: BaseException) -> bool:
+    """Database unreachable or connection lost: not the message's fault, do not burn an attempt."""
+    return isinstance(exc, OperationalError) and not _is_retryable_conflict(exc)
+
+
+def _is_retryable_conflict(exc: BaseException) -> bool:
+    sqlstate = getattr(getattr(exc, "__cause__", None), "sqlstate", None)
+    return sqlstate in ("40P01", "40001")  # deadlock detected, serialization failure
+
+
+def _prepare(messages: Sequence[Message]) -> tuple[list[Item], list[tuple[Message, PermanentError]]]:
+    items, rejected = [], []
+    for m in messages:
+        handler = registry.resolve(m.message_type)
+        if handler is None:
+            rejected.append((m, PermanentError(f"no handler for message type {m.message_type!r}")))
+            continue
+        try:
+            payload = json.loads(m.payload) if m.payload.strip() else None
+        except ValueError as exc:
+            rejected.append((m, PermanentError(f"payload is not valid JSON: {exc}")))
+            continue
+        entity, _, op = m.message_type.partition(".")
+        items.append(Item(message=m, terminal_code=m.terminal.code, entity_type=entity, op=op, payload=payload))
+    return items, rejected
+
+
+def _apply(items: list[Item]) -> None:
+    by_handler = defaultdict(list)
+    for item in items:
+        by_handler[registry.resolve(item.message.message_type)].append(item)
+    for handler, group in by_handler.items():
+        handler.apply_many(group)
+
+
+def message_process_batch(*, messages: Sequence[Message], worker: str) -> BatchResult:
+    """Apply a claimed batch: central writes and state changes commit together or not at all.
+
+    Fast path: the whole batch in one savepoint. If anything in it fails, each message is
+    applied again in a savepoint of its own so one bad message cannot fail the others.
+    A lost lease (another worker re-claimed an expired message) rolls everything back.
+    """
+    for attempt in range(3):
+        try:
+            return _process_batch_once(messages, worker)
+        except OperationalError as exc:
+            if not _is_retryable_conflict(exc) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _process_batch_once(messages: Sequence[Message], worker: str) -> BatchResult:
+    started = time.perf_counter()
+    outcomes: dict[int, tuple[str, str]] = {}  # pk -> (outcome, reason), for observability
+    result = BatchResult()
+    items, rejected = _prepare(messages)
+    failures: list[tuple[Item | Message, BaseException, str]] = []
+    central = central_alias()
+    with transaction.atomic(), transaction.atomic(using=central):
+        ok: list[Item] = []
+        try:
+            with transaction.atomic(using=central):
+                _apply(items)
+            ok = items
+        except Exception as exc:
+            if _is_infrastructure_error(exc) or _is_retryable_conflict(exc):
+                raise
+            if len(items) == 1:
+                failures.append((items[0], exc, tb.format_exc()))
+                items = []
+            else:
+                log.info("batch of %s replayed one message at a time after %s: %s", len(items), type(exc).__name__, exc)
+            for item in items:
+                item.applied, item.note = False, ""
+                try:
+                    with transaction.atomic(using=central):
+                        _apply([item])
+                    ok.append(item)
+                except Exception as exc:
+                    if _is_infrastructure_error(exc) or _is_retryable_conflict(exc):
+                        raise
+                    failures.append((item, exc, tb.format_exc()))
+        now = db_now()
+        done_fields = {"processed_at": now, "lease_owner": "", "lease_expires_at": None, "last_error": ""}
+        applied = [i.message.pk for i in ok if i.applied]
+        noop = [i for i in ok if not i.applied]
+        if applied:
+            message_transition(
+                message_ids=applied,
+                from_state=S.PROCESSING,
+                to_state=S.PROCESSED,
+                actor=worker,
+                reason="applied",
+                fields=done_fields,
+                only_if={"lease_owner": worker},
+                now=now,
+            )
+        if noop:
+            message_transition(
+                message_ids=[i.message.pk for i in noop],
+                from_state=S.PROCESSING,
+                to_state=S.PROCESSED,
+                actor=worker,
+                reason=NOOP_REASON,
+                fields=done_fields,
+                only_if={"lease_owner": worker},
+                now=now,
+            )
+        result.processed, result.noop = len(applied), len(noop)
+        outcomes.update({i.message.pk: ("processed", "") for i in ok if i.applied})
+        outcomes.update({i.message.pk: ("noop", NOOP_REASON) for i in noop})
+        for m, exc in rejected:
+            _dead_letter(m, actor=worker, reason=str(exc), error_class="PermanentError", now=now)
+            result.dead_lettered += 1
+            outcomes[m.pk] = ("dead_lettered", str(exc))
+        for item, exc, trace in failures:
+            m = item.message
+            error_class = type(exc).__name__
+            reason = str(exc) or error_class
+            if isinstance(exc, PermanentError) or m.attempts >= settings.SYNC_MAX_ATTEMPTS:
+                if not isinstance(exc, PermanentError):
+                    reason = f"gave up after {m.attempts} attempts: {reason}"
+                _dead_letter(m, actor=worker, reason=reason, error_class=error_class, traceback=trace, now=now)
+                result.dead_lettered += 1
+                outcomes[m.pk] = ("dead_lettered", reason)
+            else:
+                delay = backoff_seconds(m.attempts)
+                message_transition(
+                    message_ids=[m.pk],
+                    from_state=S.PROCESSING,
+                    to_state=S.FAILED,
+                    actor=worker,
+                    reason=f"{reason} (retry in {delay:.0f}s)",
+                    error_class=error_class,
+                    traceback=trace,
+                    fields={
+                        "lease_owner": "",
+                        "lease_expires_at": None,
+                        "last_error": reason,
+                        "next_attempt_at": now + timedelta(seconds=delay),
+                    },
+                    only_if={"lease_owner": worker},
+                    now=now,
+                )
+                result.failed += 1
+                outcomes[m.pk] = ("failed", reason)
+        observe.batch_finished(messages=messages, outcomes=outcomes, started=started, now=now, worker=worker)
+    return result
