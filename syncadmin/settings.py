@@ -244,5 +244,20 @@ LOGGING = {
 CONSOLE_PAGE_SIZE = env.int("CONSOLE_PAGE_SIZE", default=50)
 # The dashboard re-renders its figures through htmx every this many seconds.
 CONSOLE_REFRESH_SECONDS = env.int("CONSOLE_REFRESH_SECONDS", default=5)
-# The most messages one bulk action ("all matching the filter") may change in one request.
-CONSOLE_BULK_MAX = env.int("CONSOLE_BULK_MAX", default=50_000)
+# Above this many messages a console retry/discard/restore runs as a background job (BulkJob).
+CONSOLE_BULK_JOB_THRESHOLD = env.int("CONSOLE_BULK_JOB_THRESHOLD", default=1_000)
+# Messages per chunk of a background bulk job; each chunk is one transaction.
+CONSOLE_BULK_JOB_CHUNK = env.int("CONSOLE_BULK_JOB_CHUNK", default=1_000)
+
+# --- Retention ---------------------------------------------------------------------------------
+# Processed and Discarded messages (with their events) older than this are purged.
+SYNC_RETENTION_DAYS = env.int("SYNC_RETENTION_DAYS", default=30)
+# A once dead-lettered message is kept until its dead letter is resolved, then this long.
+SYNC_DEADLETTER_RETENTION_DAYS = env.int("SYNC_DEADLETTER_RETENTION_DAYS", default=30)
+# Messages deleted per purge transaction: small, so no lock is held long enough to stall ingest.
+SYNC_RETENTION_BATCH = env.int("SYNC_RETENTION_BATCH", default=2_000)
+# Pause between purge batches, leaving the database to ingest and the workers.
+SYNC_RETENTION_PAUSE_SECONDS = env.float("SYNC_RETENTION_PAUSE_SECONDS", default=0.05)
+# How often the purge schedule runs, and how long one run may last before it hands over.
+SYNC_RETENTION_INTERVAL_MINUTES = env.int("SYNC_RETENTION_INTERVAL_MINUTES", default=15)
+SYNC_RETENTION_RUN_SECONDS = env.float("SYNC_RETENTION_RUN_SECONDS", default=40.0)
