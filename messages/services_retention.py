@@ -118,6 +118,7 @@ def purge_run(
     batch_size: int | None = None,
     pause_seconds: float | None = None,
     max_batches: int | None = None,
+    duty_cycle: float | None = None,
 ) -> PurgeRun | None:
     """One purge run: batches until nothing is left or the time budget is spent; recorded as a PurgeRun.
 
@@ -144,9 +145,12 @@ def purge_run(
     batches = 0
     more = False
     error = ""
+    duty = min(max(settings.SYNC_RETENTION_DUTY_CYCLE if duty_cycle is None else duty_cycle, 0.01), 1.0)
     try:
         while True:
+            started = time.monotonic()
             removed = purge_batch(cutoffs=cutoffs, limit=batch_size)
+            spent = time.monotonic() - started
             if removed.messages:
                 batches += 1
                 totals.messages += removed.messages
@@ -157,8 +161,8 @@ def purge_run(
             if time.monotonic() >= deadline or (max_batches and batches >= max_batches):
                 more = True
                 break
-            if pause:
-                time.sleep(pause)
+            wait = max(pause, spent * (1 - duty) / duty)
+            time.sleep(min(wait, max(deadline - time.monotonic(), 0.0)))
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"[:2000]
         log.exception("purge run %s failed after %s batch(es)", run.pk, batches)

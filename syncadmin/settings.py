@@ -256,8 +256,11 @@ SYNC_RETENTION_DAYS = env.int("SYNC_RETENTION_DAYS", default=30)
 SYNC_DEADLETTER_RETENTION_DAYS = env.int("SYNC_DEADLETTER_RETENTION_DAYS", default=30)
 # Messages deleted per purge transaction: small, so no lock is held long enough to stall ingest.
 SYNC_RETENTION_BATCH = env.int("SYNC_RETENTION_BATCH", default=2_000)
-# Pause between purge batches, leaving the database to ingest and the workers.
+# Pause between purge batches, leaving the database to ingest and the workers: at least this long,
+# and long enough that the purge works at most SYNC_RETENTION_DUTY_CYCLE of the time (a slow,
+# loaded database makes batches slower and so the pauses longer: the purge yields by itself).
 SYNC_RETENTION_PAUSE_SECONDS = env.float("SYNC_RETENTION_PAUSE_SECONDS", default=0.05)
+SYNC_RETENTION_DUTY_CYCLE = env.float("SYNC_RETENTION_DUTY_CYCLE", default=0.15)
 # How often the purge schedule runs, and how long one run may last before it hands over.
 SYNC_RETENTION_INTERVAL_MINUTES = env.int("SYNC_RETENTION_INTERVAL_MINUTES", default=15)
 SYNC_RETENTION_RUN_SECONDS = env.float("SYNC_RETENTION_RUN_SECONDS", default=40.0)
