@@ -243,6 +243,21 @@ class BulkJob(models.Model):
         return self.state in (BulkJobState.DONE, BulkJobState.CANCELLED, BulkJobState.FAILED)
 
 
+class BulkJobItem(models.Model):
+    """One message of a job's frozen selection, written once when the job starts (INSERT ... SELECT).
+
+    Chunks read the selection from here by (job, message_id), so a chunk costs the same whatever
+    the filter was (an error-text search, a dead-letter group): the filter runs once, not per chunk.
+    A chunk deletes its own items in its transaction, so the table only holds work still to do.
+    """
+
+    job = models.ForeignKey(BulkJob, on_delete=models.CASCADE, related_name="items", db_index=False)
+    message_id = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["job", "message_id"], name="bulkjobitem_job_msg_idx")]
+
+
 class PurgeRun(models.Model):
     """One run of the retention purge: when, how long, and how many rows it removed per table."""
 

@@ -6,10 +6,11 @@ CONSOLE_BULK_JOB_CHUNK messages, each chunk (its state changes, through the engi
 and the job's progress) one transaction. The console polls the job's progress; the operator can
 cancel it between chunks; it is audited once, when it ends, with its final totals and filter.
 
-A job's selection is frozen when it starts: the ids up to ``max_id`` that were then in a state the
-action applies to. It walks them in id order (``last_id`` is the cursor), so a job interrupted by a
-lost worker resumes where it stopped, and a message that comes back into the selection (retried,
-then dead-lettered again) is never acted on twice by one job.
+A job's selection is frozen when it starts: the ids that were then in a state the action applies
+to are written to BulkJobItem in one INSERT ... SELECT (the filter runs once, whatever it costs).
+Chunks walk them in id order (``last_id`` is the cursor) and delete their own items, so a job
+interrupted by a lost worker resumes where it stopped, and a message that comes back into the
+selection (retried, then dead-lettered again) is never acted on twice by one job.
 
 Only one task may run a job at a time: the job row holds the token of the task allowed to run it
 (``runner``); every chunk commits only if the token still matches, and a task that runs out of
@@ -27,11 +28,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, F, Max, Q
+from django.db import connection, transaction
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from messages.models import BulkJob, BulkJobState, Message, MessageState
+from messages.models import BulkJob, BulkJobItem, BulkJobState, Message, MessageState
 from messages.services import (
     DISCARDABLE_STATES,
     RETRYABLE_STATES,
@@ -218,6 +219,7 @@ def _finish(job_id: int, *, state: str, token: str | None, error: str = "") -> b
             qs = qs.filter(runner=token)
         if not qs.update(state=state, finished_at=timezone.now(), error=error[:2000], runner=""):
             return False
+        BulkJobItem.objects.filter(job_id=job_id).delete()  # a cancelled/failed job's leftovers
         job = BulkJob.objects.get(pk=job_id)
         duration = (job.finished_at - job.started_at).total_seconds() if job.started_at else 0.0
         audit_record(
@@ -245,15 +247,36 @@ def _finish(job_id: int, *, state: str, token: str | None, error: str = "") -> b
     return True
 
 
-def _next_ids(job: BulkJob, base, limit: int) -> list[int]:
+def _snapshot(job: BulkJob) -> tuple[int, int]:
+    """Freeze the job's selection into BulkJobItem with one INSERT ... SELECT; returns (total, max id).
+
+    The filter (however costly: an error-text search scans) runs once here, not once per chunk.
+    """
+    ids = (
+        job_queryset(params=job.params)
+        .filter(state__in=ACTION_STATES[job.action])
+        .order_by()
+        .annotate(sel_id=F("pk"))
+        .values_list("sel_id", flat=True)
+    )
+    sql, params = ids.query.sql_with_params()
+    table = BulkJobItem._meta.db_table
+    BulkJobItem.objects.filter(job=job).delete()  # a half-done earlier snapshot never doubles up
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (job_id, message_id) SELECT %s, sel.sel_id FROM ({sql}) sel", [job.pk, *params]
+        )
+        total = cursor.rowcount
+    max_id = BulkJobItem.objects.filter(job=job).aggregate(m=Max("message_id"))["m"] or 0
+    return total, max_id
+
+
+def _next_ids(job: BulkJob, limit: int) -> list[int]:
     """The next chunk of the frozen selection after the cursor, in id order."""
-    if job.params.get("scope") == "selected":
-        # The ticked ids themselves: the engine's services skip any no longer in an actionable state.
-        return sorted(i for i in set(job.params.get("ids") or []) if job.last_id < i <= job.max_id)[:limit]
     return list(
-        actionable(queryset=base, action=job.action)
-        .filter(pk__gt=job.last_id, pk__lte=job.max_id)
-        .order_by("pk")[:limit]
+        BulkJobItem.objects.filter(job=job, message_id__gt=job.last_id)
+        .order_by("message_id")
+        .values_list("message_id", flat=True)[:limit]
     )
 
 
@@ -275,16 +298,11 @@ def bulk_job_execute(*, job_id: int, token: str = "", max_seconds: float | None 
     BulkJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=now)
     job = BulkJob.objects.get(pk=job_id)
     try:
-        base = job_queryset(params=job.params)
         if job.max_id is None:
-            # Freeze the selection: what is actionable now, up to the highest id that matches now.
-            if job.params.get("scope") == "selected":
-                ids = set(job.params.get("ids") or [])
-                max_id, total = max(ids, default=0), len(ids)
-            else:
-                agg = base.filter(state__in=ACTION_STATES[job.action]).aggregate(m=Max("pk"), n=Count("pk"))
-                max_id, total = agg["m"] or 0, agg["n"]
-            BulkJob.objects.filter(pk=job_id, runner=mine).update(max_id=max_id, total=total)
+            with transaction.atomic():
+                total, max_id = _snapshot(job)
+                if not BulkJob.objects.filter(pk=job_id, runner=mine).update(max_id=max_id, total=total):
+                    raise LostJob
             job.max_id, job.total = max_id, total
         chunk = settings.CONSOLE_BULK_JOB_CHUNK
         while True:
@@ -301,9 +319,10 @@ def bulk_job_execute(*, job_id: int, token: str = "", max_seconds: float | None 
                     _enqueue(job_id, nxt)
                 break
             with transaction.atomic():
-                ids = _next_ids(job, base, chunk)
+                ids = _next_ids(job, chunk)
                 if ids:
                     changed = _apply_action(job.action, ids, job.actor, job.reason)
+                    BulkJobItem.objects.filter(job_id=job_id, message_id__lte=ids[-1]).delete()
                     progressed = BulkJob.objects.filter(pk=job_id, runner=mine).update(
                         done=F("done") + len(ids),
                         changed=F("changed") + changed,

@@ -4,6 +4,7 @@
 permissions to every console group (the groups come from syncadmin 0003).
 """
 
+import django.db.models.deletion
 from django.db import migrations, models
 
 PERMISSIONS = [
@@ -66,6 +67,17 @@ class Migration(migrations.Migration):
                 ('finished_at', models.DateTimeField(blank=True, null=True)),
                 ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
             ],
+        ),
+        migrations.CreateModel(
+            name='BulkJobItem',
+            fields=[
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('message_id', models.BigIntegerField()),
+                ('job', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='items', to='queue_messages.bulkjob')),
+            ],
+            options={
+                'indexes': [models.Index(fields=['job', 'message_id'], name='bulkjobitem_job_msg_idx')],
+            },
         ),
         migrations.CreateModel(
             name='PurgeRun',

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from messages import services_bulk, tasks_scale
-from messages.models import BulkJob, BulkJobState, DeadLetter, Message, MessageEvent, MessageState
+from messages.models import BulkJob, BulkJobItem, BulkJobState, DeadLetter, Message, MessageEvent, MessageState
 from messages.selectors_scale import bulk_job_progress
 from messages.services_bulk import BulkRefused, bulk_action_start, bulk_job_cancel, bulk_job_execute
 from syncadmin.models import AuditEntry
@@ -115,6 +115,7 @@ def test_job_runs_in_chunks_and_audits_once_with_totals_and_filter(small_jobs, e
     job = bulk_job_execute(job_id=job.pk)
     assert sizes == [2, 2, 1]  # CONSOLE_BULK_JOB_CHUNK = 2, in id order
     assert (job.state, job.total, job.done, job.changed, job.last_id) == (J.DONE, 5, 5, 5, max(ids))
+    assert not BulkJobItem.objects.exists()  # each chunk removed its own items
     assert set(Message.objects.filter(pk__in=ids).values_list("state", flat=True)) == {S.RECEIVED}
     assert Message.objects.get(pk=other).state == S.DEAD_LETTERED  # not in the group
     assert DeadLetter.objects.filter(message_id__in=ids, resolution="retried").count() == 5
@@ -146,8 +147,22 @@ def test_each_chunk_is_its_own_transaction(small_jobs, enqueued, monkeypatch):
     assert Message.objects.filter(pk__in=ids, state=S.RECEIVED).count() == 4
     assert Message.objects.get(pk=max(ids)).state == S.DEAD_LETTERED
     assert not MessageEvent.objects.filter(message_id=max(ids)).exists()
+    assert not BulkJobItem.objects.exists()  # an ended job leaves no items behind
     entry = AuditEntry.objects.get()
     assert entry.detail["state"] == J.FAILED and entry.count == 4
+
+
+def test_the_filter_runs_once_not_per_chunk(small_jobs, enqueued, django_assert_max_num_queries):
+    dead_letters(3, message__last_error="ValueError: price 12 is negative")
+    job = BulkJobFactory(params={"scope": "filter", "query": "error=price", "filters": {"error": "price"}})
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        job = bulk_job_execute(job_id=job.pk)
+    assert job.changed == 3
+    scans = [q["sql"] for q in ctx.captured_queries if "LIKE" in q["sql"].upper()]
+    assert len(scans) == 1 and scans[0].upper().startswith("INSERT")  # the one snapshot
 
 
 def test_selection_is_frozen_when_the_job_starts(small_jobs, enqueued, monkeypatch):
@@ -180,7 +195,7 @@ def test_selected_scope_job(small_jobs, enqueued):
     done = MessageFactory(state=S.PROCESSED).pk
     job = BulkJobFactory(params={"scope": "selected", "ids": [*ids, done]})
     job = bulk_job_execute(job_id=job.pk)
-    assert (job.state, job.total, job.done, job.changed) == (J.DONE, 5, 5, 4)
+    assert (job.state, job.total, job.done, job.changed) == (J.DONE, 4, 4, 4)  # the frozen selection: actionable only
     assert Message.objects.get(pk=done).state == S.PROCESSED
 
 
