@@ -16,3 +16,6 @@ class MessagesConfig(AppConfig):
         from messages.schedules import ensure_schedules
 
         post_migrate.connect(ensure_schedules, sender=self)
+        from messages.schedules_scale import ensure_schedules as ensure_scale_schedules
+
+        post_migrate.connect(ensure_scale_schedules, sender=self)

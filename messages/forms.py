@@ -18,7 +18,7 @@ class DiscardForm(forms.Form):
 
 
 class BulkActionForm(forms.Form):
-    ACTIONS = [("retry", "Retry"), ("discard", "Discard")]
+    ACTIONS = [("retry", "Retry"), ("discard", "Discard"), ("restore", "Restore")]
     SCOPES = [("selected", "the selected messages"), ("filter", "all messages matching the filter")]
 
     action = forms.ChoiceField(choices=ACTIONS)

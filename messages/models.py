@@ -82,6 +82,8 @@ class Message(models.Model):
             models.Index(fields=["entity_type", "entity_key"], name="message_entity_idx"),
             models.Index(fields=["message_type", "-received_at"], name="message_type_recv_idx"),
             models.Index(fields=["trace_id"], name="message_trace_idx"),
+            # The retention purge's candidate query: finished messages by age (services_retention).
+            models.Index(fields=["state", "updated_at"], name="message_state_updated_idx"),
         ]
 
     def __str__(self) -> str:
@@ -191,3 +193,90 @@ class OutboundUpdate(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["terminal", "state", "created_at"], name="update_fetch_idx")]
+
+
+# --- scale: background bulk jobs and retention runs (messages/services_bulk.py, services_retention.py) ---
+
+
+class BulkJobState(models.TextChoices):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    DONE = "Done"
+    CANCELLED = "Cancelled"
+    FAILED = "Failed"
+
+
+class BulkJob(models.Model):
+    """A console retry/discard/restore over many messages, run by a worker in chunks.
+
+    ``params`` holds what it runs on (the filter query string and the filters in words), so the
+    job can be resumed from ``last_id`` and audited with the filter once it ends.
+    """
+
+    class Action(models.TextChoices):
+        RETRY = "retry"
+        DISCARD = "discard"
+        RESTORE = "restore"
+
+    action = models.CharField(max_length=16, choices=Action.choices)
+    params = models.JSONField(default=dict)
+    state = models.CharField(max_length=16, choices=BulkJobState.choices, default=BulkJobState.PENDING)
+    total = models.IntegerField(null=True)  # counted by the worker when the job starts
+    done = models.IntegerField(default=0)  # candidates examined so far
+    changed = models.IntegerField(default=0)  # of those, how many the action changed
+    max_id = models.BigIntegerField(null=True)  # the selection is frozen at start: ids up to this
+    last_id = models.BigIntegerField(default=0)  # keyset cursor: every id up to it is done
+    cancel_requested = models.BooleanField(default=False)
+    cancelled_by = models.CharField(max_length=150, blank=True)
+    # The token of the task allowed to run the job: a redelivered or stale task holds another one.
+    runner = models.CharField(max_length=64, blank=True)
+    actor = models.CharField(max_length=150)
+    reason = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)  # last chunk committed
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "created_at"], name="bulkjob_state_idx")]
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (BulkJobState.DONE, BulkJobState.CANCELLED, BulkJobState.FAILED)
+
+
+class BulkJobItem(models.Model):
+    """One message of a job's frozen selection, written once when the job starts (INSERT ... SELECT).
+
+    Chunks read the selection from here by (job, message_id), so a chunk costs the same whatever
+    the filter was (an error-text search, a dead-letter group): the filter runs once, not per chunk.
+    A chunk deletes its own items in its transaction, so the table only holds work still to do.
+    """
+
+    job = models.ForeignKey(BulkJob, on_delete=models.CASCADE, related_name="items", db_index=False)
+    message_id = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["job", "message_id"], name="bulkjobitem_job_msg_idx")]
+
+
+class PurgeRun(models.Model):
+    """One run of the retention purge: when, how long, and how many rows it removed per table."""
+
+    started_at = models.DateTimeField(db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True)
+    messages_removed = models.IntegerField(default=0)
+    events_removed = models.IntegerField(default=0)
+    deadletters_removed = models.IntegerField(default=0)
+    batches = models.IntegerField(default=0)
+    # True when the run stopped at its time budget with more to purge (a follow-up run was queued).
+    more = models.BooleanField(default=False)
+    trigger = models.CharField(max_length=32, default="schedule")
+    error = models.TextField(blank=True)
+    cutoff = models.DateTimeField(null=True)
+    deadletter_cutoff = models.DateTimeField(null=True)
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]

@@ -96,7 +96,7 @@ def message_actionable_ids(*, queryset, action: str):
     """The ids among ``queryset`` that ``action`` (retry|discard) would change, as a values queryset."""
     from messages.services import DISCARDABLE_STATES, RETRYABLE_STATES
 
-    states = {"retry": RETRYABLE_STATES, "discard": DISCARDABLE_STATES}[action]
+    states = {"retry": RETRYABLE_STATES, "discard": DISCARDABLE_STATES, "restore": (MessageState.DISCARDED,)}[action]
     return queryset.filter(state__in=states).order_by().values_list("pk", flat=True)
 
 

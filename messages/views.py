@@ -18,6 +18,7 @@ from messages import selectors
 from messages.filtersets import MessageFilterSet
 from messages.forms import BulkActionForm, DiscardForm, EditPayloadForm, GroupNoteForm, RetryForm
 from messages.models import DeadLetter, Message, MessageState
+from messages.services_bulk import BulkRefused, actionable, bulk_action_start, job_queryset
 from messages.services_console import (
     ActionRefused,
     message_edit_and_retry,
@@ -25,13 +26,18 @@ from messages.services_console import (
     message_operator_retry,
 )
 from messages.tables import DeadLetterGroupTable, MessageTable
+from messages.views_scale import bulk_job_panel
 from syncadmin.console import actor_of, bind_table_context, console_view, render_list
 from syncadmin.pagination import keyset_page
 from syncadmin.selectors import deadletter_group_notes
 from syncadmin.services import deadletter_group_note_set
 
 VIEW = "queue_messages.view_message"
-ACTION_PERMS = {"retry": "queue_messages.retry_message", "discard": "queue_messages.discard_message"}
+ACTION_PERMS = {
+    "retry": "queue_messages.retry_message",
+    "discard": "queue_messages.discard_message",
+    "restore": "queue_messages.restore_message",
+}
 
 
 def _filterset(data) -> MessageFilterSet:
@@ -148,7 +154,11 @@ def message_export(request):
 @require_POST
 @console_view(VIEW)
 def message_bulk(request):
-    """Two steps: without ``confirmed`` say how many messages will change; with it, do it."""
+    """Two steps: without ``confirmed`` say how many messages will change; with it, do it.
+
+    Up to CONSOLE_BULK_JOB_THRESHOLD messages change in this request; more become a background
+    job whose progress panel (polled through htmx) is the answer, so the request never waits on it.
+    """
     form = BulkActionForm(request.POST)
     if not form.is_valid():
         return render(request, "messages/_bulk_panel.html", {"form": form, "errors": form.errors})
@@ -160,40 +170,34 @@ def message_bulk(request):
         fs = _filterset(QueryDict(data["query"]))
         if not fs.is_valid():
             return render(request, "messages/_bulk_panel.html", {"form": form, "errors": fs.errors})
-        base, described = fs.qs, fs.active
+        params = {"scope": "filter", "query": data["query"], "filters": fs.active}
     else:
-        base, described = Message.objects.filter(pk__in=data["select"]), {}
-    ids = selectors.message_actionable_ids(queryset=base, action=action)
-    limit = settings.CONSOLE_BULK_MAX
+        params = {"scope": "selected", "ids": sorted(set(data["select"]))}
+    threshold = settings.CONSOLE_BULK_JOB_THRESHOLD
     context = {
         "form": form,
         "action": action,
         "scope": scope,
         "selected": data["select"],
         "query": data["query"],
-        "filters": described,
+        "filters": params.get("filters", {}),
         "reason": data.get("reason", ""),
-        "limit": limit,
+        "threshold": threshold,
     }
     if not data.get("confirmed"):
-        context["count"] = ids[: limit + 1].count()
-        context["too_many"] = context["count"] > limit
+        context["count"] = actionable(queryset=job_queryset(params=params), action=action).count()
+        context["background"] = context["count"] > threshold
         return render(request, "messages/_bulk_panel.html", context)
-    id_list = list(ids[: limit + 1])
-    if len(id_list) > limit:
-        context["errors"] = {"": [f"More than {limit:,} messages: narrow the filter and repeat."]}
-        return render(request, "messages/_bulk_panel.html", context)
-    detail = {"scope": scope, "filters": described}
-    actor, reason = actor_of(request), (data.get("reason") or "").strip()
     try:
-        if action == "retry":
-            changed = message_operator_retry(message_ids=id_list, actor=actor, reason=reason, detail=detail)
-        else:
-            changed = message_operator_discard(message_ids=id_list, actor=actor, reason=reason, detail=detail)
-    except ActionRefused as exc:
+        outcome = bulk_action_start(
+            action=action, params=params, actor=actor_of(request), reason=(data.get("reason") or "").strip()
+        )
+    except BulkRefused as exc:
         context["errors"] = {"": [str(exc)]}
         return render(request, "messages/_bulk_panel.html", context)
-    context["done"] = changed
+    if outcome.job is not None:
+        return bulk_job_panel(request, outcome.job)
+    context["done"] = outcome.changed
     response = render(request, "messages/_bulk_panel.html", context)
     response["HX-Trigger"] = "messagesChanged"
     return response
@@ -228,6 +232,7 @@ def _detail_context(request, message: Message, **extra) -> dict:
         "discard_form": extra.pop("discard_form", None) or DiscardForm(),
         "can_retry_state": message.state in (MessageState.FAILED, MessageState.DEAD_LETTERED),
         "can_discard_state": message.state in (MessageState.RECEIVED, MessageState.FAILED, MessageState.DEAD_LETTERED),
+        "can_restore_state": message.state == MessageState.DISCARDED,
         **extra,
     }
 

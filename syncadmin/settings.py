@@ -254,8 +254,6 @@ LOGGING = {
 CONSOLE_PAGE_SIZE = env.int("CONSOLE_PAGE_SIZE", default=50)
 # The dashboard re-renders its figures through htmx every this many seconds.
 CONSOLE_REFRESH_SECONDS = env.int("CONSOLE_REFRESH_SECONDS", default=5)
-# The most messages one bulk action ("all matching the filter") may change in one request.
-CONSOLE_BULK_MAX = env.int("CONSOLE_BULK_MAX", default=50_000)
 
 
 # --- Observability (docs/observability.md) ------------------------------------------------------
@@ -298,3 +296,24 @@ if not _otel_exporter and (
 SYNC_TRACING_EXPORTER = (
     "" if env.bool("OTEL_SDK_DISABLED", default=False) or _otel_exporter == "none" else _otel_exporter
 )
+
+# Above this many messages a console retry/discard/restore runs as a background job (BulkJob).
+CONSOLE_BULK_JOB_THRESHOLD = env.int("CONSOLE_BULK_JOB_THRESHOLD", default=1_000)
+# Messages per chunk of a background bulk job; each chunk is one transaction.
+CONSOLE_BULK_JOB_CHUNK = env.int("CONSOLE_BULK_JOB_CHUNK", default=1_000)
+
+# --- Retention ---------------------------------------------------------------------------------
+# Processed and Discarded messages (with their events) older than this are purged.
+SYNC_RETENTION_DAYS = env.int("SYNC_RETENTION_DAYS", default=30)
+# A once dead-lettered message is kept until its dead letter is resolved, then this long.
+SYNC_DEADLETTER_RETENTION_DAYS = env.int("SYNC_DEADLETTER_RETENTION_DAYS", default=30)
+# Messages deleted per purge transaction: small, so no lock is held long enough to stall ingest.
+SYNC_RETENTION_BATCH = env.int("SYNC_RETENTION_BATCH", default=2_000)
+# Pause between purge batches, leaving the database to ingest and the workers: at least this long,
+# and long enough that the purge works at most SYNC_RETENTION_DUTY_CYCLE of the time (a slow,
+# loaded database makes batches slower and so the pauses longer: the purge yields by itself).
+SYNC_RETENTION_PAUSE_SECONDS = env.float("SYNC_RETENTION_PAUSE_SECONDS", default=0.05)
+SYNC_RETENTION_DUTY_CYCLE = env.float("SYNC_RETENTION_DUTY_CYCLE", default=0.15)
+# How often the purge schedule runs, and how long one run may last before it hands over.
+SYNC_RETENTION_INTERVAL_MINUTES = env.int("SYNC_RETENTION_INTERVAL_MINUTES", default=15)
+SYNC_RETENTION_RUN_SECONDS = env.float("SYNC_RETENTION_RUN_SECONDS", default=40.0)

@@ -94,3 +94,31 @@ class MetricSampleFactory(factory.django.DjangoModelFactory):
     processed_last_minute = 100
     failed_last_minute = 1
     dead_lettered_total = 0
+
+
+# --- scale: bulk jobs, retention ---------------------------------------------------------------------
+
+
+class BulkJobFactory(factory.django.DjangoModelFactory):
+    """A background bulk job as the console creates it (Pending, not yet counted)."""
+
+    class Meta:
+        model = "queue_messages.BulkJob"
+
+    action = "retry"
+    params = factory.LazyFunction(lambda: {"scope": "filter", "query": "state=DeadLettered", "filters": {}})
+    actor = "user:support"
+    created_at = factory.LazyFunction(lambda: datetime.now(UTC))
+
+
+class PurgeRunFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "queue_messages.PurgeRun"
+
+    started_at = factory.LazyFunction(lambda: datetime.now(UTC))
+    finished_at = factory.LazyFunction(lambda: datetime.now(UTC))
+    duration_ms = 1234.0
+    messages_removed = 4000
+    events_removed = 12000
+    deadletters_removed = 3
+    batches = 2

@@ -324,14 +324,20 @@ def test_bulk_without_selection_is_a_clear_error(login_as):
     assert response.status_code == 200 and b"Select at least one" in response.content
 
 
-def test_bulk_refuses_more_than_the_limit(login_as, settings):
-    settings.CONSOLE_BULK_MAX = 2
+def test_bulk_over_the_threshold_becomes_a_background_job(login_as, settings, monkeypatch):
+    # The old CONSOLE_BULK_MAX refusal is gone: a large selection runs as a job (tests/messages/test_bulk.py).
+    from messages import tasks_scale
+    from messages.models import BulkJob
+
+    monkeypatch.setattr(tasks_scale, "enqueue_bulk_job", lambda *a: None)
+    settings.CONSOLE_BULK_JOB_THRESHOLD = 2
     DeadLetterFactory.create_batch(3)
     client = login_as("Support")
     data = {"action": "retry", "scope": "filter", "query": "state=DeadLettered"}
-    assert client.post("/messages/bulk/", data, **HX).context["too_many"]
+    assert client.post("/messages/bulk/", data, **HX).context["background"]
     client.post("/messages/bulk/", {**data, "confirmed": "1"}, **HX)
     assert Message.objects.filter(state=S.RECEIVED).count() == 0
+    assert BulkJob.objects.get().action == "retry"
 
 
 # --- dead letters ------------------------------------------------------------------------------

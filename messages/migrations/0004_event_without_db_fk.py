@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('queue_messages', '0001_initial'),
+        ('queue_messages', '0003_message_state_updated_idx'),
     ]
 
     operations = [

@@ -1,0 +1,378 @@
+"""Bulk operator actions that never stall: restore, and background jobs for large selections.
+
+A console retry / discard / restore over more than CONSOLE_BULK_JOB_THRESHOLD messages does not
+run in the web request: it becomes a ``BulkJob`` that a django-q2 worker runs in chunks of
+CONSOLE_BULK_JOB_CHUNK messages, each chunk (its state changes, through the engine's services,
+and the job's progress) one transaction. The console polls the job's progress; the operator can
+cancel it between chunks; it is audited once, when it ends, with its final totals and filter.
+
+A job's selection is frozen when it starts: the ids that were then in a state the action applies
+to are written to BulkJobItem in one INSERT ... SELECT (the filter runs once, whatever it costs).
+Chunks walk them in id order (``last_id`` is the cursor) and delete their own items, so a job
+interrupted by a lost worker resumes where it stopped, and a message that comes back into the
+selection (retried, then dead-lettered again) is never acted on twice by one job.
+
+Only one task may run a job at a time: the job row holds the token of the task allowed to run it
+(``runner``); every chunk commits only if the token still matches, and a task that runs out of
+time hands over to a new task with a new token. A redelivered, duplicated or stale task holds an
+old token and does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Max, Q
+from django.utils import timezone
+
+from messages.models import BulkJob, BulkJobItem, BulkJobState, Message, MessageState
+from messages.services import (
+    DISCARDABLE_STATES,
+    RETRYABLE_STATES,
+    db_now,
+    message_discard,
+    message_retry,
+    message_transition,
+    wake_workers,
+)
+from messages.services.transitions import _chunks
+from syncadmin.services import audit_record
+
+log = logging.getLogger(__name__)
+
+S = MessageState
+J = BulkJobState
+RESTORABLE_STATES = (S.DISCARDED,)
+ACTION_STATES = {"retry": RETRYABLE_STATES, "discard": DISCARDABLE_STATES, "restore": RESTORABLE_STATES}
+ACTION_PERMS = {
+    "retry": "queue_messages.retry_message",
+    "discard": "queue_messages.discard_message",
+    "restore": "queue_messages.restore_message",
+}
+# A Pending job not started after this long, or a Running one whose last chunk is older than
+# this, lost its task (broker down at enqueue, worker killed): the resume schedule re-enqueues it.
+STALLED_AFTER = timedelta(seconds=90)
+
+
+class BulkRefused(Exception):
+    """A bulk action that cannot be done as asked; the message says why, nothing changed."""
+
+
+class LostJob(Exception):
+    """Another task took the job over (or it ended): this task must stop without writing."""
+
+
+# --- restore -----------------------------------------------------------------------------------
+
+
+def message_restore(*, message_ids: Iterable[int], actor: str, reason: str = "") -> int:
+    """Discarded -> Received, due now with attempts reset; returns how many changed.
+
+    Messages in any other state are left alone. Each chunk of 1,000 is its own transaction.
+    """
+    changed = 0
+    for chunk in _chunks(message_ids):
+        with transaction.atomic():
+            now = db_now()
+            ids = list(
+                Message.objects.select_for_update()
+                .filter(pk__in=chunk, state=S.DISCARDED)
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
+            if not ids:
+                continue
+            changed += message_transition(
+                message_ids=ids,
+                from_state=S.DISCARDED,
+                to_state=S.RECEIVED,
+                actor=actor,
+                reason=reason or "restored",
+                fields={"attempts": 0, "next_attempt_at": now, "lease_owner": "", "lease_expires_at": None},
+                now=now,
+            )
+            transaction.on_commit(wake_workers)
+    return changed
+
+
+def message_operator_restore(
+    *, message_ids: Iterable[int], actor: str, reason: str = "", detail: dict | None = None
+) -> int:
+    """Restore from the console (one message or a small selection) and audit it once."""
+    ids = list(message_ids)
+    changed = message_restore(message_ids=ids, actor=actor, reason=reason or "restored from the console")
+    audit_record(
+        actor=actor,
+        action="message.restore",
+        object_type="message",
+        object_id=str(ids[0]) if len(ids) == 1 else "",
+        count=changed,
+        reason=reason,
+        detail={**(detail or {}), "selected": len(ids), **({"ids": ids} if len(ids) <= 100 else {})},
+    )
+    return changed
+
+
+def _apply_action(action: str, ids: list[int], actor: str, reason: str) -> int:
+    """The engine's service for ``action`` on ``ids``, without auditing (the caller audits once)."""
+    if action == "retry":
+        return message_retry(message_ids=ids, actor=actor, reason=reason or "retried from the console")
+    if action == "discard":
+        return message_discard(message_ids=ids, actor=actor, reason=reason)
+    if action == "restore":
+        return message_restore(message_ids=ids, actor=actor, reason=reason or "restored from the console")
+    raise BulkRefused(f"unknown action {action!r}")
+
+
+# --- starting a bulk action ---------------------------------------------------------------------
+
+
+@dataclass
+class BulkOutcome:
+    """Either the action ran at once (``changed``) or it became a background ``job``."""
+
+    changed: int | None = None
+    job: BulkJob | None = None
+
+
+def actionable(*, queryset, action: str):
+    """The ids among ``queryset`` that ``action`` would change, as a values queryset."""
+    return queryset.filter(state__in=ACTION_STATES[action]).order_by().values_list("pk", flat=True)
+
+
+def job_queryset(*, params: dict):
+    """The messages a job (or a bulk request) runs on, rebuilt from its stored parameters."""
+    if params.get("scope") == "selected":
+        return Message.objects.filter(pk__in=params.get("ids") or [])
+    from django.http import QueryDict
+
+    from messages.filtersets import MessageFilterSet
+
+    fs = MessageFilterSet(QueryDict(params.get("query", "")), queryset=Message.objects.all())
+    if not fs.is_valid():
+        raise BulkRefused("the filter is not valid: " + fs.errors.as_text())
+    return fs.qs
+
+
+def bulk_action_start(
+    *, action: str, params: dict, actor: str, reason: str = "", threshold: int | None = None
+) -> BulkOutcome:
+    """Run a console bulk action: at once when it is small, as a background job otherwise.
+
+    ``params``: {"scope": "filter", "query": <filter query string>, "filters": {...}} or
+    {"scope": "selected", "ids": [...]}. How many messages it concerns is counted up to the
+    threshold only (an index range read), so the request stays fast for any selection size.
+    """
+    if action not in ACTION_STATES:
+        raise BulkRefused(f"unknown action {action!r}")
+    reason = (reason or "").strip()
+    if action == "discard" and not reason:
+        raise BulkRefused("a reason is required to discard messages")
+    threshold = settings.CONSOLE_BULK_JOB_THRESHOLD if threshold is None else threshold
+    ids_qs = actionable(queryset=job_queryset(params=params), action=action)
+    head = list(ids_qs[: threshold + 1])
+    detail = {"scope": params.get("scope"), "filters": params.get("filters", {})}
+    if len(head) <= threshold:
+        changed = _apply_action(action, head, actor, reason) if head else 0
+        audit_record(
+            actor=actor,
+            action=f"message.{action}",
+            object_type="message",
+            object_id=str(head[0]) if len(head) == 1 else "",
+            count=changed,
+            reason=reason,
+            detail={**detail, "selected": len(head), **({"ids": head} if len(head) <= 100 else {})},
+        )
+        return BulkOutcome(changed=changed)
+    with transaction.atomic():
+        job = BulkJob.objects.create(
+            action=action, params=params, actor=actor[:150], reason=reason, created_at=timezone.now()
+        )
+        transaction.on_commit(lambda: _enqueue(job.pk, ""))
+    return BulkOutcome(job=job)
+
+
+def _enqueue(job_id: int, token: str) -> None:
+    from messages import tasks_scale
+
+    try:
+        tasks_scale.enqueue_bulk_job(job_id, token)
+    except Exception:  # broker down: the job stays Pending and the resume schedule enqueues it
+        log.warning("could not enqueue bulk job %s; the resume schedule will", job_id, exc_info=True)
+
+
+# --- running a job ----------------------------------------------------------------------------
+
+
+def _finish(job_id: int, *, state: str, token: str | None, error: str = "") -> bool:
+    """End the job (compare-and-set, so it ends once) and write its one audit entry."""
+    with transaction.atomic():
+        qs = BulkJob.objects.filter(pk=job_id, state__in=(J.PENDING, J.RUNNING))
+        if token is not None:
+            qs = qs.filter(runner=token)
+        if not qs.update(state=state, finished_at=timezone.now(), error=error[:2000], runner=""):
+            return False
+        BulkJobItem.objects.filter(job_id=job_id).delete()  # a cancelled/failed job's leftovers
+        job = BulkJob.objects.get(pk=job_id)
+        duration = (job.finished_at - job.started_at).total_seconds() if job.started_at else 0.0
+        audit_record(
+            actor=job.actor,
+            action=f"message.{job.action}",
+            object_type="bulk_job",
+            object_id=str(job.pk),
+            count=job.changed,
+            reason=job.reason,
+            detail={
+                "background": True,
+                "job": job.pk,
+                "state": state,
+                "total": job.total,
+                "done": job.done,
+                "changed": job.changed,
+                "scope": job.params.get("scope"),
+                "filters": job.params.get("filters", {}),
+                **({"query": job.params["query"]} if "query" in job.params else {}),
+                **({"cancelled_by": job.cancelled_by} if job.cancelled_by else {}),
+                **({"error": error[:500]} if error else {}),
+                "duration_s": round(duration, 2),
+            },
+        )
+    return True
+
+
+def _snapshot(job: BulkJob) -> tuple[int, int]:
+    """Freeze the job's selection into BulkJobItem with one INSERT ... SELECT; returns (total, max id).
+
+    The filter (however costly: an error-text search scans) runs once here, not once per chunk.
+    """
+    ids = (
+        job_queryset(params=job.params)
+        .filter(state__in=ACTION_STATES[job.action])
+        .order_by()
+        .annotate(sel_id=F("pk"))
+        .values_list("sel_id", flat=True)
+    )
+    sql, params = ids.query.sql_with_params()
+    table = BulkJobItem._meta.db_table
+    BulkJobItem.objects.filter(job=job).delete()  # a half-done earlier snapshot never doubles up
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (job_id, message_id) SELECT %s, sel.sel_id FROM ({sql}) sel", [job.pk, *params]
+        )
+        total = cursor.rowcount
+    max_id = BulkJobItem.objects.filter(job=job).aggregate(m=Max("message_id"))["m"] or 0
+    return total, max_id
+
+
+def _next_ids(job: BulkJob, limit: int) -> list[int]:
+    """The next chunk of the frozen selection after the cursor, in id order."""
+    return list(
+        BulkJobItem.objects.filter(job=job, message_id__gt=job.last_id)
+        .order_by("message_id")
+        .values_list("message_id", flat=True)[:limit]
+    )
+
+
+def bulk_job_execute(*, job_id: int, token: str = "", max_seconds: float | None = None) -> BulkJob:
+    """Run a job's chunks until it is done, cancelled, or this task's time is up (then hand over).
+
+    ``token`` must match the job's ``runner`` (see the module docstring); a task with a stale
+    token returns at once without touching anything.
+    """
+    budget = settings.Q_TIMEOUT * 0.6 if max_seconds is None else max_seconds
+    deadline = time.monotonic() + budget
+    mine = uuid.uuid4().hex
+    now = timezone.now()
+    claimed = BulkJob.objects.filter(pk=job_id, state__in=(J.PENDING, J.RUNNING), runner=token).update(
+        state=J.RUNNING, runner=mine, heartbeat_at=now
+    )
+    if not claimed:
+        return BulkJob.objects.get(pk=job_id)
+    BulkJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=now)
+    job = BulkJob.objects.get(pk=job_id)
+    try:
+        if job.max_id is None:
+            with transaction.atomic():
+                total, max_id = _snapshot(job)
+                if not BulkJob.objects.filter(pk=job_id, runner=mine).update(max_id=max_id, total=total):
+                    raise LostJob
+            job.max_id, job.total = max_id, total
+        chunk = settings.CONSOLE_BULK_JOB_CHUNK
+        while True:
+            job.refresh_from_db(fields=["cancel_requested", "runner", "state", "last_id", "done", "changed"])
+            if job.runner != mine or job.state != J.RUNNING:
+                raise LostJob
+            if job.cancel_requested:
+                _finish(job_id, state=J.CANCELLED, token=mine)
+                break
+            if time.monotonic() >= deadline:
+                # Hand over to a fresh task rather than overrun Q_TIMEOUT.
+                nxt = uuid.uuid4().hex
+                if BulkJob.objects.filter(pk=job_id, runner=mine).update(runner=nxt):
+                    _enqueue(job_id, nxt)
+                break
+            with transaction.atomic():
+                ids = _next_ids(job, chunk)
+                if ids:
+                    changed = _apply_action(job.action, ids, job.actor, job.reason)
+                    BulkJobItem.objects.filter(job_id=job_id, message_id__lte=ids[-1]).delete()
+                    progressed = BulkJob.objects.filter(pk=job_id, runner=mine).update(
+                        done=F("done") + len(ids),
+                        changed=F("changed") + changed,
+                        last_id=ids[-1],
+                        heartbeat_at=timezone.now(),
+                    )
+                    if not progressed:
+                        raise LostJob  # rolls this chunk back: the new runner does it
+            if not ids:
+                _finish(job_id, state=J.DONE, token=mine)
+                break
+    except LostJob:
+        log.info("bulk job %s: another task took over; this one stops", job_id)
+    except Exception as exc:
+        log.exception("bulk job %s failed", job_id)
+        _finish(job_id, state=J.FAILED, token=mine, error=f"{type(exc).__name__}: {exc}")
+    return BulkJob.objects.get(pk=job_id)
+
+
+def bulk_job_cancel(*, job_id: int, actor: str) -> BulkJob:
+    """Cancel a job: a Pending one ends at once; a Running one stops before its next chunk."""
+    with transaction.atomic():
+        job = BulkJob.objects.select_for_update().get(pk=job_id)
+        if job.finished:
+            raise BulkRefused(f"the job has already ended ({job.state})")
+        BulkJob.objects.filter(pk=job_id).update(cancel_requested=True, cancelled_by=actor[:150])
+        if job.state == J.PENDING:
+            # No task runs it yet: end it here (a task that arrives later finds it ended).
+            _finish(job_id, state=J.CANCELLED, token=None)
+    return BulkJob.objects.get(pk=job_id)
+
+
+def bulk_jobs_resume() -> int:
+    """Re-enqueue jobs whose task was lost (never enqueued, or its worker died); returns how many."""
+    cutoff = timezone.now() - STALLED_AFTER
+    quiet = Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=cutoff)
+    stalled = list(
+        BulkJob.objects.filter(quiet, state__in=(J.PENDING, J.RUNNING), created_at__lt=cutoff).values_list(
+            "pk", "runner"
+        )
+    )
+    resumed = 0
+    for pk, runner in stalled:
+        nxt = uuid.uuid4().hex
+        # Compare-and-set on the old runner: a task still alive loses its next chunk's commit.
+        if BulkJob.objects.filter(pk=pk, runner=runner, state__in=(J.PENDING, J.RUNNING)).update(
+            runner=nxt, heartbeat_at=timezone.now()
+        ):
+            _enqueue(pk, nxt)
+            resumed += 1
+    if resumed:
+        log.warning("resumed %s stalled bulk job(s)", resumed)
+    return resumed

@@ -1,0 +1,72 @@
+"""The deploy/ samples stay true to the code: every setting documented, limits that agree, check --deploy clean."""
+
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+from django.conf import settings
+
+ROOT = Path(settings.BASE_DIR)
+DEPLOY = ROOT / "deploy"
+
+
+def env_example() -> dict[str, str]:
+    values = {}
+    for line in (DEPLOY / ".env.example").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def test_env_example_lists_every_setting_read_from_the_environment():
+    source = (ROOT / "syncadmin" / "settings.py").read_text()
+    read = set(re.findall(r"env(?:\.\w+)?\(\s*\"([A-Z][A-Z0-9_]*)\"", source))
+    assert len(read) > 30  # the regex does find them
+    missing = read - set(env_example())
+    assert not missing, f"add to deploy/.env.example: {sorted(missing)}"
+
+
+def test_nginx_body_limit_matches_the_soap_limit():
+    conf = (DEPLOY / "nginx" / "syncadmin.conf").read_text()
+    size = re.search(r"client_max_body_size\s+(\d+)([km]?);", conf)
+    factor = {"": 1, "k": 1024, "m": 1024 * 1024}[size.group(2)]
+    assert int(size.group(1)) * factor == settings.SYNC_MAX_BODY_BYTES == int(env_example()["SYNC_MAX_BODY_BYTES"])
+    assert (
+        "ssl_certificate" in conf and "X-Forwarded-Proto" in (DEPLOY / "nginx" / "syncadmin_proxy_params").read_text()
+    )
+
+
+def test_systemd_units_stop_qcluster_through_its_main_process():
+    worker = (DEPLOY / "systemd" / "syncadmin-worker@.service").read_text()
+    assert "KillMode=mixed" in worker and "manage.py qcluster" in worker
+    web = (DEPLOY / "systemd" / "syncadmin-web.service").read_text()
+    assert "deploy/gunicorn.conf.py" in web and "ExecReload=/bin/kill -s HUP $MAINPID" in web
+
+
+def test_gunicorn_config_is_valid_python_with_sane_values():
+    namespace: dict = {}
+    exec(compile((DEPLOY / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), namespace)
+    assert namespace["workers"] >= 1 and namespace["worker_class"] == "gthread"
+    assert namespace["graceful_timeout"] < namespace["timeout"] + 30
+
+
+def test_check_deploy_is_clean_with_the_production_example(tmp_path):
+    env = {
+        **env_example(),
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
+        "SYNC_VAR_DIR": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
