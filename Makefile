@@ -36,7 +36,13 @@ test-sqlite: install
 test-postgres: install
 	DATABASE_URL=$(PG_URL) Q_BROKER=$(REDIS_URL) $(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
+## Benchmarks (PostgreSQL + Redis on loopback; each prints its figures and a same-run reference).
 bench: install
-	DATABASE_URL=$(PG_URL) $(PY) bench/engine.py
-	DATABASE_URL=$(PG_URL) $(PY) bench/reconciliation.py
+	$(PY) bench/engine.py
+	$(PY) bench/engine.py --sqlite
+	DATABASE_URL=$(PG_URL)_soapbench BENCH_Q_BROKER=$(REDIS_URL) $(PY) bench/soap.py
 	DATABASE_URL=$(PG_URL) $(PY) bench/console.py
+	DATABASE_URL=$(PG_URL) $(PY) bench/reconciliation.py
+	$(PY) bench/metrics.py
+	$(PY) bench/retention.py
+	$(PY) bench/bulk.py

@@ -33,6 +33,23 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "syncadmin.settings")
 
+
+def _ensure_database() -> None:
+    """Create the bench database if it does not exist yet (it is migrated below)."""
+    import environ
+    import psycopg
+
+    db = environ.Env.db_url_config(os.environ.get("DATABASE_URL", ""))
+    if not db.get("ENGINE", "").endswith("postgresql"):
+        raise SystemExit("bench/soap.py needs DATABASE_URL=postgres://...")
+    with psycopg.connect(host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], dbname="postgres",
+                         autocommit=True) as conn:  # fmt: skip
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]]).fetchone():
+            conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
+
+
+_ensure_database()
+
 import django  # noqa: E402
 
 django.setup()
