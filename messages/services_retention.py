@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
@@ -32,6 +33,7 @@ from django.utils import timezone
 
 from messages.models import DeadLetter, Message, MessageEvent, MessageState, PurgeRun
 from messages.services import db_now
+from syncadmin.observability import engine as observe
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +71,8 @@ def purge_candidates(*, cutoffs: Cutoffs):
     return Message.objects.filter(state__in=PURGEABLE_STATES, updated_at__lt=cutoffs.messages).filter(~Exists(keep))
 
 
-def _lock_batch(cutoffs: Cutoffs, limit: int) -> list[int]:
-    qs = (
-        purge_candidates(cutoffs=cutoffs).select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True)
-    )
+def _lock_batch(cutoffs: Cutoffs, limit: int) -> list[tuple[int, str]]:
+    qs = purge_candidates(cutoffs=cutoffs).select_for_update(skip_locked=True, of=("self",)).values_list("pk", "state")
     if connections[qs.db].features.supports_select_for_update_with_limit:
         return list(qs[:limit])
     # Oracle refuses FOR UPDATE with FETCH FIRST; it locks rows as they are fetched.
@@ -101,13 +101,18 @@ class BatchRemoved:
 def purge_batch(*, cutoffs: Cutoffs, limit: int) -> BatchRemoved:
     """Delete one batch of purgeable messages with their events and dead letters, in one transaction."""
     with transaction.atomic():
-        ids = _lock_batch(cutoffs, limit)
-        if not ids:
+        rows = _lock_batch(cutoffs, limit)
+        if not rows:
             return BatchRemoved()
-        ids.sort()  # delete in key order: two purges never deadlock on each other's rows
+        ids = sorted(pk for pk, _ in rows)  # delete in key order: two purges never deadlock on each other's rows
+        by_state = Counter(state for _, state in rows)
         events = _delete_where_in(MessageEvent._meta.db_table, "message_id", ids)
         dead_letters = _delete_where_in(DeadLetter._meta.db_table, "message_id", ids)
         messages = _delete_where_in(Message._meta.db_table, "id", ids)
+        # /metrics counts messages per state from their transitions: a purged message leaves
+        # its state too, in the same transaction as the delete.
+        for state, n in by_state.items():
+            observe.transition_recorded(from_state=state, to_state="Purged", count=n)
     return BatchRemoved(messages=messages, events=events, dead_letters=dead_letters)
 
 
