@@ -191,6 +191,14 @@ def check(stack: Stack, ledger: Ledger, scenario: str, *, settle_timeout: float 
     if summary is not None:
         report.soap_p50_ms = summary.percentile("SubmitMessages", 50) * 1000
         report.soap_p99_ms = summary.percentile("SubmitMessages", 99) * 1000
+    if wrong:
+        # why: the dead letters' reasons, grouped (the first thing to read when this fails)
+        pks = [stored[k][1] for k, _, _ in wrong]
+        report.extra["wrong_end_reasons"] = stack.query(
+            "SELECT group_key, count(*) FROM queue_messages_deadletter WHERE message_id = ANY(%s)"
+            " GROUP BY group_key ORDER BY count(*) DESC LIMIT 5",
+            (pks,),
+        )
     report.examples = {
         "lost": lost,
         "wrong_end_state": wrong,
