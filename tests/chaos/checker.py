@@ -22,7 +22,7 @@ from pathlib import Path
 from tests.chaos.harness import Stack, wait_until
 from tests.chaos.load import Ledger
 
-EXPECTED_END = {"good": "Processed", "json": "DeadLettered", "type": "DeadLettered"}
+EXPECTED_END = {"good": "Processed", "json": "DeadLettered", "type": "DeadLettered", "poison": "DeadLettered"}
 
 
 def percentile(values: list[float], pct: float) -> float:

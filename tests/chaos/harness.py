@@ -323,7 +323,9 @@ class Stack:
         self.procs.append(proc)
         return proc
 
-    def start_web(self, workers: int = 2, app: str = "syncadmin.wsgi:application", **extra_env: str) -> Proc:
+    def start_web(
+        self, workers: int = 2, app: str = "syncadmin.wsgi:application", args: tuple = (), **extra_env: str
+    ) -> Proc:
         port = free_port()
         cmd = [
             PYTHON,
@@ -338,6 +340,9 @@ class Stack:
             "60",
             "--graceful-timeout",
             "5",
+            # gunicorn 27 otherwise shares one control socket in $HOME between every instance
+            "--no-control-socket",
+            *args,
         ]
         proc = self._spawn("web", cmd, self.env(**extra_env), port)
         url = f"http://127.0.0.1:{port}/soap/terminal/v1/?wsdl"
