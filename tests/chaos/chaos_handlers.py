@@ -14,3 +14,11 @@ from messages.handlers import registry
 @registry.register("poison.apply")
 def kill_my_worker(item):
     os._exit(137)
+
+
+@registry.register("flaky.upsert")
+def fail_first_attempts(item):
+    """Fails (transiently) until its third attempt, then loads like any entity."""
+    if item.message.attempts < 3:
+        raise RuntimeError(f"flaky: attempt {item.message.attempts}")
+    registry.entity_handler.apply_many([item])

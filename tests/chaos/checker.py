@@ -77,7 +77,8 @@ class Report:
             f"DUPLICATED={self.duplicated} STUCK={self.stuck} counters_off={self.counter_mismatches} "
             f"central_off={self.central_mismatches} | recovered: leases={self.recovered_leases} "
             f"batches={self.recovered_batches} (retries={self.submit_retries}, "
-            f"duplicate answers on retry={self.duplicate_answers_on_retry}) stored_without_ack={self.stored_without_ack}"
+            f"duplicate answers on retry={self.duplicate_answers_on_retry}) "
+            f"stored_without_ack={self.stored_without_ack}"
         )
         lat = (
             f"  max Processing {self.max_processing_seconds:.1f}s | e2e p50={self.e2e_p50_ms:.0f}ms "
@@ -168,7 +169,8 @@ def check(stack: Stack, ledger: Ledger, scenario: str, *, settle_timeout: float 
         "  JOIN terminals_terminal t ON t.id = m.terminal_id"
         "  WHERE m.state = 'Processed' AND (m.message_type LIKE '%.upsert' OR m.message_type LIKE '%.delete')"
         "  GROUP BY m.entity_type, m.entity_key, t.code) latest"
-        " ON latest.entity_type = ce.entity_type AND latest.entity_key = ce.entity_key AND latest.code = ce.terminal_code"
+        " ON latest.entity_type = ce.entity_type AND latest.entity_key = ce.entity_key"
+        " AND latest.code = ce.terminal_code"
         " WHERE ce.last_sequence IS DISTINCT FROM latest.seq"
     )
     report.central_mismatches = len(central)

@@ -47,9 +47,7 @@ class Ledger:
 
     def acknowledged(self) -> dict[tuple[str, str], Sent]:
         """Messages the hub told the terminal it holds (Accepted, or Duplicate of a stored one)."""
-        return {
-            k: s for k, s in self.messages.items() if any(a in ("Accepted", "Duplicate") for a in s.answers)
-        }
+        return {k: s for k, s in self.messages.items() if any(a in ("Accepted", "Duplicate") for a in s.answers)}
 
     def accepted(self) -> dict[tuple[str, str], Sent]:
         return {k: s for k, s in self.messages.items() if "Accepted" in s.answers}
@@ -157,7 +155,9 @@ def run_load(
     deadline = started + config.duration
     threads = []
     for i, (code, key) in enumerate(sorted(credentials.items())):
-        term = ChaosTerminal(code, key, config, summary, lock, random.Random(seed + i), ledger=ledger, patience=patience)
+        term = ChaosTerminal(
+            code, key, config, summary, lock, random.Random(seed + i), ledger=ledger, patience=patience
+        )
         t = threading.Thread(target=term.run, args=(deadline,), name=f"chaos-{code}", daemon=True)
         t.start()
         threads.append(t)

@@ -30,7 +30,8 @@ def test_poison_message_is_dead_lettered_after_max_attempts_and_blocks_nothing(s
     url = stack.soap_url(web)
     credentials = stack.create_terminals(3)
     poison_terminal, poison_key = stack.create_terminals(1, prefix="PZ").popitem()
-    clusters = [stack.start_cluster() for _ in range(2)]
+    for _ in range(2):
+        stack.start_cluster()
     duration = 120 if LONG else 30
     load = LoadThread(SimConfig(url=url, rate=30, duration=duration, bad_fraction=0.03, seed=21), credentials)
     load.start()

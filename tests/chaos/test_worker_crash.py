@@ -33,8 +33,11 @@ SLOW = "tests.messages.slow_handlers"  # 0.2 s per product batch: kills land mid
 # stranded message can wait for a wake-up once its lease has expired.
 SWEEP_BOUND = 60 + 30
 LIBFAKETIME = next(
-    (p for p in ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1")
-     if Path(p).exists()),
+    (
+        p
+        for p in ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1")
+        if Path(p).exists()
+    ),
     None,
 )
 SHIM = Path(__file__).resolve().parent / "faketime_shim"
