@@ -514,6 +514,17 @@ def has_doctype_in_prolog(body: bytes) -> bool:
     return False
 
 
+def _read_at_most(stream, size: int) -> bytes:
+    chunks, remaining = [], size
+    while remaining > 0:
+        chunk = stream.read(min(remaining, 1024 * 1024))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
 def _drain(request, length: int) -> None:
     # Read (and drop) what the client is still sending so it sees our fault rather than a
     # reset connection; give up past a few times the limit.
@@ -557,7 +568,12 @@ def terminal_soap_view(request):
             _drain(request, declared)
             log.warning("SOAP body of %s bytes refused (limit %s)", declared, limit)
             return fault_response(BATCH_TOO_LARGE, f"request body is larger than {limit} bytes")
-        body = request.read(limit + 1)
+        if not declared and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+            # Django reads a body only up to CONTENT_LENGTH, so a chunked request (WCF's streamed
+            # transfer mode sends one) looked empty. The server hands us the de-chunked stream.
+            body = _read_at_most(request.META["wsgi.input"], limit + 1)
+        else:
+            body = request.read(limit + 1)
         if len(body) > limit:
             return fault_response(BATCH_TOO_LARGE, f"request body is larger than {limit} bytes")
         if has_doctype_in_prolog(body):
