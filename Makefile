@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PG_URL ?= postgres://postgres@127.0.0.1:5432/syncadmin
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test test-sqlite test-postgres install lint bench
+.PHONY: run test test-sqlite test-postgres install lint bench chaos chaos-long
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,10 @@ test-postgres: install
 bench: install
 	DATABASE_URL=$(PG_URL) $(PY) bench/engine.py
 	DATABASE_URL=$(PG_URL) $(PY) bench/reconciliation.py
+
+## The chaos suite alone (its own private PostgreSQL + Redis): short versions, then the long ones.
+chaos: install
+	$(PY) -m tests.chaos
+
+chaos-long: install
+	$(PY) -m tests.chaos --long

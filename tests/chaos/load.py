@@ -43,6 +43,7 @@ class Ledger:
     retry_reasons: Counter = field(default_factory=Counter)
     retried_answers: Counter = field(default_factory=Counter)  # answers received on a retry
     gave_up: int = 0  # batches never answered before the till's patience ran out
+    missing_id_answered: int = 0  # deliberately id-less messages the hub answered (must be Rejected)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def acknowledged(self) -> dict[tuple[str, str], Sent]:
@@ -135,6 +136,7 @@ class ChaosTerminal(SimulatedTerminal):
                 else:
                     self.summary.rejected += 1
                 if m["MessageId"] is None:
+                    self.ledger.missing_id_answered += 1
                     continue
                 sent = self.ledger.messages[(self.code, m["MessageId"])]
                 sent.answers.append(r.Status)
