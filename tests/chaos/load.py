@@ -172,11 +172,13 @@ def run_load(
 class LoadThread(threading.Thread):
     """``run_load`` in the background while a scenario injects faults."""
 
-    def __init__(self, config: SimConfig, credentials: dict[str, str], patience: float = 180.0):
+    def __init__(
+        self, config: SimConfig, credentials: dict[str, str], patience: float = 180.0, ledger: Ledger | None = None
+    ):
         super().__init__(name="chaos-load", daemon=True)
         self.config, self.credentials, self.patience = config, credentials, patience
         self.summary: Summary | None = None
-        self.ledger = Ledger()
+        self.ledger = ledger or Ledger()
         self.error: BaseException | None = None
 
     def run(self):
