@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -54,6 +55,11 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
 # --- console ------------------------------------------------------------------------------------------
 
 
+# Deliberately public machine endpoints (observability: load balancer health, Prometheus scrape);
+# their own tests cover what they reveal.
+PUBLIC = {"/healthz", "/metrics"}
+
+
 def console_paths() -> list[str]:
     """A concrete path for every console URL pattern (ids filled with 1), SOAP and static excluded."""
     paths = []
@@ -72,10 +78,12 @@ def console_paths() -> list[str]:
         if route.startswith(("^soap", "soap", "static", "media")) or "login" in route or "logout" in route:
             continue
         path = "/" + route.replace("^", "").replace("$", "").replace("\\Z", "")
-        for conv in ("<int:pk>", "<int:object_id>", "<path:object_id>", "<int:id>"):
-            path = path.replace(conv, "1")
+        path = re.sub(r"<int:\w+>", "1", path)
+        path = re.sub(r"<(?:str|slug|path|uuid):\w+>|<\w+>", "x", path)
         if "<" in path or "(?P" in path or "\\" in path:
             continue  # a pattern we cannot fill generically (e.g. admin's app_label regexes)
+        if path.rstrip("/") in PUBLIC:
+            continue
         out.append(path)
     return sorted(set(out))
 
