@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PG_URL ?= postgres://postgres@127.0.0.1:5432/syncadmin
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test test-sqlite test-postgres install lint bench
+.PHONY: run test test-sqlite test-postgres install lint bench chaos chaos-long
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,10 @@ bench: install
 	$(PY) bench/metrics.py
 	$(PY) bench/retention.py
 	$(PY) bench/bulk.py
+
+## The chaos suite alone (its own private PostgreSQL + Redis): short versions, then the long ones.
+chaos: install
+	$(PY) -m tests.chaos
+
+chaos-long: install
+	$(PY) -m tests.chaos --long
