@@ -204,7 +204,7 @@ def cell(request):
             "chart": _chart(history),
             "reports": selectors.cell_reports(terminal_code=code, entity_type=entity_type),
             "recent": selectors.cell_recent_messages(terminal_code=code, entity_type=entity_type),
-            # The message list's filter parameters (documented in docs/reconciliation.md).
+            # The message list's filter parameters (documented in the README, "Reconciliation").
             "messages_url": f"/messages/?terminal={quote(code, safe='')}&entity_type={quote(entity_type, safe='')}",
             "explain_form": ExplainForm(),
             "can_resync": request.user.has_perm("reconciliation.request_resync"),

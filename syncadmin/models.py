@@ -56,7 +56,7 @@ class MetricCounter(models.Model):
     so a rolled-back change is never counted and no row is a hot spot that workers queue on.
     The once-a-minute sample task folds the deltas into one base row per series. A scrape
     sums the table grouped by series: it stays small (one row per series plus about a minute
-    of deltas) whatever the size of the message table. See docs/observability.md.
+    of deltas) whatever the size of the message table. See the README, "Observability".
     """
 
     name = models.CharField(max_length=64)

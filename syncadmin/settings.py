@@ -256,7 +256,7 @@ CONSOLE_PAGE_SIZE = env.int("CONSOLE_PAGE_SIZE", default=50)
 CONSOLE_REFRESH_SECONDS = env.int("CONSOLE_REFRESH_SECONDS", default=5)
 
 
-# --- Observability (docs/observability.md) ------------------------------------------------------
+# --- Observability (README, "Observability") ------------------------------------------------------
 # /metrics answers only a scraper that presents this bearer token and/or comes from an allowed
 # address (IPs or CIDRs, matched against REMOTE_ADDR, never X-Forwarded-For). When both are set,
 # both are required; when neither is set, /metrics refuses everyone.

@@ -1,6 +1,6 @@
 """The /metrics exposition: database-backed series plus this host's SOAP request metrics.
 
-Two sources, chosen by where the numbers are born (docs/observability.md, "Metrics"):
+Two sources, chosen by where the numbers are born (README, "Observability"):
 - Cluster-wide, from the database at scrape time, cheaply: the counters of MetricCounter
   (message states, transitions, attempts, outcomes, processing/latency histograms, dead
   letters), plus a few indexed reads (oldest backlog, open dead letters, terminals).

@@ -2,7 +2,7 @@
 the gap, staff request a resync, and the terminal receives it with FetchUpdates.
 
 The SOAP endpoint (terminals/soap.py) lands from its own branch; until it is merged this
-module has nothing to talk to and is skipped (see docs/reconciliation.md).
+module has nothing to talk to and is skipped (see README, "Reconciliation").
 """
 
 import json
