@@ -1,0 +1,243 @@
+"""The operations, and the application that authenticates once per request and observes each call."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from spyne import Application, Array, Fault, Integer32, ServiceBase, Unicode, rpc
+from spyne.server.django import DjangoApplication
+
+from messages import outbound, selectors
+from messages.services import Envelope, message_ingest_batch
+from reconciliation.services import CountReport, InvalidCountReport, reported_counts_store
+from syncadmin.observability import soap_request
+from terminals import services as terminal_services
+from terminals.soap.contract import (
+    AUTH_FAILED,
+    BATCH_TOO_LARGE,
+    INVALID_REQUEST,
+    MAX_UPDATES,
+    NS,
+    PASSWORD_TEXT,
+    TERMINAL_DISABLED,
+    UNAVAILABLE,
+    WSSE_NS,
+)
+from terminals.soap.guard import GuardedSoap11, _clip_spyne_logs
+from terminals.soap.types import (
+    AckResult,
+    EntityCount,
+    HeartbeatInfo,
+    HeartbeatReply,
+    MessageStatus,
+    ReportReply,
+    Security,
+    SubmitResult,
+    SyncMessage,
+    Update,
+)
+
+log = logging.getLogger("terminals.soap")
+
+
+# --- authentication -------------------------------------------------------------------------------
+
+
+def _credentials(header_elements) -> tuple[str | None, str | None]:
+    for element in header_elements or ():
+        if element.tag != f"{{{WSSE_NS}}}Security":
+            continue
+        token = element.find(f"{{{WSSE_NS}}}UsernameToken")
+        if token is None:
+            continue
+        username = (token.findtext(f"{{{WSSE_NS}}}Username") or "").strip()
+        password = token.find(f"{{{WSSE_NS}}}Password")
+        if password is None or password.get("Type", PASSWORD_TEXT) != PASSWORD_TEXT:
+            return username, None  # PasswordDigest is not offered: a digest never matches
+        return username, password.text or ""
+    return None, None
+
+
+def _client_address(ctx) -> str:
+    env = getattr(ctx.transport, "req_env", None) or {}
+    return env.get("REMOTE_ADDR", "?")
+
+
+def _authenticate(ctx):
+    code, key = _credentials(ctx.in_header_doc)
+    terminal = terminal_services.terminal_authenticate(code=code, key=key) if code and key else None
+    if terminal is None:
+        # Never the password; the code is clipped and repr'd so a hostile one cannot forge log lines.
+        log.warning(
+            "terminal authentication failed: code=%r client=%s operation=%s",
+            (code or "")[:64],
+            _client_address(ctx),
+            ctx.method_request_string,
+        )
+        raise Fault(AUTH_FAILED, "authentication failed")
+    if not terminal.enabled:
+        log.warning("disabled terminal refused: code=%s client=%s", terminal.code, _client_address(ctx))
+        raise Fault(TERMINAL_DISABLED, "this terminal is disabled; contact support")
+    terminal_services.terminal_mark_seen(terminal=terminal)
+    return terminal
+
+
+class RequestContext:
+    def __init__(self, terminal, trace_id: str):
+        self.terminal = terminal
+        self.trace_id = trace_id
+
+
+class TerminalApplication(Application):
+    def call_wrapper(self, ctx):
+        """Authenticate once, run the operation, and turn infrastructure errors into faults.
+
+        The whole call is observed (metrics by operation and fault code, a span, the log
+        context): its trace id is stored on every message the call ingests.
+        """
+        operation = ctx.descriptor.name if ctx.descriptor else "unknown"
+        env = getattr(ctx.transport, "req_env", None)
+        if env is None:
+            env = {}
+        env["syncadmin.soap_observed"] = True  # the view counts calls that never got this far
+        with soap_request(operation, headers=env) as call:
+            try:
+                terminal = _authenticate(ctx)
+                call.set_terminal(terminal.code)
+                ctx.udc = RequestContext(terminal, call.trace_id)
+                return super().call_wrapper(ctx)
+            except Fault:
+                raise
+            except (OperationalError, InterfaceError) as exc:
+                log.warning("database unavailable during %s [%s]: %s", operation, call.trace_id, exc)
+                raise Fault(UNAVAILABLE, "the hub's database is unavailable; nothing was stored, retry later") from exc
+            except Exception as exc:
+                log.exception("unexpected error in %s [%s]", operation, call.trace_id)
+                raise Fault("Server", f"internal error (reference {call.trace_id})") from exc
+
+
+# --- the service ----------------------------------------------------------------------------------
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # xs:dateTime without an offset is taken as UTC: Django stores aware datetimes only.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _bounded(items, what: str) -> list:
+    items = list(items or [])
+    if len(items) > settings.SYNC_MAX_BATCH:
+        raise Fault(BATCH_TOO_LARGE, f"{len(items)} {what} in one call; at most {settings.SYNC_MAX_BATCH}")
+    return items
+
+
+class TerminalSyncService(ServiceBase):
+    __in_header__ = Security
+
+    @rpc(Array(SyncMessage), _returns=Array(SubmitResult))
+    def SubmitMessages(ctx, messages):
+        envelopes = [
+            Envelope(
+                message_id=m.MessageId,
+                message_type=m.MessageType,
+                entity_key=m.EntityKey,
+                sequence=m.Sequence,
+                created_at=_aware(m.CreatedAt),
+                payload=m.Payload,
+            )
+            if m is not None
+            else Envelope(None, None, None, None, None, None)
+            for m in _bounded(messages, "messages")
+        ]
+        results = message_ingest_batch(terminal=ctx.udc.terminal, envelopes=envelopes, trace_id=ctx.udc.trace_id)
+        return [SubmitResult(MessageId=r.message_id, Status=r.status, Reason=r.reason or None) for r in results]
+
+    @rpc(Array(Unicode), _returns=Array(MessageStatus))
+    def GetMessageStatus(ctx, messageIds):
+        ids = _bounded(messageIds, "message ids")
+        found = selectors.message_statuses(terminal=ctx.udc.terminal, message_ids=ids)
+        out = []
+        for message_id in ids:
+            m = found.get(message_id)
+            if m is None:
+                out.append(MessageStatus(MessageId=message_id, State="Unknown", Attempts=0))
+            else:
+                out.append(
+                    MessageStatus(
+                        MessageId=message_id,
+                        State=m.state,
+                        Attempts=m.attempts,
+                        LastError=m.last_error or None,
+                        UpdatedAt=m.updated_at,
+                    )
+                )
+        return out
+
+    @rpc(Integer32, _returns=Array(Update))
+    def FetchUpdates(ctx, maxCount):
+        if maxCount is None or not 1 <= maxCount <= MAX_UPDATES:
+            raise Fault(INVALID_REQUEST, f"maxCount must be between 1 and {MAX_UPDATES}")
+        updates = outbound.update_fetch(terminal=ctx.udc.terminal, max_count=maxCount)
+        return [
+            Update(
+                UpdateId=u.update_id,
+                UpdateType=u.update_type,
+                EntityKey=u.entity_key,
+                Payload=u.payload,
+                CreatedAt=u.created_at,
+            )
+            for u in updates
+        ]
+
+    @rpc(Array(Unicode), _returns=AckResult)
+    def AckUpdates(ctx, updateIds):
+        ids = [i for i in _bounded(updateIds, "update ids") if i]
+        return AckResult(Acknowledged=outbound.update_ack(terminal=ctx.udc.terminal, update_ids=ids) if ids else 0)
+
+    @rpc(HeartbeatInfo, _returns=HeartbeatReply)
+    def Heartbeat(ctx, info):
+        info = info or HeartbeatInfo()
+        terminal = ctx.udc.terminal
+        server_time = terminal_services.terminal_heartbeat(
+            terminal=terminal,
+            app_version=info.AppVersion,
+            local_backlog=info.LocalBacklog,
+            terminal_time=_aware(info.TerminalTime),
+        )
+        return HeartbeatReply(ServerTime=server_time, PendingUpdates=outbound.update_pending_count(terminal=terminal))
+
+    @rpc(Array(EntityCount), _returns=ReportReply)
+    def ReportCounts(ctx, counts):
+        reports = [
+            CountReport(entity_type=c.EntityType, count=c.Count, as_of=_aware(c.AsOf))
+            if c is not None
+            else CountReport(None, None, None)
+            for c in _bounded(counts, "counts")
+        ]
+        try:
+            received = reported_counts_store(terminal=ctx.udc.terminal, counts=reports)
+        except InvalidCountReport as exc:
+            raise Fault(INVALID_REQUEST, str(exc)) from None
+        return ReportReply(Received=received)
+
+
+application = TerminalApplication(
+    [TerminalSyncService],
+    tns=NS,
+    name="TerminalSyncService",
+    # Soft validation: wrong types, malformed dates and numbers out of range are refused
+    # before the operation runs. Lengths are deliberately not in the schema: an oversized
+    # MessageId rejects that one message (the contract's "Rejected"), not the whole batch.
+    in_protocol=GuardedSoap11(validator="soft"),
+    out_protocol=GuardedSoap11(),
+)
+
+# The view below checks the body size itself (with its own fault), so spyne's own limit is
+# only a backstop; big blocks avoid joining thousands of 8 KB chunks.
+_server = DjangoApplication(application, max_content_length=2**62, block_length=1024 * 1024)
+_clip_spyne_logs()
