@@ -55,7 +55,7 @@ class ReconciliationError(Exception):
 
 
 # --- ReportCounts ------------------------------------------------------------------------------
-# Shared with the SOAP API (terminals/soap.py): it passes CountReport objects; tests and
+# Shared with the SOAP API (terminals/soap/): it passes CountReport objects; tests and
 # scripts may pass (entity type, count, as-of) tuples. Same name and behaviour on both branches.
 
 

@@ -1,4 +1,4 @@
-"""Hooks for the SOAP layer (terminals/soap.py): timing, counting, tracing, log context."""
+"""Hooks for the SOAP layer (terminals/soap/): timing, counting, tracing, log context."""
 
 from __future__ import annotations
 

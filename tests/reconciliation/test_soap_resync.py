@@ -1,8 +1,5 @@
 """End to end through the terminal SOAP API with zeep: a terminal reports counts, the run finds
 the gap, staff request a resync, and the terminal receives it with FetchUpdates.
-
-The SOAP endpoint (terminals/soap.py) lands from its own branch; until it is merged this
-module has nothing to talk to and is skipped (see README, "Reconciliation").
 """
 
 import json
@@ -13,8 +10,6 @@ import pytest
 from reconciliation import services
 from reconciliation.models import Discrepancy, RunTrigger
 from tests.reconciliation.helpers import drain_all
-
-pytest.importorskip("terminals.soap", reason="the SOAP API is merged from the soap branch")
 
 
 @pytest.fixture
