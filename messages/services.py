@@ -643,12 +643,14 @@ def message_retry(*, message_ids: Iterable[int], actor: str, reason: str = "") -
     changed = 0
     for chunk in _chunks(message_ids):
         with transaction.atomic():
-            now = db_now()
             rows = list(
                 Message.objects.select_for_update()
                 .filter(pk__in=chunk, state__in=RETRYABLE_STATES)
                 .values_list("pk", "state")
             )
+            # The clock is read once the row locks are held: a worker whose transaction we
+            # waited for committed earlier, so its event must not look later than ours.
+            now = db_now()
             by_state = defaultdict(list)
             for pk, state in rows:
                 by_state[state].append(pk)
@@ -677,12 +679,14 @@ def message_discard(*, message_ids: Iterable[int], actor: str, reason: str) -> i
     changed = 0
     for chunk in _chunks(message_ids):
         with transaction.atomic():
-            now = db_now()
             rows = list(
                 Message.objects.select_for_update()
                 .filter(pk__in=chunk, state__in=DISCARDABLE_STATES)
                 .values_list("pk", "state")
             )
+            # The clock is read once the row locks are held: a worker whose transaction we
+            # waited for committed earlier, so its event must not look later than ours.
+            now = db_now()
             by_state = defaultdict(list)
             for pk, state in rows:
                 by_state[state].append(pk)
