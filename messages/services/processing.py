@@ -123,6 +123,9 @@ def message_claim(*, worker: str, limit: int) -> list[Message]:
         )
         if not rows:
             return _claim_expired(worker=worker, now=now, lease=lease)
+        # Stamp the claim (events, lease) with the clock read after the row locks are held: an
+        # operator action committed while we waited must not look later than the claim after it.
+        now = db_now()
         by_state: dict[str, list[int]] = defaultdict(list)
         for m in rows:
             by_state[m.state].append(m.pk)

@@ -369,7 +369,8 @@ def test_fuzzed_envelope_fields_get_an_answer_or_a_contract_fault(fuzz_target):
             # only a client's mistake, never an internal error
             assert code_ == "Client.InvalidRequest", (code_, fault.findtext("faultstring"), fields)
             seen["fault"] += 1
-            assert not stack.scalar("SELECT count(*) FROM queue_messages_message WHERE message_id = %s", (mid,))
+            if "\x00" not in mid:  # (PostgreSQL text cannot even hold a NUL to look for)
+                assert not stack.scalar("SELECT count(*) FROM queue_messages_message WHERE message_id = %s", (mid,))
             return
         assert all(is_xml_char(c) for c in "".join(fields)), ("accepted XML-illegal characters", fields)
         [result] = list(root.iter(f"{{{NS}}}SubmitResult"))
