@@ -55,15 +55,23 @@ def test_dashboard_htmx_partial_and_chart(login_as):
     assert response.context["d"].throughput_source == "samples"
 
 
-def test_dashboard_shows_na_without_reconciliation_selector(login_as):
-    response = login_as("Viewers").get("/")
+def test_dashboard_shows_discrepancies_and_terminal_health(login_as):
+    from reconciliation.models import Discrepancy, ReconciliationRun
+    from syncadmin.models import TerminalHealthSnapshot
+
+    client = login_as("Viewers")
+    assert "health: not sampled yet" in client.get("/").content.decode()
+    now = datetime.now(UTC)
+    run = ReconciliationRun.objects.create(trigger="command", status="done", created_at=now, finished_at=now)
+    Discrepancy.objects.create(run=run, terminal_code="A", entity_type="product", kind="gap",
+                               terminal_count=3, central_count=1, recount=1, delta=2)  # fmt: skip
+    for code, level in [("H1", "healthy"), ("H2", "healthy"), ("D1", "degraded")]:
+        TerminalHealthSnapshot.objects.create(terminal=TerminalFactory(code=code), level=level, computed_at=now)
+    response = client.get("/")
     d = response.context["d"]
-    try:
-        from reconciliation.selectors import discrepancy_open_count  # noqa: F401
-    except ImportError:
-        assert d.discrepancies_open is None and "n/a" in response.content.decode()
-    else:
-        assert isinstance(d.discrepancies_open, int)
+    assert d.discrepancies_open == 1
+    assert d.terminal_health == {"healthy": 2, "degraded": 1, "failing": 0}
+    assert "2 healthy" in response.content.decode()
 
 
 def test_audit_log_lists_and_filters(login_as):
