@@ -14,6 +14,7 @@ from django.db import connection
 
 from messages import services
 from messages.models import MessageEvent, MessageState
+from messages.services import operator as operator_services
 from tests.messages.test_services import env
 
 S = MessageState
@@ -50,7 +51,7 @@ def test_an_operator_event_is_never_stamped_before_the_worker_event_it_follows(t
             t.join(10)
         return value
 
-    monkeypatch.setattr(services, "db_now", db_now_then_worker_commits)
+    monkeypatch.setattr(operator_services, "db_now", db_now_then_worker_commits)
     if action == "retry":
         services.message_retry(message_ids=[m.pk], actor="user:op")
     else:
