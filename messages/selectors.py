@@ -185,26 +185,20 @@ def message_throughput(*, since) -> int:
     return Message.objects.filter(state=MessageState.PROCESSED, processed_at__gte=since).count()
 
 
+# CSV export: (header, field), in column order.
+MESSAGE_EXPORT_COLUMNS = [
+    ("id", "pk"),
+    ("terminal", "terminal__code"),
+    *((name, name) for name in ("message_id", "message_type", "entity_key", "sequence", "state", "attempts")),
+    *((name, name) for name in ("created_at", "received_at", "updated_at", "processed_at", "last_error", "trace_id")),
+]
+
+
 def message_export_rows(*, queryset, chunk_size: int = 2000):
     """The rows of a CSV export, streamed from the database in chunks (never all in memory)."""
     return (
         queryset.order_by("-received_at", "-pk")
-        .values_list(
-            "pk",
-            "terminal__code",
-            "message_id",
-            "message_type",
-            "entity_key",
-            "sequence",
-            "state",
-            "attempts",
-            "created_at",
-            "received_at",
-            "updated_at",
-            "processed_at",
-            "last_error",
-            "trace_id",
-        )
+        .values_list(*(field for _, field in MESSAGE_EXPORT_COLUMNS))
         .iterator(chunk_size=chunk_size)
     )
 

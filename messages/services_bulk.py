@@ -36,13 +36,11 @@ from messages.models import BulkJob, BulkJobItem, BulkJobState, Message, Message
 from messages.services import (
     DISCARDABLE_STATES,
     RETRYABLE_STATES,
-    db_now,
     message_discard,
+    message_restore,
     message_retry,
-    message_transition,
-    wake_workers,
 )
-from messages.services.transitions import _chunks
+from messages.services_console import operator_action_audit
 from syncadmin.services import audit_record
 
 log = logging.getLogger(__name__)
@@ -72,51 +70,13 @@ class LostJob(Exception):
 # --- restore -----------------------------------------------------------------------------------
 
 
-def message_restore(*, message_ids: Iterable[int], actor: str, reason: str = "") -> int:
-    """Discarded -> Received, due now with attempts reset; returns how many changed.
-
-    Messages in any other state are left alone. Each chunk of 1,000 is its own transaction.
-    """
-    changed = 0
-    for chunk in _chunks(message_ids):
-        with transaction.atomic():
-            now = db_now()
-            ids = list(
-                Message.objects.select_for_update()
-                .filter(pk__in=chunk, state=S.DISCARDED)
-                .order_by("pk")
-                .values_list("pk", flat=True)
-            )
-            if not ids:
-                continue
-            changed += message_transition(
-                message_ids=ids,
-                from_state=S.DISCARDED,
-                to_state=S.RECEIVED,
-                actor=actor,
-                reason=reason or "restored",
-                fields={"attempts": 0, "next_attempt_at": now, "lease_owner": "", "lease_expires_at": None},
-                now=now,
-            )
-            transaction.on_commit(wake_workers)
-    return changed
-
-
 def message_operator_restore(
     *, message_ids: Iterable[int], actor: str, reason: str = "", detail: dict | None = None
 ) -> int:
     """Restore from the console (one message or a small selection) and audit it once."""
     ids = list(message_ids)
     changed = message_restore(message_ids=ids, actor=actor, reason=reason or "restored from the console")
-    audit_record(
-        actor=actor,
-        action="message.restore",
-        object_type="message",
-        object_id=str(ids[0]) if len(ids) == 1 else "",
-        count=changed,
-        reason=reason,
-        detail={**(detail or {}), "selected": len(ids), **({"ids": ids} if len(ids) <= 100 else {})},
-    )
+    operator_action_audit(action="message.restore", ids=ids, changed=changed, actor=actor, reason=reason, detail=detail)
     return changed
 
 

@@ -21,21 +21,28 @@ class ActionRefused(Exception):
     """An operator action that cannot be done as asked; the message says why, nothing changed."""
 
 
-def message_operator_retry(
-    *, message_ids: Iterable[int], actor: str, reason: str = "", detail: dict | None = None
-) -> int:
-    """Retry (Failed/DeadLettered -> Received) and audit it; returns how many messages changed."""
-    ids = list(message_ids)
-    changed = message_retry(message_ids=ids, actor=actor, reason=reason or "retried from the console")
-    audit_record(
+def operator_action_audit(
+    *, action: str, ids: list[int], changed: int, actor: str, reason: str, detail: dict | None = None
+):
+    """One audit entry for an operator action on one message or a selection (ids kept up to 100)."""
+    return audit_record(
         actor=actor,
-        action="message.retry",
+        action=action,
         object_type="message",
         object_id=str(ids[0]) if len(ids) == 1 else "",
         count=changed,
         reason=reason,
         detail={**(detail or {}), "selected": len(ids), **({"ids": ids} if len(ids) <= 100 else {})},
     )
+
+
+def message_operator_retry(
+    *, message_ids: Iterable[int], actor: str, reason: str = "", detail: dict | None = None
+) -> int:
+    """Retry (Failed/DeadLettered -> Received) and audit it; returns how many messages changed."""
+    ids = list(message_ids)
+    changed = message_retry(message_ids=ids, actor=actor, reason=reason or "retried from the console")
+    operator_action_audit(action="message.retry", ids=ids, changed=changed, actor=actor, reason=reason, detail=detail)
     return changed
 
 
@@ -45,14 +52,8 @@ def message_operator_discard(*, message_ids: Iterable[int], actor: str, reason: 
         raise ActionRefused("a reason is required to discard messages")
     ids = list(message_ids)
     changed = message_discard(message_ids=ids, actor=actor, reason=reason.strip())
-    audit_record(
-        actor=actor,
-        action="message.discard",
-        object_type="message",
-        object_id=str(ids[0]) if len(ids) == 1 else "",
-        count=changed,
-        reason=reason.strip(),
-        detail={**(detail or {}), "selected": len(ids), **({"ids": ids} if len(ids) <= 100 else {})},
+    operator_action_audit(
+        action="message.discard", ids=ids, changed=changed, actor=actor, reason=reason.strip(), detail=detail
     )
     return changed
 

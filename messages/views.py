@@ -119,22 +119,7 @@ def message_export(request):
     fs = _filterset(request.GET)
     if not fs.is_valid():
         return HttpResponse("Invalid filters: " + fs.errors.as_text(), status=400, content_type="text/plain")
-    header = [
-        "id",
-        "terminal",
-        "message_id",
-        "message_type",
-        "entity_key",
-        "sequence",
-        "state",
-        "attempts",
-        "created_at",
-        "received_at",
-        "updated_at",
-        "processed_at",
-        "last_error",
-        "trace_id",
-    ]
+    header = [name for name, _ in selectors.MESSAGE_EXPORT_COLUMNS]
     writer = csv.writer(_Echo())
 
     def rows():

@@ -9,7 +9,7 @@ Split by concern; import from here (``from messages.services import message_retr
 """
 
 from messages.services.ingest import Envelope, SubmitResult, message_ingest_batch, wake_workers
-from messages.services.operator import message_discard, message_retry
+from messages.services.operator import message_discard, message_restore, message_retry
 from messages.services.processing import (
     CLAIM_FIELDS,
     BatchResult,
@@ -43,6 +43,7 @@ __all__ = [
     "message_discard",
     "message_ingest_batch",
     "message_process_batch",
+    "message_restore",
     "message_retry",
     "message_transition",
     "wake_workers",

@@ -15,18 +15,29 @@ from messages.services.transitions import DISCARDABLE_STATES, RETRYABLE_STATES, 
 log = logging.getLogger("messages.services")
 
 
-def message_retry(*, message_ids: Iterable[int], actor: str, reason: str = "") -> int:
-    """Failed/DeadLettered -> Received with attempts reset; returns how many changed.
+def _move_selection(
+    *,
+    message_ids: Iterable[int],
+    from_states: Iterable[str],
+    to_state: str,
+    actor: str,
+    reason: str,
+    fields,
+    resolution: str = "",
+) -> int:
+    """Move whichever of ``message_ids`` are in ``from_states`` to ``to_state``; return how many.
 
-    Messages in any other state are left alone (a double-clicked retry changes nothing the
+    Messages in any other state are left alone (a double-clicked action changes nothing the
     second time). Each chunk is its own transaction so a large selection never holds long locks.
+    ``fields(now)`` gives the extra column updates; ``resolution`` closes open dead letters.
     """
     changed = 0
     for chunk in _chunks(message_ids):
         with transaction.atomic():
             rows = list(
                 Message.objects.select_for_update()
-                .filter(pk__in=chunk, state__in=RETRYABLE_STATES)
+                .filter(pk__in=chunk, state__in=list(from_states))
+                .order_by("pk")
                 .values_list("pk", "state")
             )
             # The clock is read once the row locks are held: a worker whose transaction we
@@ -39,49 +50,60 @@ def message_retry(*, message_ids: Iterable[int], actor: str, reason: str = "") -
                 changed += message_transition(
                     message_ids=ids,
                     from_state=state,
-                    to_state=S.RECEIVED,
+                    to_state=to_state,
                     actor=actor,
-                    reason=reason or "retry requested",
-                    fields={"attempts": 0, "next_attempt_at": now, "lease_owner": "", "lease_expires_at": None},
+                    reason=reason,
+                    fields=fields(now),
                     now=now,
                 )
-            DeadLetter.objects.filter(message_id__in=[pk for pk, _ in rows], resolution="").update(
-                resolution=DeadLetter.Resolution.RETRIED, resolved_by=actor[:150], resolved_at=now, note=reason
-            )
-            if rows:
+            if resolution and rows:
+                DeadLetter.objects.filter(message_id__in=[pk for pk, _ in rows], resolution="").update(
+                    resolution=resolution, resolved_by=actor[:150], resolved_at=now, note=reason
+                )
+            if to_state == S.RECEIVED and rows:
                 transaction.on_commit(wake_workers)
     return changed
+
+
+def _due_again(now):
+    return {"attempts": 0, "next_attempt_at": now, "lease_owner": "", "lease_expires_at": None}
+
+
+def message_retry(*, message_ids: Iterable[int], actor: str, reason: str = "") -> int:
+    """Failed/DeadLettered -> Received with attempts reset; returns how many changed."""
+    return _move_selection(
+        message_ids=message_ids,
+        from_states=RETRYABLE_STATES,
+        to_state=S.RECEIVED,
+        actor=actor,
+        reason=reason or "retry requested",
+        fields=_due_again,
+        resolution=DeadLetter.Resolution.RETRIED,
+    )
 
 
 def message_discard(*, message_ids: Iterable[int], actor: str, reason: str) -> int:
     """Received/Failed/DeadLettered -> Discarded; a reason is required."""
     if not reason or not reason.strip():
         raise ValueError("a reason is required to discard messages")
-    changed = 0
-    for chunk in _chunks(message_ids):
-        with transaction.atomic():
-            rows = list(
-                Message.objects.select_for_update()
-                .filter(pk__in=chunk, state__in=DISCARDABLE_STATES)
-                .values_list("pk", "state")
-            )
-            # The clock is read once the row locks are held: a worker whose transaction we
-            # waited for committed earlier, so its event must not look later than ours.
-            now = db_now()
-            by_state = defaultdict(list)
-            for pk, state in rows:
-                by_state[state].append(pk)
-            for state, ids in by_state.items():
-                changed += message_transition(
-                    message_ids=ids,
-                    from_state=state,
-                    to_state=S.DISCARDED,
-                    actor=actor,
-                    reason=reason,
-                    fields={"next_attempt_at": None, "lease_owner": "", "lease_expires_at": None},
-                    now=now,
-                )
-            DeadLetter.objects.filter(message_id__in=[pk for pk, _ in rows], resolution="").update(
-                resolution=DeadLetter.Resolution.DISCARDED, resolved_by=actor[:150], resolved_at=now, note=reason
-            )
-    return changed
+    return _move_selection(
+        message_ids=message_ids,
+        from_states=DISCARDABLE_STATES,
+        to_state=S.DISCARDED,
+        actor=actor,
+        reason=reason,
+        fields=lambda now: {"next_attempt_at": None, "lease_owner": "", "lease_expires_at": None},
+        resolution=DeadLetter.Resolution.DISCARDED,
+    )
+
+
+def message_restore(*, message_ids: Iterable[int], actor: str, reason: str = "") -> int:
+    """Discarded -> Received, due now with attempts reset; returns how many changed."""
+    return _move_selection(
+        message_ids=message_ids,
+        from_states=[S.DISCARDED],
+        to_state=S.RECEIVED,
+        actor=actor,
+        reason=reason or "restored",
+        fields=_due_again,
+    )
