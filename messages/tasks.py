@@ -14,6 +14,7 @@ import time
 import uuid
 
 from django.conf import settings
+from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
 from messages import selectors, services
@@ -27,9 +28,26 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+_broker = None
+
+
+def _drain_broker():
+    """This process's broker, made once.
+
+    Without one, django-q2 builds a broker per async_task call: for Redis a new client, pool
+    and TCP connection on every ingest call that wakes the workers. redis-py's pool is
+    thread-safe, notices a fork (django-q2's workers) and reconnects after a Redis restart.
+    """
+    global _broker
+    if _broker is None:
+        _broker = get_broker()
+    return _broker
+
+
 def enqueue_drain(count: int = 1) -> None:
+    broker = _drain_broker()
     for _ in range(count):
-        async_task(DRAIN_TASK, group="drain", q_options={"task_name": "drain"})
+        async_task(DRAIN_TASK, group="drain", q_options={"task_name": "drain", "broker": broker})
 
 
 def drain(max_seconds: float | None = None) -> dict:
