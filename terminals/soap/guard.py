@@ -17,7 +17,8 @@ from terminals.soap.contract import (
     INVALID_REQUEST,
     SOAP_ENV_NS,
 )
-from terminals.soap.types import SIMPLE_FIELDS
+from terminals.soap.submit import read_sync_messages, render_submit_response
+from terminals.soap.types import SIMPLE_FIELDS, SubmitResult
 
 log = logging.getLogger("terminals.soap")
 
@@ -71,7 +72,15 @@ def _clip_spyne_logs() -> None:
 
 
 class GuardedSoap11(Soap11):
-    """Soap11 that refuses DTDs, maps every parse/validation error to the contract's faults."""
+    """Soap11 that refuses DTDs, maps every parse/validation error to the contract's faults.
+
+    SubmitMessages, the operation that carries volume, is read and answered by submit.py
+    rather than spyne's generic (de)serialisers, after the same guards; a request it does not
+    read (anything but the plain shape) is read by spyne as before.
+    """
+
+    # False: SubmitMessages is read and written by spyne too (the tests compare the two).
+    fast_submit = True
 
     def create_in_document(self, ctx, charset=None):
         if isinstance(ctx.transport, HttpTransportContext):
@@ -113,13 +122,60 @@ class GuardedSoap11(Soap11):
 
     def deserialize(self, ctx, message):
         try:
-            super().deserialize(ctx, message)
+            if not (message is self.REQUEST and self.fast_submit and _is_submit(ctx) and self._read_submit(ctx)):
+                super().deserialize(ctx, message)
         except Exception as exc:
             raise _invalid(exc) from None
+
+    def _read_submit(self, ctx) -> bool:
+        """Soap11.deserialize for a plain SubmitMessages request; False: spyne must read it."""
+        body = ctx.in_body_doc
+        messages = read_sync_messages(body) if body is not None and body.tag != _FAULT else None
+        if messages is None:
+            return False
+        self.event_manager.fire_event("before_deserialize", ctx)
+        # The headers exactly as Soap11.deserialize reads them (a malformed one is a fault).
+        header_classes = ctx.descriptor.in_header
+        if ctx.in_header_doc is not None and header_classes is not None:
+            by_tag = {element.tag: element for element in ctx.in_header_doc}
+            headers = [None] * len(header_classes)
+            for i, header_class in enumerate(header_classes):
+                element = by_tag.get(f"{{{header_class.__namespace__}}}{header_class.__type_name__}")
+                if element is not None:
+                    headers[i] = self.from_element(ctx, header_class, element)
+            ctx.in_header = headers[0] if len(headers) == 1 else headers
+        ctx.in_object = [messages]
+        self.event_manager.fire_event("after_deserialize", ctx)
+        return True
+
+    def serialize(self, ctx, message):
+        if message is self.RESPONSE and ctx.out_error is None and _is_submit(ctx):
+            # The operation returns the ingest's results as they are (no spyne objects to build).
+            (results,) = ctx.out_object
+            if self.fast_submit:
+                self.event_manager.fire_event("before_serialize", ctx)
+                ctx.out_string = [render_submit_response(results)]
+                self.event_manager.fire_event("after_serialize", ctx)
+                return
+            ctx.out_object = [
+                [SubmitResult(MessageId=r.message_id, Status=r.status, Reason=r.reason or None) for r in results or ()]
+            ]
+        super().serialize(ctx, message)
+
+    def create_out_string(self, ctx, charset=None):
+        if ctx.out_string is None:  # else serialize has written the SubmitMessages response
+            super().create_out_string(ctx, charset)
 
     def fault_to_http_response_code(self, fault):
         # SOAP 1.1 (and WCF) expect every fault with HTTP 500; the body says what it is.
         return HTTP_500
+
+
+_FAULT = f"{{{SOAP_ENV_NS}}}Fault"
+
+
+def _is_submit(ctx) -> bool:
+    return ctx.descriptor is not None and ctx.descriptor.name == "SubmitMessages"
 
 
 def _markup_in_simple_field(root) -> str | None:

@@ -154,8 +154,9 @@ class TerminalSyncService(ServiceBase):
             else Envelope(None, None, None, None, None, None)
             for m in _bounded(messages, "messages")
         ]
-        results = message_ingest_batch(terminal=ctx.udc.terminal, envelopes=envelopes, trace_id=ctx.udc.trace_id)
-        return [SubmitResult(MessageId=r.message_id, Status=r.status, Reason=r.reason or None) for r in results]
+        # The per-message results (Accepted/Duplicate/Rejected, in input order) go out as they
+        # are: GuardedSoap11 writes them as the SubmitResult array the WSDL declares.
+        return message_ingest_batch(terminal=ctx.udc.terminal, envelopes=envelopes, trace_id=ctx.udc.trace_id)
 
     @rpc(Array(Unicode), _returns=Array(MessageStatus))
     def GetMessageStatus(ctx, messageIds):
