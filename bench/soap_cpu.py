@@ -74,7 +74,9 @@ def wsgi_call(app, path: str, body: bytes, content_type: str, headers: dict | No
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--profile", choices=["soap", "json"], default=None, help="cProfile this phase instead")
+    parser.add_argument(
+        "--profile", choices=["soap", "json"], default=None, help="cProfile (CPU time) this phase instead"
+    )
     args = parser.parse_args()
     call_command("migrate", verbosity=0)
     code = "BENCH-CPU"
@@ -107,7 +109,7 @@ def main() -> None:
 
             build, send = phases[args.profile]
             bodies = [build(f"p-{uuid.uuid4().hex[:12]}") for _ in range(args.calls)]
-            prof = cProfile.Profile()
+            prof = cProfile.Profile(time.process_time)  # CPU only: waits on the database do not count
             prof.enable()
             for body in bodies:
                 send(body)
@@ -125,7 +127,7 @@ def main() -> None:
                 wall.append(time.perf_counter() - w0)
             print(
                 f"{name:5s} per 100-message call: CPU median {statistics.median(cpu) * 1000:6.2f} ms "
-                f"(mean {statistics.fmean(cpu) * 1000:6.2f}), wall median {statistics.median(wall) * 1000:6.2f} ms"
+                f"(mean {statistics.fmean(cpu) * 1000:6.2f}, min {min(cpu) * 1000:6.2f}), wall median {statistics.median(wall) * 1000:6.2f} ms"
             )
     finally:
         MessageEvent.objects.filter(message__terminal__code=code).delete()

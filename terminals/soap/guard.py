@@ -187,10 +187,14 @@ def _markup_in_simple_field(root) -> str | None:
     the text around them.) Found by the chaos suite's hostile-input corpus.
     """
     body = root.find(f"{{{SOAP_ENV_NS}}}Body")
-    for element in body.iter() if body is not None else ():
-        if len(element) and isinstance(element.tag, str) and etree.QName(element).localname in SIMPLE_FIELDS:
+    # Only the elements named like a text field (in any namespace), in document order.
+    for element in body.iter(*_SIMPLE_FIELD_TAGS) if body is not None else ():
+        if len(element):
             return etree.QName(element).localname
     return None
+
+
+_SIMPLE_FIELD_TAGS = ["{*}" + name for name in sorted(SIMPLE_FIELDS)]
 
 
 def _invalid(exc: Exception) -> Fault:

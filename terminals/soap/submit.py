@@ -22,22 +22,24 @@ construction:
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime
 
 from terminals.soap.contract import NS, SOAP_ENV_NS
 
 _Q = "{" + NS + "}"
 _MESSAGES = _Q + "messages"
 _ITEM = _Q + "SyncMessage"
-_TEXT_FIELDS = ("MessageId", "MessageType", "EntityKey", "Payload")
-_FIELDS = {_Q + name: name for name in (*_TEXT_FIELDS, "Sequence", "CreatedAt")}
+_ID, _TYPE, _KEY, _SEQUENCE, _CREATED, _PAYLOAD = (
+    _Q + name for name in ("MessageId", "MessageType", "EntityKey", "Sequence", "CreatedAt", "Payload")
+)
+_FIELDS = frozenset([_ID, _TYPE, _KEY, _SEQUENCE, _CREATED, _PAYLOAD])
+_ABSENT = object()
 
 # Plain forms only: what spyne's int() and its ISO regexes read to the same value.
 _LONG = re.compile(r"[-+]?[0-9]{1,18}")
 _DATETIME = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,6})?(Z|([-+])([0-9]{2}):([0-9]{2}))?"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|([-+])[0-9]{2}:([0-9]{2}))?"
 )
-_OFFSETS: dict[int, timezone] = {}
 
 
 class SyncMessageIn:
@@ -71,55 +73,54 @@ def read_sync_messages(body) -> list[SyncMessageIn] | None:
             return None
         values: dict[str, str | None] = {}
         for field in item:
-            name = _FIELDS.get(field.tag)
-            if name is None or name in values or field.attrib or len(field):
+            tag = field.tag
+            if tag not in _FIELDS or tag in values or field.attrib or len(field):
                 return None
-            values[name] = field.text
-        sequence = created = None
-        if "Sequence" in values:
-            raw = values["Sequence"]
-            if raw is None or not _LONG.fullmatch(raw):
-                return None
-            sequence = int(raw)
-        if "CreatedAt" in values:
-            raw = values["CreatedAt"]
-            created = None if raw is None else _datetime(raw)
-            if created is None:
-                return None
-        text = [None if n not in values else (values[n] or "") for n in _TEXT_FIELDS]
-        out.append(SyncMessageIn(text[0], text[1], text[2], sequence, created, text[3]))
+            values[tag] = field.text  # None for an empty element
+        get = values.get
+        sequence = get(_SEQUENCE, _ABSENT)
+        if sequence is _ABSENT:
+            sequence = None
+        elif sequence is None or not _LONG.fullmatch(sequence):
+            return None
+        else:
+            sequence = int(sequence)
+        created = get(_CREATED, _ABSENT)
+        if created is _ABSENT:
+            created = None
+        elif created is None or (created := _datetime(created)) is None:
+            return None
+        # A text field: None when absent, "" when empty (as spyne reads them).
+        mid, mtype, key, payload = get(_ID, _ABSENT), get(_TYPE, _ABSENT), get(_KEY, _ABSENT), get(_PAYLOAD, _ABSENT)
+        out.append(
+            SyncMessageIn(
+                None if mid is _ABSENT else mid or "",
+                None if mtype is _ABSENT else mtype or "",
+                None if key is _ABSENT else key or "",
+                sequence,
+                created,
+                None if payload is _ABSENT else payload or "",
+            )
+        )
     return out
 
 
 def _datetime(value: str) -> datetime | None:
     match = _DATETIME.fullmatch(value)
-    if match is None:
+    if match is None or not "0001" < value[:4] < "9999":
+        # (at the ends of datetime's range spyne's bounds check has the last word)
         return None
-    year, month, day, hour, minute, second, fraction, zone, sign, tz_hours, tz_minutes = match.groups()
-    if not "0001" < year < "9999":
-        return None  # at the ends of datetime's range spyne's bounds check has the last word
-    if zone is None:
-        tz = None  # no offset: naive, as spyne leaves it (the operation takes it as UTC)
-    elif zone == "Z":
-        tz = UTC
-    elif sign == "-" and tz_minutes != "00":
+    sign, tz_minutes = match.groups()
+    if sign == "-" and tz_minutes != "00":
         # spyne reads "-05:30" as -04:30 (it adds the minutes to the negative hours): keep
         # exactly its answer by letting it read such a request.
         return None
-    else:
-        minutes = int(tz_hours) * 60 + int(tz_minutes)
-        minutes = -minutes if sign == "-" else minutes
-        tz = _OFFSETS.get(minutes)
-        if tz is None:
-            if not -1440 < minutes < 1440:
-                return None
-            tz = _OFFSETS.setdefault(minutes, timezone(timedelta(minutes=minutes)))
-    # spyne's own rounding of the fraction, to the same microsecond
-    micro = 0 if fraction is None else min(999999, int(round(float(fraction) * 1e6)))
     try:
-        return datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tz)
+        # For this form, the same value as spyne's (naive without an offset; fraction of 1-6
+        # digits to the same microsecond); out-of-range fields and offsets raise.
+        return datetime.fromisoformat(value)
     except ValueError:
-        return None  # e.g. month 13: spyne answers with its own fault
+        return None  # e.g. month 13 or offset +05:75: spyne answers with its own fault or value
 
 
 # --- the response ------------------------------------------------------------------------------
