@@ -231,7 +231,7 @@ def _message_rows(terminal, envelopes, now, trace_id, *, adapt) -> list[tuple]:
     for env in envelopes:
         created = env.created_at
         if timezone.is_naive(created):
-            created = timezone.make_aware(created, timezone.utc)
+            created = timezone.make_aware(created, UTC)
         rows.append(
             (
                 terminal.pk,

@@ -102,6 +102,38 @@ def test_ingest_answers_in_order_and_is_idempotent(terminal):
     assert m.next_attempt_at is not None and m.trace_id
 
 
+def test_ingest_stores_every_field_in_input_order_with_one_clock_reading(terminal):
+    from datetime import timezone
+
+    created = datetime(2025, 6, 30, 23, 59, 59, 123456, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    batch = [
+        Envelope("z9", "sale.upsert", "K-9", 2**63 - 1, created, 'Thé "😀" \\ \n'),
+        env("a1", key="K-1"),
+        Envelope("m5", "odd", "K-5", -3, datetime(2025, 1, 1, 12, 0), None),  # naive: taken as UTC
+        Envelope("x" * 64, "p" * 50 + ".upsert", "k" * 128, 0, created, ""),
+    ]
+    services.message_ingest_batch(terminal=terminal, envelopes=batch, trace_id="ab" * 16)
+    rows = list(
+        Message.objects.order_by("pk").values_list(
+            "message_id", "message_type", "entity_type", "entity_key", "sequence", "created_at", "payload"
+        )
+    )
+    assert rows == [
+        ("z9", "sale.upsert", "sale", "K-9", 2**63 - 1, created, 'Thé "😀" \\ \n'),
+        ("a1", "product.upsert", "product", "K-1", 1, batch[1].created_at, batch[1].payload),
+        ("m5", "odd", "odd", "K-5", -3, datetime(2025, 1, 1, 12, 0, tzinfo=UTC), ""),
+        ("x" * 64, "p" * 50 + ".upsert", "p" * 40, "k" * 128, 0, created, ""),
+    ]
+    stamps = set(Message.objects.values_list("received_at", "updated_at", "next_attempt_at"))
+    assert len(stamps) == 1 and len(set(next(iter(stamps)))) == 1
+    events = MessageEvent.objects.order_by("pk")
+    assert sorted(e.message.message_id for e in events) == sorted(r[0] for r in rows)
+    assert {(e.from_state, e.to_state, e.at, e.actor) for e in events} == {
+        ("", S.RECEIVED, next(iter(stamps))[0], f"terminal:{terminal.code}")
+    }
+    assert set(Message.objects.values_list("state", "attempts", "trace_id")) == {(S.RECEIVED, 0, "ab" * 16)}
+
+
 def test_bad_payload_and_unknown_type_are_stored_then_dead_lettered(terminal):
     results = services.message_ingest_batch(
         terminal=terminal,
