@@ -27,10 +27,26 @@ from syncadmin.routers import central_alias
 log = logging.getLogger("messages.services")
 
 
+def _prefer_index_order(using: str) -> None:
+    """PostgreSQL: walk the claim index in order instead of sorting every due row.
+
+    A queue table's statistics are nearly always stale: analysed when little was due, the
+    planner expects a few rows and picks a bitmap scan plus a sort, which with a real backlog
+    sorts every due message on each claim (measured: 51 ms per claim at 50,000 due, spilling
+    to disk, against 0.15 ms walking the index). Turning sorts and bitmap scans off for the
+    rest of the claim transaction (SET LOCAL) leaves the ordered index scan as the only plan.
+    """
+    conn = connections[using]
+    if conn.vendor == "postgresql":
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)")
+
+
 def _locked_rows(qs, limit: int) -> list:
     # of=("self",): lock only the message rows. Without it PostgreSQL also locks the joined
     # terminal row, and every other worker then skips all of that terminal's messages.
     qs = qs.select_for_update(skip_locked=True, of=("self",))
+    _prefer_index_order(qs.db)
     if connections[qs.db].features.supports_select_for_update_with_limit:
         return list(qs[:limit])
     # Oracle refuses FOR UPDATE with FETCH FIRST; it locks rows as they are fetched, so
