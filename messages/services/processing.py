@@ -39,7 +39,9 @@ def _prefer_index_order(using: str) -> None:
     conn = connections[using]
     if conn.vendor == "postgresql":
         with conn.cursor() as cursor:
-            cursor.execute("SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)")
+            cursor.execute(
+                "SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)"
+            )
 
 
 def _locked_rows(qs, limit: int) -> list:
@@ -121,7 +123,7 @@ def message_claim(*, worker: str, limit: int) -> list[Message]:
     """
     global _next_expired_check
     lease = timedelta(seconds=settings.SYNC_LEASE_SECONDS)
-    with transaction.atomic():
+    with transaction.atomic(), observe.collected():
         now = db_now()
         # Expired leases are rare: look for them every few seconds and whenever nothing else
         # is due, not on every claim (it is one more query per batch on the hot path).
@@ -278,7 +280,7 @@ def _process_batch_once(messages: Sequence[Message], worker: str) -> BatchResult
     items, rejected = _prepare(messages)
     failures: list[tuple[Item | Message, BaseException, str]] = []
     central = central_alias()
-    with transaction.atomic(), transaction.atomic(using=central):
+    with transaction.atomic(), transaction.atomic(using=central), observe.collected():
         ok: list[Item] = []
         try:
             with transaction.atomic(using=central):
