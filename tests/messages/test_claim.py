@@ -1,13 +1,18 @@
-"""PostgreSQL: the claim walks the due index in order, whatever the table's statistics say."""
+"""PostgreSQL: the one-statement claim, and the due index walked in order whatever the statistics say."""
+
+from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from messages import services
-from messages.models import Message
+from messages.models import Message, MessageEvent, MessageState
 from messages.services import processing
-from tests.messages.test_services import env
+from tests.messages.test_services import env, make_due
+
+S = MessageState
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
@@ -57,3 +62,38 @@ def test_the_queue_tables_are_vacuumed_and_analysed_early():
     for table in ("queue_messages_message", "queue_messages_messageevent"):
         assert "autovacuum_analyze_scale_factor=0.02" in options[table], options
         assert "autovacuum_vacuum_scale_factor=0.02" in options[table], options
+
+
+def test_the_claim_moves_locks_and_records_in_one_statement(terminal, settings, monkeypatch):
+    settings.SYNC_LEASE_SECONDS = 45
+    monkeypatch.setattr(processing, "_next_expired_check", float("inf"))  # the periodic lease check
+    services.message_ingest_batch(terminal=terminal, envelopes=[env("f", "F"), env("r1", "A"), env("r2", "B")])
+    failed = Message.objects.get(message_id="f")
+    Message.objects.filter(pk=failed.pk).update(state=S.FAILED, attempts=2)
+    make_due(failed)  # due before the other two: it comes first
+    with CaptureQueriesContext(connection) as ctx:
+        batch = services.message_claim(worker="w1", limit=10)
+        codes = [m.terminal.code for m in batch]  # loaded with the claim, no query each
+    claim_statements = [q["sql"] for q in ctx.captured_queries if "FOR UPDATE SKIP LOCKED" in q["sql"]]
+    assert len(claim_statements) == 1 and "INSERT INTO" in claim_statements[0]
+    assert [m.message_id for m in batch] == ["f", "r1", "r2"] and codes == [terminal.code] * 3
+    assert [(m.state, m.attempts, m.lease_owner) for m in batch] == [
+        (S.PROCESSING, 3, "w1"),
+        (S.PROCESSING, 1, "w1"),
+        (S.PROCESSING, 1, "w1"),
+    ]
+    assert batch[0].payload and batch[0].entity_key == "F" and batch[0].sequence == 1
+    for row in Message.objects.filter(pk__in=[m.pk for m in batch]):
+        assert row.state == S.PROCESSING and row.lease_owner == "w1" and row.next_attempt_at is None
+        # both read from the database clock after the row was locked (two reads, microseconds apart)
+        assert timedelta(seconds=45) <= row.lease_expires_at - row.updated_at < timedelta(seconds=46)
+        event = MessageEvent.objects.filter(message_id=row.pk).latest("pk")
+        expected_from = S.FAILED if row.message_id == "f" else S.RECEIVED
+        assert (event.from_state, event.to_state, event.actor, event.attempt) == (
+            expected_from,
+            S.PROCESSING,
+            "w1",
+            row.attempts,
+        )
+        assert event.at == row.updated_at
+    assert services.message_claim(worker="w2", limit=10) == []  # nothing left due
