@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from itertools import islice
 
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import Sum
 
 from syncadmin.models import MetricCounter
@@ -38,10 +38,22 @@ def labels_parse(key: str) -> dict[str, str]:
 
 def metric_counter_add(*, rows: Iterable[tuple[str, dict | None, float]]) -> int:
     """Append one delta row per (name, labels, value); zero values are skipped. One INSERT."""
-    objs = [MetricCounter(name=name, labels=labels_key(labels), value=value) for name, labels, value in rows if value]
-    if objs:
-        MetricCounter.objects.bulk_create(objs)
-    return len(objs)
+    values = [(name, labels_key(labels), float(value)) for name, labels, value in rows if value]
+    if not values:
+        return 0
+    conn = connections[MetricCounter.objects.db]
+    if conn.vendor in ("postgresql", "sqlite"):
+        # A plain multi-row INSERT: this runs in every worker transaction, and building model
+        # instances for bulk_create cost more than the INSERT itself (profiled).
+        marks = ", ".join(["(%s, %s, %s, %s)"] * len(values))
+        with conn.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {MetricCounter._meta.db_table} (name, labels, value, base) VALUES {marks}",
+                [v for name, labels, value in values for v in (name, labels, value, False)],
+            )
+    else:  # Oracle has no multi-row VALUES
+        MetricCounter.objects.bulk_create([MetricCounter(name=n, labels=k, value=v) for n, k, v in values])
+    return len(values)
 
 
 def metric_counters_fold(*, limit: int = 50_000) -> dict[tuple[str, str], float]:
