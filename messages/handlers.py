@@ -122,7 +122,13 @@ class EntityHandler(Handler):
         changed: dict[tuple, CentralEntity] = {}
         deltas: dict[tuple[str, str], int] = defaultdict(int)
         now = timezone.now()
-        for item in sorted(items, key=lambda i: (i.entity_type, i.message.entity_key, i.message.sequence)):
+        # In the unique key's order (terminal included), then by sequence: every worker then
+        # inserts new rows in one global order. Sorting without the terminal once let two
+        # batches holding the same key from two terminals insert them in opposite orders and
+        # deadlock on the unique index (found by bench/engine.py).
+        for item in sorted(
+            items, key=lambda i: (i.entity_type, i.message.entity_key, i.terminal_code, i.message.sequence)
+        ):
             key = (item.entity_type, item.message.entity_key, item.terminal_code)
             row = current.get(key)
             seq = item.message.sequence

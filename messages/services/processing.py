@@ -277,6 +277,8 @@ def message_process_batch(*, messages: Sequence[Message], worker: str) -> BatchR
         except OperationalError as exc:
             if not _is_retryable_conflict(exc) or attempt == 2:
                 raise
+            # Two batches that deadlocked and retry at the same instant can deadlock again.
+            time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
     raise AssertionError("unreachable")
 
 
