@@ -20,17 +20,38 @@ from django.db.models import F
 
 from messages.handlers import Item, PermanentError, registry
 from messages.models import DeadLetter, Message
-from messages.services.transitions import NOOP_REASON, S, db_now, message_transition
+from messages.services.transitions import NOOP_REASON, S, db_now, message_claim_due, message_transition
 from syncadmin.observability import engine as observe
 from syncadmin.routers import central_alias
 
 log = logging.getLogger("messages.services")
 
 
+def _prefer_index_order(using: str) -> None:
+    """PostgreSQL: walk the claim index in order instead of sorting every due row.
+
+    A queue table's statistics are nearly always stale: analysed when little was due, the
+    planner expects a few rows and picks a bitmap scan plus a sort, which with a real backlog
+    sorts every due message on each claim (measured: 51 ms per claim at 50,000 due, spilling
+    to disk, against 0.15 ms walking the index). Turning sorts and bitmap scans off for the
+    rest of the claim transaction (SET LOCAL) leaves the ordered index scan as the only plan.
+    JIT goes off too: a plan that must still sort anywhere then costs more than jit_above_cost,
+    and compiling it took 190 ms per claim (measured) for a query that runs in one.
+    """
+    conn = connections[using]
+    if conn.vendor == "postgresql":
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true),"
+                " set_config('jit', 'off', true)"
+            )
+
+
 def _locked_rows(qs, limit: int) -> list:
     # of=("self",): lock only the message rows. Without it PostgreSQL also locks the joined
     # terminal row, and every other worker then skips all of that terminal's messages.
     qs = qs.select_for_update(skip_locked=True, of=("self",))
+    _prefer_index_order(qs.db)
     if connections[qs.db].features.supports_select_for_update_with_limit:
         return list(qs[:limit])
     # Oracle refuses FOR UPDATE with FETCH FIRST; it locks rows as they are fetched, so
@@ -105,15 +126,19 @@ def message_claim(*, worker: str, limit: int) -> list[Message]:
     """
     global _next_expired_check
     lease = timedelta(seconds=settings.SYNC_LEASE_SECONDS)
-    with transaction.atomic():
-        now = db_now()
+    with transaction.atomic(), observe.collected():
         # Expired leases are rare: look for them every few seconds and whenever nothing else
         # is due, not on every claim (it is one more query per batch on the hot path).
         if time.monotonic() >= _next_expired_check:
             _next_expired_check = time.monotonic() + EXPIRED_CHECK_SECONDS
-            if reclaimed := _claim_expired(worker=worker, now=now, lease=lease):
+            if reclaimed := _claim_expired(worker=worker, now=db_now(), lease=lease):
                 return reclaimed
+        if connections[Message.objects.db].vendor == "postgresql":
+            _prefer_index_order(Message.objects.db)
+            rows = message_claim_due(worker=worker, limit=limit, lease_seconds=lease.total_seconds())
+            return rows or _claim_expired(worker=worker, now=db_now(), lease=lease)
 
+        now = db_now()
         rows = _locked_rows(
             Message.objects.filter(state__in=(S.RECEIVED, S.FAILED), next_attempt_at__lte=now)
             .select_related("terminal")
@@ -252,6 +277,8 @@ def message_process_batch(*, messages: Sequence[Message], worker: str) -> BatchR
         except OperationalError as exc:
             if not _is_retryable_conflict(exc) or attempt == 2:
                 raise
+            # Two batches that deadlocked and retry at the same instant can deadlock again.
+            time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
     raise AssertionError("unreachable")
 
 
@@ -262,7 +289,7 @@ def _process_batch_once(messages: Sequence[Message], worker: str) -> BatchResult
     items, rejected = _prepare(messages)
     failures: list[tuple[Item | Message, BaseException, str]] = []
     central = central_alias()
-    with transaction.atomic(), transaction.atomic(using=central):
+    with transaction.atomic(), transaction.atomic(using=central), observe.collected():
         ok: list[Item] = []
         try:
             with transaction.atomic(using=central):

@@ -7,6 +7,7 @@ change rolls back, so two actors can never both win and a transition never half-
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from itertools import islice
@@ -16,6 +17,7 @@ from django.db.models.sql import UpdateQuery
 
 from messages.models import TRANSITIONS, Message, MessageEvent, MessageState
 from syncadmin.observability import engine as observe
+from terminals.models import Terminal
 
 S = MessageState
 RETRYABLE_STATES = (S.FAILED, S.DEAD_LETTERED)
@@ -101,6 +103,81 @@ def message_transition(
             )
         observe.transition_recorded(from_state=from_state, to_state=to_state, count=changed, error_class=error_class)
     return changed
+
+
+# What applying a claimed message needs (loading fewer columns, timestamps above all, keeps the
+# claim cheap), besides id, terminal_id and the terminal's code.
+CLAIM_COLUMNS = (
+    "message_id",
+    "message_type",
+    "entity_type",
+    "entity_key",
+    "sequence",
+    "payload",
+    "state",
+    "attempts",
+    "lease_owner",
+    "trace_id",
+    "received_at",  # the queue latency metric
+)
+CLAIMABLE_STATES = (S.RECEIVED, S.FAILED)
+assert all(S.PROCESSING in TRANSITIONS[state] for state in CLAIMABLE_STATES)
+
+
+def message_claim_due(*, worker: str, limit: int, lease_seconds: float) -> list[Message]:
+    """PostgreSQL: claim up to ``limit`` due messages in one statement and return them.
+
+    The claim as a transition, compare-and-set included: the rows locked (SKIP LOCKED) are
+    exactly the rows moved to Processing, and each gets its event row, all in one round trip
+    instead of a SELECT, a clock read and an UPDATE. Leases and event times are the database
+    clock read per row after its lock is held (an operator action committed just before can
+    never look later than the claim that follows it). Returned in due order, the order a failed
+    batch is replayed in one message at a time. Call inside a transaction, after
+    ``_prefer_index_order`` (processing.py) so the due index is walked in order.
+    """
+    conn = connections[Message.objects.db]
+    msg, ev, term = Message._meta.db_table, MessageEvent._meta.db_table, Terminal._meta.db_table
+    columns = ", ".join(f"m.{c}" for c in CLAIM_COLUMNS if c != "state")
+    with conn.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH due AS (
+                SELECT id, state, next_attempt_at FROM {msg}
+                WHERE state IN (%s, %s) AND next_attempt_at <= statement_timestamp()
+                ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED
+            ), moved AS (
+                UPDATE {msg} AS m SET state = %s, updated_at = clock_timestamp(), attempts = m.attempts + 1,
+                    lease_owner = %s, lease_expires_at = clock_timestamp() + make_interval(secs => %s),
+                    next_attempt_at = NULL
+                FROM due WHERE m.id = due.id
+                RETURNING m.id, m.terminal_id, due.state AS from_state, due.next_attempt_at AS due_at,
+                    m.updated_at, {columns}
+            ), events AS (
+                INSERT INTO {ev} (message_id, from_state, to_state, at, actor, reason, error_class, traceback, attempt)
+                SELECT id, from_state, %s, updated_at, %s, '', '', '', attempts FROM moved
+            )
+            SELECT moved.*, t.code FROM moved JOIN {term} AS t ON t.id = moved.terminal_id
+            """,
+            [*CLAIMABLE_STATES, limit, S.PROCESSING, worker[:128], lease_seconds, S.PROCESSING, worker[:150]],
+        )
+        names = [c.name for c in cursor.description]
+        # Sorted here, not by the statement: sorts are switched off for the claim transaction.
+        due_at, pk = names.index("due_at"), names.index("id")
+        rows = sorted(cursor.fetchall(), key=lambda row: (row[due_at], row[pk]))
+    claimed, moved = [], defaultdict(int)
+    # from_db takes the loaded values in the model's field order; the rest stay deferred.
+    wanted = {"id", "terminal_id", *CLAIM_COLUMNS}
+    fields = [f.attname for f in Message._meta.concrete_fields if f.attname in wanted]
+    for row in rows:
+        data = dict(zip(names, row, strict=True))
+        moved[data["from_state"]] += 1
+        data["state"] = S.PROCESSING
+        m = Message.from_db(conn.alias, fields, [data[f] for f in fields])
+        m.terminal = Terminal.from_db(conn.alias, ["id", "code"], [data["terminal_id"], data["code"]])
+        claimed.append(m)
+    for from_state, count in moved.items():
+        observe.transition_recorded(from_state=from_state, to_state=S.PROCESSING, count=count)
+    return claimed
 
 
 def _update_with_events(qs, values: dict, event: tuple) -> int:

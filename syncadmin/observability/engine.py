@@ -1,17 +1,20 @@
 """Instrumentation calls the queue engine (messages/services.py) makes.
 
 Each call runs inside the engine's transaction: what it counts commits or rolls back with
-the change it describes. Costs per call: one multi-row INSERT into MetricCounter; the log
-lines only when their level is enabled; the spans only when tracing is on.
+the change it describes. Costs: one multi-row INSERT into MetricCounter per call, or per
+transaction inside ``collected()`` (the claim and the batch use it); the log lines only when
+their level is enabled; the spans only when tracing is on.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 
 from syncadmin.observability import tracing
@@ -46,6 +49,36 @@ def _bucket(value: float, buckets: Sequence[float]) -> str:
     return "+Inf"
 
 
+_local = threading.local()
+
+
+@contextmanager
+def collected() -> Iterator[None]:
+    """Gather the metric deltas of a block and write them as one INSERT when it ends.
+
+    Enter it inside the transaction whose changes it counts (``with transaction.atomic(),
+    collected():``): the INSERT then runs just before that transaction commits, and if the
+    block raises nothing is written (the transaction is rolling back anyway). A claim or a
+    batch otherwise writes one delta INSERT per transition plus one for the batch.
+    """
+    stack = _local.__dict__.setdefault("stack", [])
+    rows: list = []
+    stack.append(rows)
+    try:
+        yield
+    finally:
+        stack.pop()
+    _add(rows)
+
+
+def _add(rows: list) -> None:
+    stack = getattr(_local, "stack", None)
+    if stack:
+        stack[-1].extend(rows)
+    else:
+        metric_counter_add(rows=rows)
+
+
 def transition_recorded(*, from_state: str, to_state: str, count: int, error_class: str = "") -> None:
     """``count`` messages moved from ``from_state`` ('' = just received) to ``to_state``."""
     if not count or from_state == to_state:
@@ -53,7 +86,7 @@ def transition_recorded(*, from_state: str, to_state: str, count: int, error_cla
     rows = [("message_transitions", {"from": from_state or "new", "to": to_state}, count)]
     if to_state == "DeadLettered":
         rows.append(("dead_letters", {"reason": reason_label(error_class)}, count))
-    metric_counter_add(rows=rows)
+    _add(rows)
 
 
 def batch_finished(
@@ -88,7 +121,7 @@ def batch_finished(
             ] += 1
             counts[("message_latency_seconds_sum", (("message_type", t),))] += latency
             counts[("message_latency_seconds_count", (("message_type", t),))] += 1
-    metric_counter_add(rows=[(name, dict(labels), value) for (name, labels), value in counts.items()])
+    _add([(name, dict(labels), value) for (name, labels), value in counts.items()])
     _log_outcomes(entries, worker)
     if tracing.enabled():
         end_ns = time.time_ns()

@@ -8,7 +8,7 @@ from messages import services
 from messages.handlers import PermanentError, registry
 from messages.models import CentralEntity, DeadLetter, EntityCounter, Message, MessageEvent, MessageState
 from messages.services import Envelope, IllegalTransition, ingest, processing
-from tests.factories import MessageFactory
+from tests.factories import MessageFactory, TerminalFactory
 
 S = MessageState
 pytestmark = pytest.mark.django_db
@@ -413,3 +413,30 @@ def test_a_batch_costs_the_same_number_of_queries_whatever_its_size(terminal, mo
         return len(ctx.captured_queries)
 
     assert queries_for(5, "a") == queries_for(60, "b")
+
+
+def test_new_central_rows_are_written_in_one_global_order_whatever_the_sequences(terminal, monkeypatch):
+    """Regression (found by bench/engine.py on PostgreSQL): two batches holding the same key from
+    two terminals, with sequences that sort them in opposite orders, inserted the new rows in
+    opposite orders and deadlocked on the unique index. Every batch now writes in key order."""
+    from messages import handlers
+
+    other = TerminalFactory(code="T-2")
+    written = []
+    real = handlers._central_insert
+
+    def spy(rows, *, db, update):
+        written.append([(r.entity_type, r.entity_key, r.terminal_code) for r in rows])
+        return real(rows, db=db, update=update)
+
+    monkeypatch.setattr(handlers, "_central_insert", spy)
+    # batch 1: T-2's K1 has the lower sequence; batch 2: terminal's K1 has the lower one
+    services.message_ingest_batch(terminal=other, envelopes=[env("a", "K1", seq=1), env("b", "K2", seq=9)])
+    services.message_ingest_batch(terminal=terminal, envelopes=[env("c", "K1", seq=5), env("d", "K0", seq=2)])
+    drain_all()
+    services.message_ingest_batch(terminal=terminal, envelopes=[env("e", "K3", seq=1)])
+    services.message_ingest_batch(terminal=other, envelopes=[env("f", "K3", seq=7)])
+    drain_all()
+    new_rows = [rows for rows in written if rows]
+    assert new_rows and all(rows == sorted(rows) for rows in new_rows), written
+    assert CentralEntity.objects.count() == 6

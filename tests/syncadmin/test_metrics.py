@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
 from django.db.models import Count
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -190,6 +191,32 @@ def test_a_rolled_back_batch_counts_nothing(terminal):
         services.message_process_batch(messages=batch, worker="slow")
     assert message_state_counts() == before
     assert not MetricCounter.objects.filter(name="message_outcomes").exists()
+
+
+def test_a_claim_and_a_batch_each_write_their_metric_deltas_in_one_insert(terminal, settings):
+    """The hot path gathers every delta of its transaction (transitions, outcomes, timings) into
+    one INSERT, and the totals are what the per-call writes gave."""
+    settings.SYNC_MAX_ATTEMPTS = 1
+    services.message_ingest_batch(
+        terminal=terminal,
+        envelopes=[env("ok", "A"), env("bad", "B", payload="[1]"), env("unknown", "C", mtype="promo.apply")],
+    )
+    inserts = []
+
+    def spy(execute, sql, params, many, context):
+        if sql.lstrip().upper().startswith("INSERT") and MetricCounter._meta.db_table in sql:
+            inserts.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(spy):
+        batch = services.message_claim(worker="w1", limit=10)
+        assert len(inserts) == 1
+        services.message_process_batch(messages=batch, worker="w1")
+    assert len(inserts) == 2  # one for the claim, one for the whole batch
+    counts = message_state_counts()
+    assert counts[S.PROCESSED] == 1 and counts[S.DEAD_LETTERED] == 2 and counts[S.PROCESSING] == 0
+    totals = MetricCounter.objects.filter(name="message_outcomes").values_list("value", flat=True)
+    assert sum(totals) == 3
 
 
 # --- protection ----------------------------------------------------------------------------------
