@@ -20,7 +20,14 @@ from django.db.models import F
 
 from messages.handlers import Item, PermanentError, registry
 from messages.models import DeadLetter, Message
-from messages.services.transitions import NOOP_REASON, S, db_now, message_claim_due, message_transition
+from messages.services.transitions import (
+    CLAIM_COLUMNS,
+    NOOP_REASON,
+    S,
+    db_now,
+    message_claim_due,
+    message_transition,
+)
 from syncadmin.observability import engine as observe
 from syncadmin.routers import central_alias
 
@@ -59,21 +66,8 @@ def _locked_rows(qs, limit: int) -> list:
     return list(islice(qs.iterator(chunk_size=limit), limit))
 
 
-# What applying needs; loading fewer columns (timestamps above all) keeps the claim cheap.
-CLAIM_FIELDS = (
-    "terminal__code",
-    "message_id",
-    "message_type",
-    "entity_type",
-    "entity_key",
-    "sequence",
-    "payload",
-    "state",
-    "attempts",
-    "lease_owner",
-    "trace_id",
-    "received_at",  # the queue latency metric
-)
+# The ORM form of the claim's columns (SQLite and Oracle claims, expired-lease re-claims).
+CLAIM_FIELDS = ("terminal__code", *CLAIM_COLUMNS)
 
 
 EXPIRED_CHECK_SECONDS = 5.0
