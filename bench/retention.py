@@ -158,7 +158,7 @@ def drain_loop(stop, counter):
 def purge_loop(stop, enabled, counter, done):
     """The purge as the schedule runs it (purge_run, its own pacing), only while ``enabled`` is set."""
     django_setup()
-    from messages.services_retention import purge_run
+    from messages.services.retention import purge_run
 
     while not stop.is_set():
         if not enabled.wait(timeout=0.2):

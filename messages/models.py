@@ -82,7 +82,7 @@ class Message(models.Model):
             models.Index(fields=["entity_type", "entity_key"], name="message_entity_idx"),
             models.Index(fields=["message_type", "-received_at"], name="message_type_recv_idx"),
             models.Index(fields=["trace_id"], name="message_trace_idx"),
-            # The retention purge's candidate query: finished messages by age (services_retention).
+            # The retention purge's candidate query: finished messages by age (services/retention.py).
             models.Index(fields=["state", "updated_at"], name="message_state_updated_idx"),
         ]
 
@@ -195,7 +195,7 @@ class OutboundUpdate(models.Model):
         indexes = [models.Index(fields=["terminal", "state", "created_at"], name="update_fetch_idx")]
 
 
-# --- scale: background bulk jobs and retention runs (messages/services_bulk.py, services_retention.py) ---
+# --- scale: background bulk jobs and retention runs (messages/services/bulk.py, retention.py) ---
 
 
 class BulkJobState(models.TextChoices):

@@ -6,7 +6,8 @@ import logging
 
 from django_q.tasks import async_task
 
-from messages import services_bulk, services_retention
+from messages.services import bulk as services_bulk
+from messages.services import retention as services_retention
 
 log = logging.getLogger(__name__)
 

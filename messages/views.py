@@ -18,8 +18,8 @@ from messages import selectors
 from messages.filtersets import MessageFilterSet
 from messages.forms import BulkActionForm, DiscardForm, EditPayloadForm, GroupNoteForm, RetryForm
 from messages.models import DeadLetter, Message, MessageState
-from messages.services_bulk import BulkRefused, actionable, bulk_action_start, job_queryset
-from messages.services_console import (
+from messages.services.bulk import BulkRefused, actionable, bulk_action_start, job_queryset
+from messages.services.console import (
     ActionRefused,
     message_edit_and_retry,
     message_operator_discard,

@@ -1,6 +1,6 @@
 """Console pages for background bulk jobs (progress, cancel), restore, and retention runs.
 
-Thin: they authorise, call messages.services_bulk / selectors_scale, and render.
+Thin: they authorise, call messages.services.bulk / selectors_scale, and render.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from messages import selectors_scale
 from messages.models import BulkJob, Message
-from messages.services_bulk import ACTION_PERMS, BulkRefused, bulk_job_cancel, message_operator_restore
+from messages.services.bulk import ACTION_PERMS, BulkRefused, bulk_job_cancel, message_operator_restore
 from messages.tables_scale import BulkJobTable, PurgeRunTable
 from syncadmin.console import actor_of, console_view, render_list
 from syncadmin.pagination import keyset_page

@@ -1,11 +1,15 @@
-"""Writes on the message queue: ingest, the one transition function, claim, apply, retry, discard.
+"""Writes on the message queue: ingest, the one transition function, claim, apply, retry, discard, bulk, purge.
 
 Split by concern; import from here (``from messages.services import message_retry``):
 
 - ``transitions``: ``message_transition`` (compare-and-set + event rows), ``db_now``
 - ``ingest``: ``message_ingest_batch`` and the wake-up of the workers
 - ``processing``: ``message_claim`` (leases, attempts counted at claim) and ``message_process_batch``
-- ``operator``: ``message_retry``, ``message_discard``
+- ``operator``: ``message_retry``, ``message_discard``, ``message_restore``
+
+What the console and the schedules call lives beside them, imported by module (not re-exported
+here): ``console`` (operator actions with their audit rows), ``bulk`` (background bulk jobs),
+``retention`` (the purge).
 """
 
 from messages.services.ingest import Envelope, SubmitResult, message_ingest_batch, wake_workers

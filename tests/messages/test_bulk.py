@@ -4,10 +4,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from messages import services_bulk, tasks_scale
+from messages import tasks_scale
 from messages.models import BulkJob, BulkJobItem, BulkJobState, DeadLetter, Message, MessageEvent, MessageState
 from messages.selectors_scale import bulk_job_progress
-from messages.services_bulk import BulkRefused, bulk_action_start, bulk_job_cancel, bulk_job_execute
+from messages.services import bulk as services_bulk
+from messages.services.bulk import BulkRefused, bulk_action_start, bulk_job_cancel, bulk_job_execute
 from syncadmin.models import AuditEntry
 from tests.factories import BulkJobFactory, DeadLetterFactory, MessageFactory, TerminalFactory
 

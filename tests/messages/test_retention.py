@@ -6,9 +6,10 @@ import pytest
 from django.db import connection
 from django_q.models import Schedule
 
-from messages import services, services_retention, tasks_scale
+from messages import services, tasks_scale
 from messages.models import CentralEntity, DeadLetter, EntityCounter, Message, MessageEvent, MessageState, PurgeRun
-from messages.services_retention import purge_run
+from messages.services import retention as services_retention
+from messages.services.retention import purge_run
 from tests.conftest import database_vendor
 from tests.factories import DeadLetterFactory, MessageFactory, PurgeRunFactory
 from tests.messages.test_services import drain_all, env

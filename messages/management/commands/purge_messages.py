@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from messages import services_retention
+from messages.services import retention as services_retention
 
 
 class Command(BaseCommand):

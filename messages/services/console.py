@@ -13,7 +13,9 @@ from collections.abc import Iterable
 from django.db import transaction
 
 from messages.models import DeadLetter, Message, MessageState
-from messages.services import db_now, message_discard, message_retry, message_transition, wake_workers
+from messages.services.ingest import wake_workers
+from messages.services.operator import message_discard, message_retry
+from messages.services.transitions import db_now, message_transition
 from syncadmin.services import audit_record
 
 

@@ -33,14 +33,9 @@ from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from messages.models import BulkJob, BulkJobItem, BulkJobState, Message, MessageState
-from messages.services import (
-    DISCARDABLE_STATES,
-    RETRYABLE_STATES,
-    message_discard,
-    message_restore,
-    message_retry,
-)
-from messages.services_console import operator_action_audit
+from messages.services.console import operator_action_audit
+from messages.services.operator import message_discard, message_restore, message_retry
+from messages.services.transitions import DISCARDABLE_STATES, RETRYABLE_STATES
 from syncadmin.services import audit_record
 
 log = logging.getLogger(__name__)

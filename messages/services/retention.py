@@ -32,7 +32,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from messages.models import DeadLetter, Message, MessageEvent, MessageState, PurgeRun
-from messages.services import db_now
+from messages.services.transitions import db_now
 from syncadmin.observability import engine as observe
 
 log = logging.getLogger(__name__)
