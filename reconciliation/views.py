@@ -245,18 +245,23 @@ def _chart(history, width=600, height=120, pad=10) -> dict:
 # --- actions (POST only, CSRF-protected) -------------------------------------------------------------
 
 
-@require_POST
-@login_required
-@permission_required("reconciliation.run_reconciliation", raise_exception=True)
+def _action(permission: str):
+    """A console action: POST only (CSRF-checked), logged in, and ``permission`` checked on the server."""
+
+    def wrap(view):
+        return require_POST(login_required(permission_required(permission, raise_exception=True)(view)))
+
+    return wrap
+
+
+@_action("reconciliation.run_reconciliation")
 def run_now(request):
     run = services.run_request(actor=_actor(request))
     flash.success(request, f"Reconciliation run #{run.pk} queued; refresh in a few seconds.")
     return redirect("reconciliation:runs")
 
 
-@require_POST
-@login_required
-@permission_required("reconciliation.request_resync", raise_exception=True)
+@_action("reconciliation.request_resync")
 def resync(request):
     form = ResyncForm(request.POST)
     if not form.is_valid():
@@ -275,9 +280,7 @@ def resync(request):
     return redirect(cell_url(code, entity_type))
 
 
-@require_POST
-@login_required
-@permission_required("reconciliation.recount_counters", raise_exception=True)
+@_action("reconciliation.recount_counters")
 def recount(request):
     form = RecountForm(request.POST)
     if not form.is_valid():
@@ -296,9 +299,7 @@ def recount(request):
     return redirect("reconciliation:matrix")
 
 
-@require_POST
-@login_required
-@permission_required("reconciliation.explain_discrepancy", raise_exception=True)
+@_action("reconciliation.explain_discrepancy")
 def explain(request, pk: int):
     discrepancy = get_object_or_404(Discrepancy, pk=pk)
     form = ExplainForm(request.POST)
