@@ -31,6 +31,9 @@ from urllib.parse import quote_plus
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench._common import fresh_database, terminals_insert  # noqa: E402
+
 DB = "syncadmin_bench_bulk"
 GROUP = "ValueError: price # is negative"
 
@@ -46,11 +49,7 @@ def parse_args():
 
 
 def setup_env(args) -> dict:
-    import psycopg
-
-    with psycopg.connect(f"{args.pg}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB}")
+    fresh_database(args.pg, DB)
     env = {
         "DATABASE_URL": f"{args.pg}/{DB}",
         "Q_BROKER": args.redis,
@@ -71,14 +70,7 @@ def fill(args) -> float:
     call_command("migrate", verbosity=0)
     t0 = time.perf_counter()
     with connection.cursor() as c:
-        c.execute(
-            """
-            INSERT INTO terminals_terminal (code, name, store, enabled, api_key_hash, app_version,
-                last_heartbeat_at, clock_skew_seconds, created_at, updated_at)
-            SELECT 'T' || lpad(g::text, 4, '0'), 'Till ' || g, 'Store', true, '', '4.2', now(), 0, now(), now()
-            FROM generate_series(1, 50) g
-            """
-        )
+        terminals_insert(c, prefix="T", count=50, heartbeat=True)
         # Background: Processed history. Then the group: dead-lettered, valid payloads (so the
         # retried messages apply cleanly when the workers drain them).
         c.execute(

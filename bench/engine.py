@@ -29,6 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._common import fresh_database  # noqa: E402
+
 ENTITIES = ["product", "price", "stock", "sale", "customer"]
 
 
@@ -52,12 +54,7 @@ def prepare_env(args) -> dict:
         env.pop("DATABASE_URL", None)
         env["Q_BROKER"] = "orm"
     else:
-        import psycopg
-
-        with psycopg.connect(f"{args.pg}/postgres", autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS syncadmin_bench WITH (FORCE)")
-            conn.execute("CREATE DATABASE syncadmin_bench")
-        env["DATABASE_URL"] = f"{args.pg}/syncadmin_bench"
+        env["DATABASE_URL"] = fresh_database(args.pg, "syncadmin_bench")
         env["Q_BROKER"] = args.redis
         import redis
 

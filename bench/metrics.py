@@ -24,6 +24,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench._common import drop_database, fresh_database  # noqa: E402
+
 DB = "syncadmin_bench_metrics"
 
 
@@ -88,11 +91,7 @@ FROM queue_messages_message WHERE state = 'DeadLettered'
 
 def main():
     args = parse_args()
-    import psycopg
-
-    with psycopg.connect(f"{args.pg}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB}")
+    fresh_database(args.pg, DB)
     token = "bench-token"
     os.environ.update(
         {
@@ -225,8 +224,7 @@ def main():
     print(f"budget 100 ms per scrape: {verdict}")
     connection.close()
     if not args.keep:
-        with psycopg.connect(f"{args.pg}/postgres", autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        drop_database(args.pg, DB)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench._common import fresh_database, terminals_insert  # noqa: E402
+
 DB = "syncadmin_bench_retention"
 
 
@@ -44,11 +47,7 @@ def parse_args():
 
 
 def setup_env(args) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{args.pg}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB}")
+    fresh_database(args.pg, DB)
     os.environ.update(
         {
             "DATABASE_URL": f"{args.pg}/{DB}",
@@ -73,15 +72,7 @@ def fill(args) -> float:
     call_command("migrate", verbosity=0)
     t0 = time.perf_counter()
     with connection.cursor() as c:
-        c.execute(
-            """
-            INSERT INTO terminals_terminal (code, name, store, enabled, api_key_hash, app_version,
-                last_heartbeat_at, clock_skew_seconds, created_at, updated_at)
-            SELECT 'B' || lpad(g::text, 4, '0'), 'Till ' || g, 'Store', true, '', '', NULL, NULL, now(), now()
-            FROM generate_series(1, %s) g
-            """,
-            [args.terminals],
-        )
+        terminals_insert(c, prefix="B", count=args.terminals, heartbeat=False)
         # Old, finished traffic: 40..100 days ago, all Processed (what the purge is for).
         c.execute(
             """

@@ -1,0 +1,35 @@
+"""What several benchmarks share: a fresh PostgreSQL database of their own, bench terminals."""
+
+from __future__ import annotations
+
+
+def fresh_database(pg: str, name: str) -> str:
+    """Drop and create database ``name`` on the server at ``pg`` (a URL without a database); its URL."""
+    drop_database(pg, name)
+    _admin(pg, f'CREATE DATABASE "{name}"')
+    return f"{pg}/{name}"
+
+
+def drop_database(pg: str, name: str) -> None:
+    _admin(pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _admin(pg: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{pg}/postgres", autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def terminals_insert(cursor, *, prefix: str, count: int, heartbeat: bool) -> None:
+    """``count`` enabled terminals ``<prefix>0001``…, in one statement (no keys: never called over SOAP)."""
+    seen = "now(), 0" if heartbeat else "NULL, NULL"
+    cursor.execute(
+        f"""
+        INSERT INTO terminals_terminal (code, name, store, enabled, api_key_hash, app_version,
+            last_heartbeat_at, clock_skew_seconds, created_at, updated_at)
+        SELECT %s || lpad(g::text, 4, '0'), 'Till ' || g, 'Store', true, '', '4.2', {seen}, now(), now()
+        FROM generate_series(1, %s) g
+        """,
+        [prefix, count],
+    )
