@@ -15,7 +15,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from messages import selectors_scale
 from messages.models import BulkJob, Message
-from messages.services.bulk import ACTION_PERMS, BulkRefused, bulk_job_cancel, message_operator_restore
+from messages.services.bulk import ACTION_PERMS, BulkRefused, bulk_job_cancel
+from messages.services.console import message_operator_restore
 from messages.tables_scale import BulkJobTable, PurgeRunTable
 from syncadmin.console import actor_of, console_view, render_list
 from syncadmin.pagination import keyset_page

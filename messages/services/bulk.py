@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -33,7 +32,6 @@ from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from messages.models import BulkJob, BulkJobItem, BulkJobState, Message, MessageState
-from messages.services.console import operator_action_audit
 from messages.services.operator import message_discard, message_restore, message_retry
 from messages.services.transitions import DISCARDABLE_STATES, RETRYABLE_STATES
 from syncadmin.services import audit_record
@@ -60,19 +58,6 @@ class BulkRefused(Exception):
 
 class LostJob(Exception):
     """Another task took the job over (or it ended): this task must stop without writing."""
-
-
-# --- restore -----------------------------------------------------------------------------------
-
-
-def message_operator_restore(
-    *, message_ids: Iterable[int], actor: str, reason: str = "", detail: dict | None = None
-) -> int:
-    """Restore from the console (one message or a small selection) and audit it once."""
-    ids = list(message_ids)
-    changed = message_restore(message_ids=ids, actor=actor, reason=reason or "restored from the console")
-    operator_action_audit(action="message.restore", ids=ids, changed=changed, actor=actor, reason=reason, detail=detail)
-    return changed
 
 
 def _apply_action(action: str, ids: list[int], actor: str, reason: str) -> int:

@@ -1,8 +1,6 @@
 """Operator actions on messages, driven from the console: each one changes state through the
-lead's services (message_retry / message_discard / message_transition) and leaves an audit entry.
-
-Kept apart from messages/services.py, which holds the engine; these add the operator's view:
-who did it, why, and on what selection.
+engine's services (message_retry / message_discard / message_restore / message_transition) and
+leaves an audit entry: who did it, why, and on what selection.
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ from django.db import transaction
 
 from messages.models import DeadLetter, Message, MessageState
 from messages.services.ingest import wake_workers
-from messages.services.operator import message_discard, message_retry
+from messages.services.operator import message_discard, message_restore, message_retry
 from messages.services.transitions import db_now, message_transition
 from syncadmin.services import audit_record
 
@@ -38,26 +36,39 @@ def operator_action_audit(
     )
 
 
+def _audited(service, action: str, *, message_ids: Iterable[int], actor: str, reason: str, detail: dict | None):
+    """Run an engine service on a selection, then write its one audit entry; how many changed."""
+    ids = list(message_ids)
+    changed = service(message_ids=ids, actor=actor, reason=reason)
+    operator_action_audit(action=action, ids=ids, changed=changed, actor=actor, reason=reason, detail=detail)
+    return changed
+
+
 def message_operator_retry(
     *, message_ids: Iterable[int], actor: str, reason: str = "", detail: dict | None = None
 ) -> int:
     """Retry (Failed/DeadLettered -> Received) and audit it; returns how many messages changed."""
-    ids = list(message_ids)
-    changed = message_retry(message_ids=ids, actor=actor, reason=reason or "retried from the console")
-    operator_action_audit(action="message.retry", ids=ids, changed=changed, actor=actor, reason=reason, detail=detail)
-    return changed
+    reason = reason or "retried from the console"
+    return _audited(message_retry, "message.retry", message_ids=message_ids, actor=actor, reason=reason, detail=detail)
 
 
 def message_operator_discard(*, message_ids: Iterable[int], actor: str, reason: str, detail: dict | None = None) -> int:
     """Discard (Received/Failed/DeadLettered -> Discarded) with a required reason, and audit it."""
     if not reason or not reason.strip():
         raise ActionRefused("a reason is required to discard messages")
-    ids = list(message_ids)
-    changed = message_discard(message_ids=ids, actor=actor, reason=reason.strip())
-    operator_action_audit(
-        action="message.discard", ids=ids, changed=changed, actor=actor, reason=reason.strip(), detail=detail
+    return _audited(
+        message_discard, "message.discard", message_ids=message_ids, actor=actor, reason=reason.strip(), detail=detail
     )
-    return changed
+
+
+def message_operator_restore(
+    *, message_ids: Iterable[int], actor: str, reason: str = "", detail: dict | None = None
+) -> int:
+    """Restore (Discarded -> Received) from the console and audit it; returns how many changed."""
+    reason = reason or "restored from the console"
+    return _audited(
+        message_restore, "message.restore", message_ids=message_ids, actor=actor, reason=reason, detail=detail
+    )
 
 
 def message_edit_and_retry(*, message_id: int, payload: str, actor: str, reason: str) -> Message:

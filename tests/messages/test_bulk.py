@@ -9,6 +9,7 @@ from messages.models import BulkJob, BulkJobItem, BulkJobState, DeadLetter, Mess
 from messages.selectors_scale import bulk_job_progress
 from messages.services import bulk as services_bulk
 from messages.services.bulk import BulkRefused, bulk_action_start, bulk_job_cancel, bulk_job_execute
+from messages.services.console import message_operator_restore
 from syncadmin.models import AuditEntry
 from tests.factories import BulkJobFactory, DeadLetterFactory, MessageFactory, TerminalFactory
 
@@ -55,7 +56,7 @@ def test_restore_moves_discarded_back_to_received_through_the_transition():
 
 def test_operator_restore_is_audited_once():
     m = MessageFactory(state=S.DISCARDED)
-    assert services_bulk.message_operator_restore(message_ids=[m.pk], actor="user:ta", reason="wrong till") == 1
+    assert message_operator_restore(message_ids=[m.pk], actor="user:ta", reason="wrong till") == 1
     entry = AuditEntry.objects.get()
     assert (entry.action, entry.object_id, entry.count, entry.reason) == ("message.restore", str(m.pk), 1, "wrong till")
 
