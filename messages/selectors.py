@@ -28,6 +28,20 @@ def message_due_count(*, limit: int) -> int:
     return len(due) + len(expired)
 
 
+def message_lease_expiry_seconds() -> float | None:
+    """Seconds (database clock) until the earliest lease of a Processing message ends; None if none.
+
+    Negative when a lease has already run out. One probe of the lease index.
+    """
+    earliest = (
+        Message.objects.filter(state=MessageState.PROCESSING)
+        .order_by("lease_expires_at")
+        .values_list("lease_expires_at", flat=True)
+        .first()
+    )
+    return None if earliest is None else (earliest - db_now()).total_seconds()
+
+
 def message_state_counts() -> dict[str, int]:
     counts = dict(Message.objects.values_list("state").annotate(n=Count("pk")).order_by())
     return {state: counts.get(state, 0) for state in MessageState.values}

@@ -22,6 +22,7 @@ from messages import selectors, services
 log = logging.getLogger(__name__)
 
 DRAIN_TASK = "messages.tasks.drain"
+LEASE_WATCH_NAP = 0.5  # seconds between looks for due work while a lease is about to run out
 
 
 def worker_id() -> str:
@@ -63,7 +64,15 @@ def drain(max_seconds: float | None = None) -> dict:
             break
         batch = services.message_claim(worker=worker, limit=settings.SYNC_CLAIM_BATCH)
         if not batch:
-            break
+            # Nothing due. If a lease runs out within this drain's budget (its worker may have
+            # died mid-batch), stay and take the message up then: otherwise it waits for the
+            # next sweep, and a sweep task can itself be lost with a killed cluster (django-q2's
+            # Redis broker does not redeliver). Short naps keep new work from waiting on us.
+            expires_in = selectors.message_lease_expiry_seconds()
+            if expires_in is None or expires_in < 0 or time.monotonic() + expires_in >= deadline:
+                break
+            time.sleep(min(expires_in + 0.05, LEASE_WATCH_NAP))
+            continue
         totals["claimed"] += len(batch)
         try:
             result = services.message_process_batch(messages=batch, worker=worker)

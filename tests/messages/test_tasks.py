@@ -1,3 +1,4 @@
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -72,3 +73,27 @@ def test_drain_survives_a_batch_whose_lease_was_taken_over(terminal, monkeypatch
     assert totals["claimed"] == 2 and totals["processed"] == 0  # the whole batch rolled back
     states = set(Message.objects.values_list("state", flat=True))
     assert states == {S.PROCESSING}
+
+
+def test_drain_stays_for_a_lease_that_runs_out_within_its_budget(terminal, enqueued):
+    """Regression (chaos suite, worker crash): a worker killed mid-batch left its messages leased;
+    the other drains ran dry and left before the lease ran out, and the next sweep task was lost
+    with a killed cluster, so the messages waited two minutes. A drain now stays for such a lease."""
+    services.message_ingest_batch(terminal=terminal, envelopes=[env("a")])
+    services.message_claim(worker="dead", limit=10)
+    Message.objects.update(lease_expires_at=datetime.now(UTC) + timedelta(seconds=1))
+    started = time.monotonic()
+    totals = tasks.drain(max_seconds=5)
+    assert totals["claimed"] == 1 and totals["processed"] == 1
+    assert 0.5 < time.monotonic() - started < 4
+    m = Message.objects.get()
+    assert m.state == S.PROCESSED and m.attempts == 2  # the dead worker's attempt is on the record
+
+
+def test_drain_does_not_wait_for_a_lease_beyond_its_budget(terminal, enqueued):
+    services.message_ingest_batch(terminal=terminal, envelopes=[env("a")])
+    services.message_claim(worker="busy", limit=10)  # a live worker's lease: 60 s by default
+    started = time.monotonic()
+    totals = tasks.drain(max_seconds=5)
+    assert totals["claimed"] == 0 and time.monotonic() - started < 1
+    assert Message.objects.get().state == S.PROCESSING and enqueued == []
