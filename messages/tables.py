@@ -15,6 +15,13 @@ def stamp(value) -> str:
     return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S") if value else "—"
 
 
+class StampColumn(tables.Column):
+    """A datetime column shown as ``stamp`` text."""
+
+    def render(self, value):
+        return stamp(value)
+
+
 def state_badge(state: str) -> str:
     return format_html('<span class="badge st-{}">{}</span>', state.lower(), state)
 
@@ -25,7 +32,7 @@ class MessageTable(tables.Table):
         accessor="pk", orderable=False, attrs={"th__input": {"data-select-all": "1", "aria-label": "select page"}}
     )
     id = tables.Column(verbose_name="#", orderable=False, attrs={"td": {"class": "num muted"}})
-    received_at = tables.Column(verbose_name="Received", attrs={"td": {"class": "nowrap"}})
+    received_at = StampColumn(verbose_name="Received", attrs={"td": {"class": "nowrap"}})
     state = tables.Column()
     terminal = tables.Column(accessor="terminal__code", orderable=False)
     message_id = tables.Column(verbose_name="Message id", orderable=False)
@@ -55,9 +62,6 @@ class MessageTable(tables.Table):
         orderable = True
         empty_text = "No message matches these filters."
 
-    def render_received_at(self, value):
-        return stamp(value)
-
     def render_state(self, record):
         # record.state, not value: django-tables2 hands over the choice's label ("Dead Lettered").
         return state_badge(record.state)
@@ -78,17 +82,11 @@ class DeadLetterGroupTable(tables.Table):
 
     key = tables.TemplateColumn(template_name="messages/_group_key.html", verbose_name="Group", orderable=False)
     count = tables.Column(verbose_name="Open", attrs={"td": {"class": "num"}, "th": {"class": "num"}}, orderable=False)
-    first_seen = tables.Column(verbose_name="First seen", orderable=False)
-    last_seen = tables.Column(verbose_name="Last seen", orderable=False)
+    first_seen = StampColumn(verbose_name="First seen", orderable=False)
+    last_seen = StampColumn(verbose_name="Last seen", orderable=False)
     note = tables.TemplateColumn(template_name="messages/_group_note.html", verbose_name="Note", orderable=False)
     actions = tables.TemplateColumn(template_name="messages/_group_actions.html", verbose_name="", orderable=False)
 
     class Meta:
         attrs = {"class": "grid", "id": "group-table"}
         empty_text = "No open dead letters. Nothing to fix right now."
-
-    def render_first_seen(self, value):
-        return stamp(value)
-
-    def render_last_seen(self, value):
-        return stamp(value)

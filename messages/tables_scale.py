@@ -7,14 +7,14 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from messages.models import BulkJob, PurgeRun
-from messages.tables import stamp
+from messages.tables import StampColumn
 
 NUM = {"td": {"class": "num"}, "th": {"class": "num"}}
 
 
 class BulkJobTable(tables.Table):
     id = tables.Column(verbose_name="Job")
-    created_at = tables.Column(verbose_name="Created")
+    created_at = StampColumn(verbose_name="Created")
     action = tables.Column()
     state = tables.Column()
     filters = tables.Column(accessor="params", verbose_name="On", orderable=False)
@@ -22,7 +22,7 @@ class BulkJobTable(tables.Table):
     done = tables.Column(attrs=NUM)
     changed = tables.Column(attrs=NUM)
     actor = tables.Column(verbose_name="By")
-    finished_at = tables.Column(verbose_name="Finished")
+    finished_at = StampColumn(verbose_name="Finished")
 
     class Meta:
         model = BulkJob
@@ -46,12 +46,6 @@ class BulkJobTable(tables.Table):
     def render_id(self, value):
         return format_html('<a href="{}">#{}</a>', reverse("bulk-job-detail", args=[value]), value)
 
-    def render_created_at(self, value):
-        return stamp(value)
-
-    def render_finished_at(self, value):
-        return stamp(value)
-
     def render_state(self, record):
         return format_html('<span class="badge job-{}">{}</span>', record.state.lower(), record.state)
 
@@ -63,8 +57,8 @@ class BulkJobTable(tables.Table):
 
 
 class PurgeRunTable(tables.Table):
-    started_at = tables.Column(verbose_name="Started")
-    finished_at = tables.Column(verbose_name="Finished")
+    started_at = StampColumn(verbose_name="Started")
+    finished_at = StampColumn(verbose_name="Finished")
     duration_ms = tables.Column(verbose_name="Duration", attrs=NUM)
     messages_removed = tables.Column(verbose_name="Messages", attrs=NUM)
     events_removed = tables.Column(verbose_name="Events", attrs=NUM)
@@ -90,12 +84,6 @@ class PurgeRunTable(tables.Table):
         attrs = {"class": "grid", "id": "purge-run-table"}
         orderable = False
         empty_text = "No purge has run yet."
-
-    def render_started_at(self, value):
-        return stamp(value)
-
-    def render_finished_at(self, value):
-        return stamp(value)
 
     def render_duration_ms(self, value):
         return f"{value / 1000:.1f} s" if value is not None else "—"

@@ -6,6 +6,7 @@ import django_tables2 as tables
 from django.urls import reverse
 from django.utils.html import format_html
 
+from messages.tables import StampColumn
 from reconciliation.models import Discrepancy, ReconciliationRun
 
 KIND_CLASS = {"counter_drift": "k-drift", "gap": "k-gap", "in_flight": "k-flight", "stale": "k-stale"}
@@ -62,7 +63,7 @@ class DiscrepancyTable(tables.Table):
 
 class ReconciliationRunTable(tables.Table):
     id = tables.LinkColumn("reconciliation:run_detail", args=[tables.A("pk")], verbose_name="Run")
-    created_at = tables.DateTimeColumn(verbose_name="Started", format="Y-m-d H:i:s")
+    created_at = StampColumn(verbose_name="Started")
     trigger = tables.Column()
     triggered_by = tables.Column(verbose_name="By")
     status = tables.Column()

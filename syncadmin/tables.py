@@ -5,12 +5,12 @@ import json
 import django_tables2 as tables
 from django.utils.html import format_html
 
-from messages.tables import stamp
+from messages.tables import StampColumn
 from syncadmin.models import AuditEntry
 
 
 class AuditEntryTable(tables.Table):
-    at = tables.Column(verbose_name="When", attrs={"td": {"class": "nowrap"}})
+    at = StampColumn(verbose_name="When", attrs={"td": {"class": "nowrap"}})
     actor = tables.Column()
     action = tables.Column()
     object = tables.Column(empty_values=(), verbose_name="Object")
@@ -25,9 +25,6 @@ class AuditEntryTable(tables.Table):
         attrs = {"class": "grid", "id": "audit-table"}
         orderable = False
         empty_text = "No operator action recorded yet."
-
-    def render_at(self, value):
-        return stamp(value)
 
     def render_action(self, value):
         return format_html('<code class="action">{}</code>', value)

@@ -4,7 +4,7 @@ import django_tables2 as tables
 from django.urls import reverse
 from django.utils.html import format_html
 
-from messages.tables import stamp
+from messages.tables import StampColumn
 from terminals.models import Terminal
 
 
@@ -14,7 +14,7 @@ class TerminalTable(tables.Table):
     store = tables.Column()
     status = tables.Column(empty_values=(), verbose_name="Status", orderable=False)
     health = tables.Column(empty_values=(), verbose_name="Health", orderable=False)
-    last_heartbeat_at = tables.Column(verbose_name="Last heartbeat", default="never")
+    last_heartbeat_at = StampColumn(verbose_name="Last heartbeat", default="never")
     app_version = tables.Column(verbose_name="Version")
     backlog = tables.Column(
         empty_values=(),
@@ -62,9 +62,6 @@ class TerminalTable(tables.Table):
 
     def render_code(self, value, record):
         return format_html('<a href="{}">{}</a>', reverse("terminal-detail", args=[record.pk]), value)
-
-    def render_last_heartbeat_at(self, value):
-        return stamp(value)
 
     def render_status(self, record):
         if not record.enabled:
