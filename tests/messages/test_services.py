@@ -2,7 +2,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
 from messages import services
 from messages.handlers import PermanentError, registry
@@ -375,15 +375,22 @@ def test_ingest_is_atomic_when_a_step_after_the_messages_insert_fails(terminal, 
     def broken(*a, **kw):
         raise RuntimeError("disk full")
 
-    if step == "events insert":
-        if connection.vendor == "postgresql":
-            pytest.skip("on PostgreSQL the events are written by the statement that writes the messages")
+    if step == "events insert" and connection.vendor == "postgresql":
+        # One statement writes the messages and their events: make its events part fail.
+        table = MessageEvent._meta.db_table
+        monkeypatch.setattr(
+            ingest, "_STORE_SQL", ingest._STORE_SQL.replace(f"INSERT INTO {table}", "INSERT INTO no_such")
+        )
+        expected = DatabaseError
+    elif step == "events insert":
         monkeypatch.setattr(ingest, "_received_events_insert", broken)
+        expected = RuntimeError
     else:
         monkeypatch.setattr(ingest.observe, "transition_recorded", broken)
-    with pytest.raises(RuntimeError):
+        expected = RuntimeError
+    with pytest.raises(expected):
         services.message_ingest_batch(terminal=terminal, envelopes=[env("a"), env("b", "B")])
-    assert not Message.objects.exists()
+    assert not Message.objects.exists() and not MessageEvent.objects.exists()
 
 
 def test_on_commit_wakes_workers_only_after_commit(terminal, monkeypatch, django_capture_on_commit_callbacks):
