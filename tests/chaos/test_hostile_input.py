@@ -9,9 +9,7 @@ is ever logged.
 
 from __future__ import annotations
 
-import http.server
 import socket
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -25,39 +23,12 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from tests.chaos.conftest import LONG
-from tests.terminals.helpers import SOAP_ENV, envelope, post_raw, security_header
+from tests.terminals.helpers import SOAP_ENV, FetchListener, envelope, post_raw, security_header
 
 pytestmark = pytest.mark.chaos
 
 NS = "urn:syncadmin:terminal:v1"
 CANARY = "CANARY-" + uuid.uuid4().hex
-
-
-class Listener:
-    """A loopback HTTP server that records every connection: nothing may ever call it."""
-
-    def __init__(self):
-        self.hits: list[str] = []
-        hits = self.hits
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                hits.append(self.path)
-                body = b'<!ENTITY leak "LEAKED">'
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
 
 
 @pytest.fixture
@@ -66,7 +37,7 @@ def hostile(stack):
     code, key = stack.create_terminals(1).popitem()
     canary = Path(stack.workdir) / "canary.txt"
     canary.write_text(CANARY)
-    listener = Listener()
+    listener = FetchListener()
     yield stack, web, stack.soap_url(web), code, key, canary, listener
     listener.close()
 

@@ -27,6 +27,7 @@ from zeep.exceptions import Fault
 from tests.chaos.harness import ROOT
 from tests.chaos.load import make_client
 from tests.terminals.helpers import code_of, envelope, fault_of, post_raw
+from tests.terminals.helpers import stock_message as msg
 
 pytestmark = pytest.mark.chaos
 
@@ -136,17 +137,6 @@ def test_user_without_permissions_gets_403_for_every_reconciliation_page_and_act
 
 
 # --- SOAP: tenant isolation and authentication, through the real gunicorn ----------------------------
-
-
-def msg(mid: str) -> dict:
-    return {
-        "MessageId": mid,
-        "MessageType": "stock.upsert",
-        "EntityKey": "SKU-1",
-        "Sequence": 1,
-        "CreatedAt": datetime.now(UTC),
-        "Payload": "{}",
-    }
 
 
 OPERATIONS = {

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
+from datetime import UTC, datetime
+
 import requests
 from lxml import etree
 
@@ -46,3 +50,42 @@ def fault_of(response: requests.Response) -> tuple[str, str]:
 
 def code_of(exc) -> str:
     return str(exc.code).rpartition(":")[2]
+
+
+def stock_message(mid: str) -> dict:
+    """One valid SyncMessage (as a zeep dict) with the given MessageId."""
+    return {
+        "MessageId": mid,
+        "MessageType": "stock.upsert",
+        "EntityKey": "SKU-1",
+        "Sequence": 1,
+        "CreatedAt": datetime.now(UTC),
+        "Payload": "{}",
+    }
+
+
+class FetchListener:
+    """A loopback HTTP server that records every GET (serving an entity declaration, as an
+    external DTD would): the hub must never call it."""
+
+    def __init__(self, body: bytes = b'<!ENTITY leak "LEAKED">'):
+        self.hits: list[str] = []
+        hits = self.hits
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                hits.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()

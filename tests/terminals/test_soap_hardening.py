@@ -1,14 +1,11 @@
 """Hardening of the SOAP endpoint: XML attacks, limits, malformed input, log cap, database down."""
 
-import http.server
 import logging
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,7 +14,8 @@ from zeep.exceptions import Fault
 
 from messages.models import Message
 from terminals.soap import ClipRecords, has_doctype_in_prolog
-from tests.terminals.helpers import code_of, envelope, fault_of, post_raw, security_header
+from tests.terminals.helpers import FetchListener, code_of, envelope, fault_of, post_raw, security_header
+from tests.terminals.helpers import stock_message as msg
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,17 +32,6 @@ def sync_message(mid: str, sequence: str = "1", created: str = "2025-01-01T00:00
 
 def submit_body(*messages: str) -> str:
     return f"<t:SubmitMessages><t:messages>{''.join(messages)}</t:messages></t:SubmitMessages>"
-
-
-def msg(mid):
-    return {
-        "MessageId": mid,
-        "MessageType": "stock.upsert",
-        "EntityKey": "SKU-1",
-        "Sequence": 1,
-        "CreatedAt": datetime.now(UTC),
-        "Payload": "{}",
-    }
 
 
 # --- XML attacks ---------------------------------------------------------------------------------------
@@ -64,25 +51,9 @@ def canary(tmp_path) -> Path:
 @pytest.fixture
 def dtd_server():
     """A local HTTP server that counts every fetch: an external DTD must never be fetched."""
-    hits = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            hits.append(self.path)
-            body = b'<!ENTITY leak "LEAKED-VIA-DTD">'
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", hits
-    server.shutdown()
+    listener = FetchListener(b'<!ENTITY leak "LEAKED-VIA-DTD">')
+    yield listener.url, listener.hits
+    listener.close()
 
 
 def test_billion_laughs_is_refused_at_once(term_a, soap_url):
