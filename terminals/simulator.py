@@ -329,8 +329,15 @@ class SimulatedTerminal:
         client.transport.session.close()
 
 
-def run_simulation(config: SimConfig, credentials: dict[str, str]) -> Summary:
-    """Run every terminal in its own thread until ``config.duration`` is over; returns the summary."""
+def run_simulation(
+    config: SimConfig, credentials: dict[str, str], *, terminal=SimulatedTerminal, grace: float | None = None
+) -> Summary:
+    """Run every terminal in its own thread until ``config.duration`` is over; returns the summary.
+
+    ``terminal`` builds each terminal (``SimulatedTerminal`` or a subclass, called with code, key,
+    config, summary, lock and its own random generator); ``grace`` is how long past the duration
+    to wait for the threads (default: four request timeouts).
+    """
     summary = Summary(terminals=len(credentials))
     lock = threading.Lock()
     seed = config.seed if config.seed is not None else random.randrange(2**32)
@@ -338,11 +345,11 @@ def run_simulation(config: SimConfig, credentials: dict[str, str]) -> Summary:
     deadline = started + config.duration
     threads = []
     for i, (code, key) in enumerate(sorted(credentials.items())):
-        term = SimulatedTerminal(code, key, config, summary, lock, random.Random(seed + i))
+        term = terminal(code, key, config, summary, lock, random.Random(seed + i))
         t = threading.Thread(target=term.run, args=(deadline,), name=f"sim-{code}", daemon=True)
         t.start()
         threads.append(t)
     for t in threads:
-        t.join(timeout=config.duration + 4 * config.timeout)
+        t.join(timeout=config.duration + (4 * config.timeout if grace is None else grace))
     summary.duration = time.monotonic() - started
     return summary

@@ -12,13 +12,12 @@
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from terminals.simulator import SimConfig, SimulatedTerminal, Summary, make_client
+from terminals.simulator import SimConfig, SimulatedTerminal, Summary, make_client, run_simulation
 
 RETRYABLE_FAULTS = {"Server.Unavailable", "Server"}
 
@@ -150,22 +149,11 @@ def run_load(
 ) -> tuple[Summary, Ledger]:
     """Run one ChaosTerminal thread per terminal until the config's duration is over."""
     ledger = ledger or Ledger()
-    summary = Summary(terminals=len(credentials))
-    lock = threading.Lock()
-    seed = config.seed if config.seed is not None else random.randrange(2**32)
-    started = time.monotonic()
-    deadline = started + config.duration
-    threads = []
-    for i, (code, key) in enumerate(sorted(credentials.items())):
-        term = ChaosTerminal(
-            code, key, config, summary, lock, random.Random(seed + i), ledger=ledger, patience=patience
-        )
-        t = threading.Thread(target=term.run, args=(deadline,), name=f"chaos-{code}", daemon=True)
-        t.start()
-        threads.append(t)
-    for t in threads:
-        t.join(timeout=config.duration + patience + 60)
-    summary.duration = time.monotonic() - started
+
+    def terminal(*args):
+        return ChaosTerminal(*args, ledger=ledger, patience=patience)
+
+    summary = run_simulation(config, credentials, terminal=terminal, grace=patience + 60)
     return summary, ledger
 
 
