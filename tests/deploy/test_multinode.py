@@ -6,27 +6,24 @@ exactly once, and the counters must equal a recount of the central store.
 """
 
 import os
-import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import requests
-from django.conf import settings
 from django.db import connection
 from django.db.models import Count
 
 from messages.models import CentralEntity, EntityCounter, Message, MessageEvent, MessageState
 from terminals.simulator import SimConfig, ensure_terminals, run_simulation
+from tests.processes import ROOT, start_qcluster, stop, wait_until
 
 S = MessageState
-ROOT = Path(settings.BASE_DIR)
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
@@ -79,27 +76,6 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def wait_until(predicate, timeout: float, step: float = 0.3) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
-
-
-def stop(proc, timeout: float) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)  # the main process only, as systemd's KillMode=mixed does
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 def test_two_web_and_two_worker_nodes_process_every_message_exactly_once(node_env, tmp_path):
     credentials = ensure_terminals(count=4, prefix="MN", keys_file=tmp_path / "keys.json")
     ports = [free_port(), free_port()]
@@ -122,16 +98,7 @@ def test_two_web_and_two_worker_nodes_process_every_message_exactly_once(node_en
         for i in range(2):
             log = open(tmp_path / f"worker{i}.log", "w")
             logs.append(log)
-            clusters.append(
-                subprocess.Popen(
-                    [sys.executable, "manage.py", "qcluster"],
-                    cwd=ROOT,
-                    env=node_env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
+            clusters.append(start_qcluster(node_env, log))
         procs += clusters
 
         def up(port):

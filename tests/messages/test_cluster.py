@@ -7,19 +7,17 @@ import sys
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from messages import services
 from messages.models import EntityCounter, Message, MessageEvent, MessageState
 from tests.factories import TerminalFactory
 from tests.messages.test_services import env
+from tests.processes import ROOT, start_qcluster, wait_until
 
 S = MessageState
-ROOT = Path(settings.BASE_DIR)
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
@@ -43,30 +41,10 @@ def cluster_env(tmp_path):
     }
 
 
-def start_cluster(cluster_env, log):
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"],
-        cwd=ROOT,
-        env=cluster_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
 def wake(cluster_env, drains=4):
     subprocess.run(
         [sys.executable, "manage.py", "sync_wake", "--drains", str(drains)], cwd=ROOT, env=cluster_env, check=True
     )
-
-
-def wait_until(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.3)
-    return predicate()
 
 
 def ingest(n_terminals=20, per_terminal=100):
@@ -87,7 +65,7 @@ def assert_exactly_once(total, n_terminals=20):
 def test_two_clusters_share_the_queue_without_double_processing(cluster_env, tmp_path):
     total = ingest()
     logs = [open(tmp_path / f"cluster{i}.log", "w") for i in range(2)]
-    clusters = [start_cluster(cluster_env, log) for log in logs]
+    clusters = [start_qcluster(cluster_env, log) for log in logs]
     try:
         wake(cluster_env)
         assert wait_until(lambda: not Message.objects.exclude(state=S.PROCESSED).exists(), 120), (
@@ -114,7 +92,7 @@ def test_a_killed_cluster_loses_nothing(cluster_env, tmp_path):
     total = ingest()
     # slow every apply down a little so the kill lands while leases are held
     slow_env = {**cluster_env, "SYNC_HANDLER_MODULES": "tests.messages.slow_handlers"}
-    victim = start_cluster(slow_env, open(tmp_path / "victim.log", "w"))
+    victim = start_qcluster(slow_env, open(tmp_path / "victim.log", "w"))
     survivor = None
     try:
         wake(cluster_env)
@@ -124,7 +102,7 @@ def test_a_killed_cluster_loses_nothing(cluster_env, tmp_path):
         victim.wait()
         stranded = Message.objects.filter(state=S.PROCESSING).count()
         assert stranded > 0
-        survivor = start_cluster(cluster_env, open(tmp_path / "survivor.log", "w"))
+        survivor = start_qcluster(cluster_env, open(tmp_path / "survivor.log", "w"))
         time.sleep(int(cluster_env["SYNC_LEASE_SECONDS"]) + 1)
         wake(cluster_env)
         assert wait_until(lambda: not Message.objects.exclude(state=S.PROCESSED).exists(), 120)

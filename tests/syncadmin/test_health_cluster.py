@@ -2,23 +2,18 @@
 healthy again when it comes back."""
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from django_q.models import Schedule
 
 from syncadmin.models import MetricSample
 from syncadmin.observability.health import cluster_stats_visible
 from syncadmin.observability.schedules import ensure_schedules
+from tests.processes import start_qcluster, stop
 
-ROOT = Path(settings.BASE_DIR)
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
@@ -40,27 +35,6 @@ def cluster_env(tmp_path, settings):
     }
 
 
-def start_cluster(env, log):
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def wait_for_status(client, status, timeout):
     deadline = time.monotonic() + timeout
     while True:
@@ -74,7 +48,7 @@ def test_healthz_follows_the_worker_cluster(client, cluster_env, tmp_path):
     ensure_schedules()
     assert client.get("/healthz").status_code == 503  # no cluster has ever run
     log = open(tmp_path / "cluster.log", "w")
-    cluster = start_cluster(cluster_env, log)
+    cluster = start_qcluster(cluster_env, log)
     try:
         # the scheduler's first pass (about 30 s after start) runs the due sample task
         response = wait_for_status(client, 200, 75)
@@ -91,7 +65,7 @@ def test_healthz_follows_the_worker_cluster(client, cluster_env, tmp_path):
 
         # it comes back; its next sample is due (as it would be a minute later)
         Schedule.objects.filter(name="syncadmin-metrics-sample").update(next_run=datetime.now(UTC))
-        cluster = start_cluster(cluster_env, log)
+        cluster = start_qcluster(cluster_env, log)
         response = wait_for_status(client, 200, 75)
         assert response.status_code == 200, (response.json(), (tmp_path / "cluster.log").read_text()[-1500:])
     finally:
