@@ -62,6 +62,15 @@ class Summary:
     counts_reported: int = 0
     latencies: dict = field(default_factory=lambda: defaultdict(list))  # operation -> seconds
 
+    def count_answer(self, status: str) -> None:
+        """Tally one SubmitMessages answer (call with the lock held)."""
+        if status == "Accepted":
+            self.accepted += 1
+        elif status == "Duplicate":
+            self.duplicates += 1
+        else:
+            self.rejected += 1
+
     def percentile(self, op: str | None, pct: float) -> float:
         values = sorted(self.latencies[op] if op else [v for vs in self.latencies.values() for v in vs])
         if not values:
@@ -252,12 +261,7 @@ class SimulatedTerminal:
         with self.lock:
             self.summary.sent += len(batch)
             for r in results or []:
-                if r.Status == "Accepted":
-                    self.summary.accepted += 1
-                elif r.Status == "Duplicate":
-                    self.summary.duplicates += 1
-                else:
-                    self.summary.rejected += 1
+                self.summary.count_answer(r.Status)
 
     def heartbeat(self, client) -> None:
         info = {"AppVersion": "sim-1.0", "LocalBacklog": self.rng.randint(0, 5), "TerminalTime": datetime.now(UTC)}

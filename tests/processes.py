@@ -45,3 +45,15 @@ def stop(proc: subprocess.Popen, timeout: float = 30) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def check_deploy(env: dict) -> subprocess.CompletedProcess:
+    """``manage.py check --deploy --fail-level WARNING`` under ``env``, output captured."""
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

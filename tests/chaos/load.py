@@ -128,12 +128,7 @@ class ChaosTerminal(SimulatedTerminal):
             self.summary.sent += len(batch)
         with self.ledger.lock, self.lock:
             for m, r in zip(batch, results or [], strict=False):
-                if r.Status == "Accepted":
-                    self.summary.accepted += 1
-                elif r.Status == "Duplicate":
-                    self.summary.duplicates += 1
-                else:
-                    self.summary.rejected += 1
+                self.summary.count_answer(r.Status)
                 if m["MessageId"] is None:
                     self.ledger.missing_id_answered += 1
                     continue

@@ -15,8 +15,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import subprocess
-import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -24,8 +22,8 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from zeep.exceptions import Fault
 
-from tests.chaos.harness import ROOT
 from tests.chaos.load import make_client
+from tests.processes import check_deploy
 from tests.terminals.helpers import code_of, envelope, fault_of, post_raw
 from tests.terminals.helpers import stock_message as msg
 
@@ -41,14 +39,7 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
         "DJANGO_DEBUG": "false",
         "SYNC_VAR_DIR": str(tmp_path),
     }
-    done = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = check_deploy(env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "System check identified no issues" in done.stdout, done.stdout
 

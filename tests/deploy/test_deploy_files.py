@@ -2,11 +2,11 @@
 
 import re
 import secrets
-import subprocess
-import sys
 from pathlib import Path
 
 from django.conf import settings
+
+from tests.processes import check_deploy
 
 ROOT = Path(settings.BASE_DIR)
 DEPLOY = ROOT / "deploy"
@@ -60,13 +60,6 @@ def test_check_deploy_is_clean_with_the_production_example(tmp_path):
         "SYNC_VAR_DIR": str(tmp_path),
         "PATH": "/usr/bin:/bin",
     }
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = check_deploy(env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
