@@ -82,8 +82,13 @@ class Message(models.Model):
             models.Index(fields=["entity_type", "entity_key"], name="message_entity_idx"),
             models.Index(fields=["message_type", "-received_at"], name="message_type_recv_idx"),
             models.Index(fields=["trace_id"], name="message_trace_idx"),
-            # The retention purge's candidate query: finished messages by age (services/retention.py).
-            models.Index(fields=["state", "updated_at"], name="message_state_updated_idx"),
+            # The retention purge's candidate query: finished messages by age (services/retention.py,
+            # PURGEABLE_STATES). Partial, so that the claim (to Processing) does not write it.
+            models.Index(
+                fields=["state", "updated_at"],
+                name="message_state_updated_idx",
+                condition=Q(state__in=["Processed", "Discarded"]),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -96,7 +101,11 @@ class MessageEvent(models.Model):
     # No database-level foreign key: events are only ever written by INSERT ... SELECT from the
     # message table (so they cannot dangle) and deleted with their message by the ORM, while a
     # deferred FK check per event row cost a noticeable share of every claim and completion.
-    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events", db_constraint=False)
+    # No index of its own either: event_message_at_idx (message, at) serves every lookup by
+    # message, and a second index was one more write per event, two events per message.
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, related_name="events", db_constraint=False, db_index=False
+    )
     from_state = models.CharField(max_length=16, blank=True)  # blank: the message was received
     to_state = models.CharField(max_length=16)
     at = models.DateTimeField()
@@ -153,10 +162,13 @@ class CentralEntity(models.Model):
     updated_at = models.DateTimeField()
 
     class Meta:
+        # Terminal first: the same index serves the apply's lookup of a key and a recount of one
+        # terminal's cells. A second (terminal, type, deleted) index used to be one more write per
+        # new entity, and with young statistics the planner walked it, a whole cell at a time,
+        # for every key a batch looked up (measured: 4 ms per batch of 100).
         constraints = [
-            models.UniqueConstraint(fields=["entity_type", "entity_key", "terminal_code"], name="central_entity_uniq")
+            models.UniqueConstraint(fields=["terminal_code", "entity_type", "entity_key"], name="central_entity_uniq")
         ]
-        indexes = [models.Index(fields=["terminal_code", "entity_type", "deleted"], name="central_count_idx")]
 
 
 class EntityCounter(models.Model):

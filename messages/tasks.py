@@ -57,6 +57,14 @@ def drain(max_seconds: float | None = None) -> dict:
     budget = settings.SYNC_DRAIN_SECONDS if max_seconds is None else max_seconds
     deadline = time.monotonic() + budget
     totals = {"claimed": 0, "processed": 0, "noop": 0, "failed": 0, "dead_lettered": 0}
+    with services.engine_session():
+        _drain_loop(worker, deadline, totals)
+    if totals["claimed"]:
+        log.info("drain %s finished: %s", worker, totals)
+    return totals
+
+
+def _drain_loop(worker: str, deadline: float, totals: dict) -> None:
     while True:
         if time.monotonic() >= deadline:
             # Work may remain: hand over to a fresh task instead of overrunning the timeout.
@@ -84,9 +92,6 @@ def drain(max_seconds: float | None = None) -> dict:
             continue
         for key in ("processed", "noop", "failed", "dead_lettered"):
             totals[key] += getattr(result, key)
-    if totals["claimed"]:
-        log.info("drain %s finished: %s", worker, totals)
-    return totals
 
 
 def sweep() -> int:

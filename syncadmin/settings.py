@@ -112,6 +112,12 @@ def _tune_database(db: dict) -> None:
         # A connection that died with a database restart is detected before use.
         db.setdefault("CONN_HEALTH_CHECKS", True)
         db.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+        # The engine's hot statements are prepared on the server (syncadmin/fastsql.py); Django's
+        # own queries never are. "off" behind a PgBouncer that pools transactions and is older
+        # than 1.21: it cannot carry prepared statements from one transaction to the next.
+        # psycopg prepares only what asks for it: its automatic threshold is never reached.
+        if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
+            db["OPTIONS"].setdefault("prepare_threshold", 2**31 - 1)
     elif engine.endswith("oracle"):
         db.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
         db.setdefault("CONN_HEALTH_CHECKS", True)
@@ -134,6 +140,11 @@ SYNC_BACKOFF_BASE_SECONDS = env.float("SYNC_BACKOFF_BASE_SECONDS", default=5.0)
 SYNC_BACKOFF_MAX_SECONDS = env.float("SYNC_BACKOFF_MAX_SECONDS", default=900.0)
 # A drain task stops claiming after this long so it always ends well inside Q_TIMEOUT.
 SYNC_DRAIN_SECONDS = env.float("SYNC_DRAIN_SECONDS", default=20.0)
+# PostgreSQL: a drain's claims and batches commit without waiting for their WAL flush. A
+# database crash (not a restart) can then lose the last fraction of a second of processing,
+# which is redone: the batch is all-or-nothing, applying is idempotent, and a receipt (ingest)
+# always waits for its flush before the terminal hears Accepted, so no message is lost.
+SYNC_WORKER_ASYNC_COMMIT = env.bool("SYNC_WORKER_ASYNC_COMMIT", default=True)
 # Extra modules whose import registers project-specific message handlers.
 SYNC_HANDLER_MODULES = env.list("SYNC_HANDLER_MODULES", default=[])
 # Largest SOAP request body accepted, in bytes.

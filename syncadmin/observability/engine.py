@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from syncadmin.observability import tracing
-from syncadmin.observability.counters import metric_counter_add
+from syncadmin.observability.counters import labels_key, metric_counter_add
 
 log = logging.getLogger("messages.processing")
 
@@ -79,11 +79,21 @@ def _add(rows: list) -> None:
         metric_counter_add(rows=rows)
 
 
+def _transition_labels(from_state: str, to_state: str) -> dict:
+    return {"from": from_state or "new", "to": to_state}
+
+
+def transition_series(*, from_state: str, to_state: str) -> tuple[str, str]:
+    """(name, label text) of the transition counter, for a statement that writes its own delta
+    rows (the PostgreSQL claim counts its moves in SQL, in the statement that makes them)."""
+    return "message_transitions", labels_key(_transition_labels(from_state, to_state))
+
+
 def transition_recorded(*, from_state: str, to_state: str, count: int, error_class: str = "") -> None:
     """``count`` messages moved from ``from_state`` ('' = just received) to ``to_state``."""
     if not count or from_state == to_state:
         return
-    rows = [("message_transitions", {"from": from_state or "new", "to": to_state}, count)]
+    rows = [("message_transitions", _transition_labels(from_state, to_state), count)]
     if to_state == "DeadLettered":
         rows.append(("dead_letters", {"reason": reason_label(error_class)}, count))
     _add(rows)

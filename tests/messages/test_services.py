@@ -430,13 +430,13 @@ def test_new_central_rows_are_written_in_one_global_order_whatever_the_sequences
 
     other = TerminalFactory(code="T-2")
     written = []
-    real = handlers._central_insert
+    real = handlers._central_write
 
-    def spy(rows, *, db, update):
-        written.append([(r.entity_type, r.entity_key, r.terminal_code) for r in rows])
-        return real(rows, db=db, update=update)
+    def spy(*, new, **kwargs):
+        written.append([(r.entity_type, r.entity_key, r.terminal_code) for r in new])
+        return real(new=new, **kwargs)
 
-    monkeypatch.setattr(handlers, "_central_insert", spy)
+    monkeypatch.setattr(handlers, "_central_write", spy)
     # batch 1: T-2's K1 has the lower sequence; batch 2: terminal's K1 has the lower one
     services.message_ingest_batch(terminal=other, envelopes=[env("a", "K1", seq=1), env("b", "K2", seq=9)])
     services.message_ingest_batch(terminal=terminal, envelopes=[env("c", "K1", seq=5), env("d", "K0", seq=2)])

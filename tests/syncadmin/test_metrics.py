@@ -204,7 +204,8 @@ def test_a_claim_and_a_batch_each_write_their_metric_deltas_in_one_insert(termin
     inserts = []
 
     def spy(execute, sql, params, many, context):
-        if sql.lstrip().upper().startswith("INSERT") and MetricCounter._meta.db_table in sql:
+        # On PostgreSQL the claim's INSERT is a part of its one statement (a CTE).
+        if f"INSERT INTO {MetricCounter._meta.db_table}" in sql:
             inserts.append(sql)
         return execute(sql, params, many, context)
 
@@ -217,6 +218,10 @@ def test_a_claim_and_a_batch_each_write_their_metric_deltas_in_one_insert(termin
     assert counts[S.PROCESSED] == 1 and counts[S.DEAD_LETTERED] == 2 and counts[S.PROCESSING] == 0
     totals = MetricCounter.objects.filter(name="message_outcomes").values_list("value", flat=True)
     assert sum(totals) == 3
+    claimed = MetricCounter.objects.filter(
+        name="message_transitions", labels='{"from":"Received","to":"Processing"}'
+    ).values_list("value", flat=True)
+    assert list(claimed) == [3]
 
 
 # --- protection ----------------------------------------------------------------------------------
