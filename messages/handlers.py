@@ -368,28 +368,40 @@ class HandlerRegistry:
     handlers: dict[str, Handler] = field(default_factory=dict)
     entity_handler: Handler = field(default_factory=EntityHandler)
 
+    # message type -> handler (or None): resolved three times per message on the hot path
+    resolved: dict[str, Handler | None] = field(default_factory=dict)
+
     def register(self, message_type: str, handler: Handler | None = None):
         """Register a Handler instance, or use as a decorator on ``fn(item)``."""
+        self.resolved.clear()
         if handler is not None:
             self.handlers[message_type] = handler
             return handler
 
         def decorator(fn):
             self.handlers[message_type] = FunctionHandler(fn)
+            self.resolved.clear()
             return fn
 
         return decorator
 
     def unregister(self, message_type: str) -> None:
+        self.resolved.clear()
         self.handlers.pop(message_type, None)
 
     def resolve(self, message_type: str) -> Handler | None:
-        if message_type in self.handlers:
-            return self.handlers[message_type]
-        entity, op = _parse_type(message_type)
-        if ENTITY_RE.match(entity) and op in ("upsert", "delete"):
-            return self.entity_handler
-        return None
+        try:
+            return self.resolved[message_type]
+        except KeyError:
+            pass
+        handler = self.handlers.get(message_type)
+        if handler is None:
+            entity, op = _parse_type(message_type)
+            if ENTITY_RE.match(entity) and op in ("upsert", "delete"):
+                handler = self.entity_handler
+        if len(self.resolved) < 10_000:  # types come from terminals: bound what is remembered
+            self.resolved[message_type] = handler
+        return handler
 
 
 registry = HandlerRegistry()

@@ -95,6 +95,26 @@ def engine_session() -> Iterator[None]:
                 pass
 
 
+def _sqlite_due_ids(now: datetime, limit: int) -> list[int]:
+    """SQLite: the ids of the oldest due messages, read from the due index by name.
+
+    The ORM's form of the claim never used the partial due index on SQLite (its states are bound
+    parameters) and sorted every due message on each claim instead (measured: 72 ms per claim at
+    100,000 due, against 0.07 ms). ``INDEXED BY`` has no ORM form; the claim's own transaction
+    holds SQLite's write lock (BEGIN IMMEDIATE), so reading the ids first changes nothing else.
+    """
+    conn = connections[Message.objects.db]
+    with conn.cursor() as cursor:
+        cursor.execute(
+            # The states as literals: SQLite uses a partial index only for a WHERE it can see
+            # implies the index's own, which a bound parameter never does.
+            f"SELECT id FROM {Message._meta.db_table} INDEXED BY message_due_idx WHERE state IN"
+            f" ('{S.RECEIVED.value}', '{S.FAILED.value}') AND next_attempt_at <= %s ORDER BY next_attempt_at LIMIT %s",
+            [conn.ops.adapt_datetimefield_value(now), limit],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
 # The ORM form of the claim's columns (SQLite and Oracle claims, expired-lease re-claims).
 CLAIM_FIELDS = ("terminal__code", *CLAIM_COLUMNS)
 
@@ -161,13 +181,10 @@ def message_claim(*, worker: str, limit: int) -> list[Message]:
             return rows or _claim_expired(worker=worker, now=db_now(), lease=lease)
 
         now = db_now()
-        rows = _locked_rows(
-            Message.objects.filter(state__in=(S.RECEIVED, S.FAILED), next_attempt_at__lte=now)
-            .select_related("terminal")
-            .only(*CLAIM_FIELDS)
-            .order_by("next_attempt_at"),
-            limit,
-        )
+        due = Message.objects.filter(state__in=(S.RECEIVED, S.FAILED), next_attempt_at__lte=now)
+        if connections[due.db].vendor == "sqlite":
+            due = due.filter(pk__in=_sqlite_due_ids(now, limit))
+        rows = _locked_rows(due.select_related("terminal").only(*CLAIM_FIELDS).order_by("next_attempt_at"), limit)
         if not rows:
             return _claim_expired(worker=worker, now=now, lease=lease)
         # Stamp the claim (events, lease) with the clock read after the row locks are held: an
