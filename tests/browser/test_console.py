@@ -147,6 +147,18 @@ def login(browser, live_server, username="alice"):
     return page
 
 
+def finish(page) -> None:
+    """Leave the page with no request in flight before the test's database is flushed.
+
+    An htmx refresh still running in the live server when the test ended once held SQLite's
+    session table while the teardown flushed it ("database table is locked"). Waiting for the
+    network to go idle, then leaving for a blank page, stops the polling first.
+    """
+    page.wait_for_load_state("networkidle")
+    page.goto("about:blank")
+    page.close()
+
+
 def test_dashboard_and_filter_the_message_table(browser, live_server, world):
     page = login(browser, live_server)
     assert page.locator(".card").first.is_visible()
@@ -171,7 +183,7 @@ def test_dashboard_and_filter_the_message_table(browser, live_server, world):
     page.wait_for_selector("#group-table")
     assert page.locator("#group-table tbody tr").count() == 2
     page.screenshot(path=str(shots_dir() / "dead-letters.png"), full_page=True)
-    page.close()
+    finish(page)
 
 
 def test_open_dead_letter_and_retry_in_place(browser, live_server, world):
@@ -189,7 +201,7 @@ def test_open_dead_letter_and_retry_in_place(browser, live_server, world):
     assert page.evaluate("window.__noReload") == 1
     assert "queued again" in page.inner_text("#flash")
     assert Message.objects.get(pk=target.pk).state == S.RECEIVED
-    page.close()
+    finish(page)
 
 
 def test_bulk_discard_a_selection_with_reason(browser, live_server, world):
@@ -211,7 +223,7 @@ def test_bulk_discard_a_selection_with_reason(browser, live_server, world):
     page.wait_for_function("document.querySelectorAll('#message-table tbody input[name=select]').length === 0")
     chosen = [d.message.pk for d in world["dead"] if d.message.terminal_id == world["terminals"][0].pk]
     assert Message.objects.filter(pk__in=chosen, state=S.DISCARDED).count() == 2
-    page.close()
+    finish(page)
 
 
 def test_rotate_a_terminal_key(browser, live_server, world):
@@ -226,4 +238,4 @@ def test_rotate_a_terminal_key(browser, live_server, world):
     page.screenshot(path=str(shots_dir() / "terminal-detail.png"), full_page=True)
     key = page.inner_text("#new-key").strip()
     assert Terminal.objects.get(pk=terminal.pk).api_key_hash == api_key_hash(key)
-    page.close()
+    finish(page)
