@@ -210,7 +210,9 @@ def bare_setup(args, dsn):
 
 
 def async_commit() -> bool:
-    return os.environ.get("SYNC_WORKER_ASYNC_COMMIT", "true").lower() in ("1", "true", "yes", "on")
+    import environ  # read as settings.py reads it (the header is printed before Django is set up)
+
+    return environ.Env().bool("SYNC_WORKER_ASYNC_COMMIT", default=True)
 
 
 def same_commit_mode_as_the_engine(conn) -> None:

@@ -24,6 +24,7 @@ from messages.models import DeadLetter, Message
 from messages.services.transitions import (
     CLAIM_COLUMNS,
     NOOP_REASON,
+    PREFER_INDEX_ORDER_SQL,
     IllegalTransition,
     S,
     db_now,
@@ -50,10 +51,7 @@ def _prefer_index_order(using: str) -> None:
     conn = connections[using]
     if conn.vendor == "postgresql":
         with conn.cursor() as cursor:
-            cursor.execute(
-                "SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true),"
-                " set_config('jit', 'off', true)"
-            )
+            cursor.execute(PREFER_INDEX_ORDER_SQL)
 
 
 def _locked_rows(qs, limit: int) -> list:
