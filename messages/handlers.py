@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import connections
+from django.db import IntegrityError, connections
 from django.db.models import F
 from django.utils import timezone
 
@@ -93,19 +93,20 @@ class EntityHandler(Handler):
         return item.payload
 
     def apply_many(self, items: list[Item]) -> None:
-        # No savepoint and no retry here: if another worker created one of these entities
-        # since our SELECT, the unique constraint fails the batch's transaction, and the batch
-        # runs again (processing._process_batch_once), then seeing and locking that row.
+        # No savepoint here. On PostgreSQL an entity another worker created since our lookup is
+        # found by the insert itself (ON CONFLICT DO NOTHING) and its items are applied again
+        # against that row; elsewhere the unique constraint fails the batch's transaction and
+        # the batch runs again (processing._process_batch_once), then seeing and locking it.
         db = central_alias()
         data = {id(item): self.transform(item) for item in items}
-        self._apply_once(items, data, db)
+        self._apply_once(items, data, db, first=True)
 
-    def _apply_once(self, items: list[Item], data: dict, db: str) -> None:
+    def _apply_once(self, items: list[Item], data: dict, db: str, *, first: bool) -> None:
         keys = {(i.entity_type, i.message.entity_key, i.terminal_code) for i in items}
         current = _central_lock(keys, db=db)
         new: dict[tuple, _Row] = {}
         changed: dict[tuple, _Row] = {}
-        deltas: dict[tuple[str, str], int] = defaultdict(int)
+        deltas: dict[tuple, int] = defaultdict(int)  # entity key -> change of its live count
         now = timezone.now()
         # In the unique key's order (terminal included), then by sequence: every worker then
         # inserts new rows in one global order. Sorting without the terminal once let two
@@ -130,16 +131,30 @@ class EntityHandler(Handler):
             if item.op == "delete":
                 row.deleted = True
                 row.data, row.text = {}, None
-                deltas[(key[2], key[0])] -= 1 if was_live else 0
+                deltas[key] -= 1 if was_live else 0
             else:
                 row.deleted = False
                 row.data = data[id(item)]
                 # The default transform hands the payload back untouched: store the text the
                 # terminal sent instead of encoding the parsed document again.
                 row.text = item.message.payload if row.data is item.payload else None
-                deltas[(key[2], key[0])] += 0 if was_live else 1
+                deltas[key] += 0 if was_live else 1
             item.applied = True
-        _central_write(new=list(new.values()), changed=list(changed.values()), deltas=deltas, now=now, db=db)
+        taken = _central_write(new=list(new.values()), changed=list(changed.values()), now=now, db=db)
+        moves: dict[tuple[str, str], int] = defaultdict(int)
+        for key, delta in deltas.items():
+            if key not in taken:
+                moves[(key[2], key[0])] += delta
+        counter_move(deltas=moves, using=db)
+        if taken:
+            # Created by another worker since our lookup: nothing of ours was written for these
+            # keys. Apply their items again, now against that row (locked, sequences compared).
+            if not first:
+                raise IntegrityError(f"central entities created concurrently twice: {sorted(taken)[:3]}")
+            again = [i for i in items if (i.entity_type, i.message.entity_key, i.terminal_code) in taken]
+            for item in again:
+                item.applied, item.note = False, ""
+            self._apply_once(again, data, db, first=False)
 
 
 @dataclass(slots=True)
@@ -208,18 +223,17 @@ _UPSERT = " ON CONFLICT (entity_type, entity_key, terminal_code) DO UPDATE SET "
 )
 
 
-def _central_write(*, new: list[_Row], changed: list[_Row], deltas: dict, now, db: str) -> None:
-    """Write the batch's new and changed central rows and move the live counters.
+def _central_write(*, new: list[_Row], changed: list[_Row], now, db: str) -> set[tuple]:
+    """Write the batch's new and changed central rows; return the keys of the new rows that
+    another worker created first (PostgreSQL; elsewhere that fails the pass with IntegrityError).
 
-    The new rows go in with a plain INSERT on purpose: if another worker created the same
-    entity since ``_central_lock``, the unique constraint fails this pass and apply_many runs
-    again, now seeing that row (an upsert here would silently double-count it). The changed
-    rows exist and are locked: INSERT … ON CONFLICT DO UPDATE is a one-statement bulk update.
+    The changed rows exist and are locked: INSERT … ON CONFLICT DO UPDATE is a one-statement
+    bulk update. The new rows must not be upserted: a row another worker created since
+    ``_central_lock`` was not seen by this batch's sequence checks and counters.
     """
     conn = connections[db]
     if conn.vendor == "postgresql":
-        _central_write_pg(new=new, changed=changed, deltas=deltas, now=now, db=db)
-        return
+        return _central_write_pg(new=new, changed=changed, now=now, db=db)
     if conn.vendor == "sqlite":
         _central_insert(new, db=db, update=False, now=now)
         _central_insert(changed, db=db, update=True, now=now)
@@ -234,15 +248,19 @@ def _central_write(*, new: list[_Row], changed: list[_Row], deltas: dict, now, d
             CentralEntity.objects.using(db).bulk_create([model(r) for r in new])
         if changed:
             CentralEntity.objects.using(db).bulk_update([model(r) for r in changed], _CENTRAL_COLUMNS[3:])
-    counter_move(deltas=deltas, using=db)
+    return set()
 
 
-def _central_write_pg(*, new: list[_Row], changed: list[_Row], deltas: dict, now, db: str) -> None:
+def _central_write_pg(*, new: list[_Row], changed: list[_Row], now, db: str) -> set[tuple]:
     """PostgreSQL: new rows and changed rows in one statement, values as arrays.
 
     One round trip instead of two, and a statement text that does not grow with the batch.
     The parts touch disjoint rows (new and changed keys never overlap), which is what lets
-    data-modifying CTEs share one statement.
+    data-modifying CTEs share one statement. New rows go in with ON CONFLICT DO NOTHING: one
+    another worker is inserting waits for that worker's commit, then is skipped and reported,
+    where a plain INSERT failed the whole batch (and, three times running, sent it to a replay
+    one message at a time: two workers on one terminal's new entities did that every few
+    seconds, found by bench/engine.py).
     """
     table = CentralEntity._meta.db_table
     columns = ", ".join(_CENTRAL_COLUMNS)
@@ -252,14 +270,22 @@ def _central_write_pg(*, new: list[_Row], changed: list[_Row], deltas: dict, now
         " AS u(t, e, term, d, s, del, mpk)"
     )
     parts, params = [], []
-    for name, rows, upsert in (("new_rows", new, False), ("changed_rows", changed, True)):
-        if rows:
-            parts.append(f"{name} AS (INSERT INTO {table} ({columns}) {rows_sql}{_UPSERT if upsert else ''})")
-            params += [now, *_columns(rows)]
-    if parts:
-        with server_binding_cursor(db, prepare=True) as cursor:
-            cursor.execute(f"WITH {', '.join(parts)} SELECT 1", params)
-    counter_move(deltas=deltas, using=db)
+    if new:
+        parts.append(
+            f"new_rows AS (INSERT INTO {table} ({columns}) {rows_sql} ON CONFLICT DO NOTHING"
+            " RETURNING entity_type, entity_key, terminal_code)"
+        )
+        params += [now, *_columns(new)]
+    if changed:
+        parts.append(f"changed_rows AS (INSERT INTO {table} ({columns}) {rows_sql}{_UPSERT})")
+        params += [now, *_columns(changed)]
+    if not parts:
+        return set()
+    final = "SELECT entity_type, entity_key, terminal_code FROM new_rows" if new else "SELECT 1"
+    with server_binding_cursor(db, prepare=True) as cursor:
+        cursor.execute(f"WITH {', '.join(parts)} {final}", params)
+        inserted = {tuple(r) for r in cursor.fetchall()} if new else set()
+    return {(r.entity_type, r.entity_key, r.terminal_code) for r in new} - inserted
 
 
 def _columns(rows: list[_Row]) -> list[list]:

@@ -5,6 +5,7 @@ the unique-key probe and asynchronous commits for the drain only."""
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 from django.db import connection
@@ -72,8 +73,9 @@ def test_a_replayed_batch_counts_only_what_it_applied(terminal, no_lease_probe):
 
 
 def test_a_unique_key_race_reruns_the_batch_not_each_message(terminal, monkeypatch, no_lease_probe):
-    """Another worker created an entity between our lookup and our insert: the whole batch runs
-    again (now seeing that row), instead of being replayed one message at a time."""
+    """Another worker created an entity between our lookup and our insert: the items of that key
+    are applied again against its row (PostgreSQL: found by the insert's ON CONFLICT DO NOTHING;
+    elsewhere the batch runs again), instead of the batch being replayed one message at a time."""
     services.message_ingest_batch(terminal=terminal, envelopes=[env("old", "K1", seq=1)])
     services.message_process_batch(messages=services.message_claim(worker="w", limit=10), worker="w")
     services.message_ingest_batch(terminal=terminal, envelopes=[env("new", "K1", seq=2), env("n2", "K2", seq=1)])
@@ -94,6 +96,67 @@ def test_a_unique_key_race_reruns_the_batch_not_each_message(terminal, monkeypat
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)  # two real transactions, one per thread
+def test_two_workers_creating_one_entity_at_once_neither_replays_nor_double_counts(terminal, monkeypatch):
+    """Regression (bench/engine.py): two workers on one terminal's new entities raced on the unique
+    key; the loser's batch failed three times running and was replayed one message at a time,
+    every few seconds of a drain. The loser's insert now waits for the winner, skips the row and
+    applies its items against it: one pass more for that key, no failed batch."""
+    monkeypatch.setattr(processing, "_next_expired_check", float("inf"))
+    services.message_ingest_batch(terminal=terminal, envelopes=[env("a", "K1", seq=1)])
+    services.message_ingest_batch(terminal=terminal, envelopes=[env("b", "K1", seq=2), env("c", "K2", seq=1)])
+    first = services.message_claim(worker="wa", limit=1)
+    second = services.message_claim(worker="wb", limit=10)
+    assert [m.message_id for m in first] == ["a"] and sorted(m.message_id for m in second) == ["b", "c"]
+    written, release = threading.Event(), threading.Event()
+    real_write, lookups, replays = handlers._central_write, [], []
+
+    def write_then_hold(**kwargs):  # worker a: its new row is in, uncommitted, until released
+        taken = real_write(**kwargs)
+        if threading.current_thread().name == "wa":
+            written.set()
+            release.wait(10)
+        return taken
+
+    def lookup(keys, *, db):
+        lookups.append((threading.current_thread().name, sorted(keys)))
+        return real_lookup(keys, db=db)
+
+    real_lookup = handlers._central_lock
+    monkeypatch.setattr(handlers, "_central_write", write_then_hold)
+    monkeypatch.setattr(handlers, "_central_lock", lookup)
+    monkeypatch.setattr(processing, "_process_batch_replay", lambda *a, **k: replays.append(a))
+    results = {}
+
+    def work(name, batch):
+        try:
+            results[name] = services.message_process_batch(messages=batch, worker=name)
+        finally:
+            connection.close()
+
+    wa = threading.Thread(target=work, args=("wa", first), name="wa")
+    wa.start()
+    assert written.wait(10)
+    wb = threading.Thread(target=work, args=("wb", second), name="wb")
+    wb.start()
+    wb.join(0.5)
+    assert wb.is_alive()  # b's insert of K1 waits on a's uncommitted row
+    release.set()
+    wa.join(10)
+    wb.join(10)
+    assert replays == []
+    assert (results["wa"].processed, results["wb"].processed) == (1, 2)
+    # b looked K1 up twice: before a committed (missing), then against a's row
+    assert [keys for name, keys in lookups if name == "wb"] == [
+        [("product", "K1", terminal.code), ("product", "K2", terminal.code)],
+        [("product", "K1", terminal.code)],
+    ]
+    assert CentralEntity.objects.get(entity_key="K1").last_sequence == 2
+    assert counter(terminal) == 2  # K1 counted once, K2 once
+    assert set(Message.objects.values_list("state", flat=True)) == {S.PROCESSED}
 
 
 @pytest.mark.postgres
