@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from messages import services
 from messages.models import Message, MessageEvent, MessageState
-from messages.services import processing
+from messages.services import processing, transitions
 from tests.messages.test_services import env, make_due
 
 S = MessageState
@@ -97,3 +97,33 @@ def test_the_claim_moves_locks_and_records_in_one_statement(terminal, settings, 
         )
         assert event.at == row.updated_at
     assert services.message_claim(worker="w2", limit=10) == []  # nothing left due
+
+
+def test_the_claim_is_prepared_once_with_a_plan_that_walks_the_due_index(terminal, monkeypatch):
+    """Planning the claim cost more than running it, on every claim: it is prepared, with one
+    generic plan per connection, made under the settings that rule out sorting the backlog."""
+    monkeypatch.setattr(processing, "_next_expired_check", float("inf"))  # the periodic lease check
+    services.message_ingest_batch(terminal=terminal, envelopes=[env(f"m{i}", f"K{i}") for i in range(30)])
+    with connection.cursor() as cursor:
+        cursor.execute("SET random_page_cost = 1000")  # the stale-statistics hazard, for the whole session
+        try:
+            claimed = [services.message_claim(worker="w1", limit=10) for _ in range(3)]
+        finally:
+            cursor.execute("RESET random_page_cost")
+        assert [m.message_id for batch in claimed for m in batch] == [f"m{i}" for i in range(30)]
+        cursor.execute(
+            "SELECT name, generic_plans, custom_plans, cardinality(parameter_types) FROM pg_prepared_statements"
+            " WHERE statement LIKE 'WITH due AS%%'"
+        )
+        ((name, generic, custom, arity),) = cursor.fetchall()
+        assert generic >= 3 and custom == 0  # planned once, not per claim
+        with transaction.atomic():
+            cursor.execute("SET LOCAL random_page_cost = 1000")
+            cursor.execute(transitions._CLAIM_PLAN_SQL)
+            values = ["Processing", "w", 60, "Processing", "w", "message_transitions", "Received", "a", "Failed", "b"]
+            assert arity == len(values)
+            cursor.execute(f"EXPLAIN EXECUTE {name}({', '.join(['%s'] * arity)})", values)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "message_due_idx" in plan and "Sort" not in plan, plan
+    # made on a small table, it must not update the claimed rows through a scan of all messages
+    assert "Seq Scan on queue_messages_message" not in plan, plan
