@@ -323,10 +323,11 @@ def _process_batch_once(messages: Sequence[Message], worker: str) -> BatchResult
     """The whole batch in one transaction with no savepoint; if a message in it fails, replay.
 
     A batch that applies cleanly, nearly all of them, costs no SAVEPOINT/RELEASE round trips.
-    A unique-key race with another worker creating the same central entity fails the pass;
-    it is run again (the other worker's row is then seen and locked) before falling back to
-    replaying the batch one message at a time, each in a savepoint of its own, so that one bad
-    message cannot fail the others.
+    A unique-key race with another worker creating the same central entity (databases other
+    than PostgreSQL, whose insert skips that row and re-applies its items: handlers.py) fails
+    the pass; it is run again (the other worker's row is then seen and locked) before falling
+    back to replaying the batch one message at a time, each in a savepoint of its own, so that
+    one bad message cannot fail the others.
     """
     started = time.perf_counter()
     items, rejected = _prepare(messages)
