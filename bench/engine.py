@@ -42,6 +42,11 @@ def parse_args():
     p.add_argument("--batch", type=int, default=100, help="claim batch size (engine and bare loop)")
     p.add_argument("--ingest-batch", type=int, default=100, help="messages per SubmitMessages-sized ingest call")
     p.add_argument("--sqlite", action="store_true", help="benchmark SQLite + ORM broker instead of PostgreSQL")
+    p.add_argument(
+        "--fleet",
+        action="store_true",
+        help="ingest as a fleet sends: the terminals' batches in turn, not one terminal after another",
+    )
     p.add_argument("--pg", default=os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432"))
     p.add_argument("--redis", default=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/14"))
     return p.parse_args()
@@ -88,17 +93,23 @@ def fill(args) -> float:
     per_terminal = args.messages // args.terminals
     seqs: dict = {}
     started = time.perf_counter()
-    for t in terminals:
-        for start in range(0, per_terminal, args.ingest_batch):
-            batch = []
-            for i in range(start, min(start + args.ingest_batch, per_terminal)):
-                entity = rng.choice(ENTITIES)
-                key = f"{entity.upper()}-{rng.randint(1, 2000) if entity != 'sale' else i:06d}"
-                seq = seqs[(t.pk, entity, key)] = seqs.get((t.pk, entity, key), 0) + 1
-                op = "delete" if entity != "sale" and rng.random() < 0.03 else "upsert"
-                payload = json.dumps({"key": key, "price": rng.randint(100, 99999) / 100, "qty": rng.randint(0, 500)})
-                batch.append(services.Envelope(f"{t.code}-{i}", f"{entity}.{op}", key, seq, datetime.now(UTC), payload))
-            services.message_ingest_batch(terminal=t, envelopes=batch)
+    # One terminal after another (default): the two workers then take adjacent batches of the same
+    # terminal and meet on its entities and counters. --fleet: every terminal's first batch, then
+    # every terminal's second, as terminals sending at once would queue them.
+    if args.fleet:
+        order = [(t, start) for start in range(0, per_terminal, args.ingest_batch) for t in terminals]
+    else:
+        order = [(t, start) for t in terminals for start in range(0, per_terminal, args.ingest_batch)]
+    for t, start in order:
+        batch = []
+        for i in range(start, min(start + args.ingest_batch, per_terminal)):
+            entity = rng.choice(ENTITIES)
+            key = f"{entity.upper()}-{rng.randint(1, 2000) if entity != 'sale' else i:06d}"
+            seq = seqs[(t.pk, entity, key)] = seqs.get((t.pk, entity, key), 0) + 1
+            op = "delete" if entity != "sale" and rng.random() < 0.03 else "upsert"
+            payload = json.dumps({"key": key, "price": rng.randint(100, 99999) / 100, "qty": rng.randint(0, 500)})
+            batch.append(services.Envelope(f"{t.code}-{i}", f"{entity}.{op}", key, seq, datetime.now(UTC), payload))
+        services.message_ingest_batch(terminal=t, envelopes=batch)
     elapsed = time.perf_counter() - started
     return per_terminal * args.terminals / elapsed
 
@@ -351,7 +362,8 @@ def main():
         "" if args.sqlite else f", worker commits {'asynchronous' if async_commit() else 'synchronous'} (all loops)"
     )
     print(f"SyncAdmin engine benchmark: {args.messages:,} messages, {args.terminals} terminals, {args.workers} workers, "
-          f"batch {args.batch}, {backend}{commits}", flush=True)  # fmt: skip
+          f"batch {args.batch}, {backend}{commits}{', fleet arrival order' if args.fleet else ''}",
+          flush=True)  # fmt: skip
     ingest = fill(args)
     print(f"  ingest (message_ingest_batch, {args.ingest_batch}/call, 1 client): {ingest:8,.0f} msg/s", flush=True)
     result = drain(args, env)
