@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from itertools import islice
 
-from django.db import connection, connections, router, transaction
+from django.db import connections, router, transaction
 from django.db.models import Sum
 
 from syncadmin.fastsql import server_binding_cursor
@@ -71,50 +71,92 @@ def metric_counter_add(*, rows: Iterable[tuple[str, dict | None, float]]) -> int
     return len(values)
 
 
-def metric_counters_fold(*, limit: int = 50_000) -> dict[tuple[str, str], float]:
-    """Fold up to ``limit`` delta rows into the base rows; returns what was folded per series.
+# Delta rows folded per transaction, and at most per fold (the sample task's run).
+FOLD_CHUNK = 20_000
+FOLD_LIMIT = 2_000_000
+
+
+def metric_counters_fold(*, limit: int = FOLD_LIMIT, chunk: int = FOLD_CHUNK) -> dict[tuple[str, str], float]:
+    """Fold the delta rows into the base rows, ``chunk`` rows per transaction, until none are left
+    (or ``limit`` were folded); returns what was folded per series.
 
     Each delta is folded exactly once: rows are locked with SKIP LOCKED (a concurrent fold
     skips them) and only the rows that were read are deleted. Rows of a transaction still in
-    flight are not visible yet and are folded next time.
+    flight are not visible yet and are folded next time. A draining backlog writes a few
+    hundred thousand delta rows a minute: the fold used to take 50,000 a run, so the table
+    grew while it drained, and it read them all into the worker (+18 MB of RSS that stayed,
+    measured). On PostgreSQL the rows are now summed by the statement that deletes them.
     """
-    with transaction.atomic():
-        qs = (
-            MetricCounter.objects.select_for_update(skip_locked=True)
-            .filter(base=False)
-            .order_by("pk")
-            .values_list("pk", "name", "labels", "value")
-        )
-        if connection.features.supports_select_for_update_with_limit:
-            fresh = list(qs[:limit])
-        else:  # Oracle: FOR UPDATE cannot take FETCH FIRST; rows lock as they are fetched
-            fresh = list(islice(qs.iterator(chunk_size=1000), limit))
-        if not fresh:
-            return {}
-        folded: dict[tuple[str, str], float] = defaultdict(float)
-        for _pk, name, labels, value in fresh:
-            folded[(name, labels)] += value
-        names = {name for name, _ in folded}
-        bases = {
-            (row.name, row.labels): row
-            for row in MetricCounter.objects.select_for_update().filter(base=True, name__in=names)
-        }
-        changed, new = [], []
-        for key, value in folded.items():
-            row = bases.get(key)
-            if row is None:
-                new.append(MetricCounter(name=key[0], labels=key[1], value=value, base=True))
-            else:
-                row.value += value
-                changed.append(row)
-        if changed:
-            MetricCounter.objects.bulk_update(changed, ["value"], batch_size=500)
-        if new:
-            MetricCounter.objects.bulk_create(new)
-        pks = [row[0] for row in fresh]
-        for i in range(0, len(pks), 1000):
-            MetricCounter.objects.filter(pk__in=pks[i : i + 1000]).delete()
+    folded: dict[tuple[str, str], float] = defaultdict(float)
+    done = 0
+    while done < limit:
+        size = min(chunk, limit - done)
+        with transaction.atomic():
+            sums, taken = _deltas_take(size)
+            if sums:
+                _bases_add(sums)
+        for key, value in sums.items():
+            folded[key] += value
+        done += taken
+        if taken < size:
+            break
     return dict(folded)
+
+
+def _deltas_take(size: int) -> tuple[dict[tuple[str, str], float], int]:
+    """Delete up to ``size`` delta rows (locked, SKIP LOCKED); return their sums per series and
+    how many there were. Call inside a transaction."""
+    table = MetricCounter._meta.db_table
+    conn = connections[MetricCounter.objects.db]
+    if conn.vendor == "postgresql":
+        with conn.cursor() as cursor:
+            cursor.execute(
+                f"WITH fresh AS (SELECT id FROM {table} WHERE NOT base ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED),"
+                f" gone AS (DELETE FROM {table} AS m USING fresh WHERE m.id = fresh.id"
+                " RETURNING m.name, m.labels, m.value)"
+                " SELECT name, labels, sum(value), count(*) FROM gone GROUP BY name, labels",
+                [size],
+            )
+            rows = cursor.fetchall()
+        return {(name, labels): value for name, labels, value, _ in rows}, sum(n for *_, n in rows)
+    qs = (
+        MetricCounter.objects.select_for_update(skip_locked=True)
+        .filter(base=False)
+        .order_by("pk")
+        .values_list("pk", "name", "labels", "value")
+    )
+    if conn.features.supports_select_for_update_with_limit:
+        fresh = list(qs[:size])
+    else:  # Oracle: FOR UPDATE cannot take FETCH FIRST; rows lock as they are fetched
+        fresh = list(islice(qs.iterator(chunk_size=1000), size))
+    sums: dict[tuple[str, str], float] = defaultdict(float)
+    for _pk, name, labels, value in fresh:
+        sums[(name, labels)] += value
+    pks = [row[0] for row in fresh]
+    for i in range(0, len(pks), 1000):
+        MetricCounter.objects.filter(pk__in=pks[i : i + 1000]).delete()
+    return dict(sums), len(fresh)
+
+
+def _bases_add(sums: dict[tuple[str, str], float]) -> None:
+    """Add ``sums`` to the series' base rows (created where missing). Call inside a transaction."""
+    names = {name for name, _ in sums}
+    bases = {
+        (row.name, row.labels): row
+        for row in MetricCounter.objects.select_for_update().filter(base=True, name__in=names)
+    }
+    changed, new = [], []
+    for key, value in sums.items():
+        row = bases.get(key)
+        if row is None:
+            new.append(MetricCounter(name=key[0], labels=key[1], value=value, base=True))
+        else:
+            row.value += value
+            changed.append(row)
+    if changed:
+        MetricCounter.objects.bulk_update(changed, ["value"], batch_size=500)
+    if new:
+        MetricCounter.objects.bulk_create(new)
 
 
 def metric_counter_totals() -> dict[str, dict[str, float]]:

@@ -12,7 +12,12 @@ from messages.handlers import registry
 from messages.models import Message, MessageState
 from syncadmin.models import MetricCounter
 from syncadmin.observability import soap_request_observed
-from syncadmin.observability.counters import message_state_counts, metric_counters_fold
+from syncadmin.observability.counters import (
+    message_state_counts,
+    metric_counter_add,
+    metric_counter_totals,
+    metric_counters_fold,
+)
 from syncadmin.observability.sampling import terminal_health_snapshot_write
 from tests.factories import TerminalFactory
 from tests.messages.test_services import drain_all, env, make_due
@@ -180,6 +185,31 @@ def test_state_counters_match_a_full_count_through_every_kind_of_change(terminal
     assert folded and MetricCounter.objects.filter(base=False).count() == 0
     assert message_state_counts() == real()  # folding changes no total
     assert metric_counters_fold() == {}  # each delta is folded once
+
+
+def test_the_fold_takes_every_delta_in_chunks_and_keeps_the_totals():
+    """Regression: the fold took 50,000 deltas a run, fewer than a draining backlog writes in a
+    minute, so the table grew while it drained; and it read them into the worker's memory. It
+    now folds chunk after chunk until none are left (PostgreSQL sums them in the DELETE)."""
+    metric_counter_add(rows=[("c_total", {"k": str(i % 3)}, i + 1) for i in range(10)])
+    metric_counter_add(rows=[("d_total", None, 0.5)] * 2)
+    before = metric_counter_totals()
+    folded = metric_counters_fold(chunk=3)  # 12 rows: four transactions
+    assert folded == {
+        ("c_total", '{"k":"0"}'): 1 + 4 + 7 + 10,
+        ("c_total", '{"k":"1"}'): 2 + 5 + 8,
+        ("c_total", '{"k":"2"}'): 3 + 6 + 9,
+        ("d_total", ""): 1.0,
+    }
+    assert MetricCounter.objects.filter(base=False).count() == 0
+    assert MetricCounter.objects.filter(base=True).count() == 4  # one base row per series
+    assert metric_counter_totals() == before
+    # A second fold adds to the base rows; ``limit`` stops a run part-way (the rest waits).
+    metric_counter_add(rows=[("c_total", {"k": "0"}, 1)] * 5)
+    assert metric_counters_fold(chunk=2, limit=3) == {("c_total", '{"k":"0"}'): 3}
+    assert MetricCounter.objects.filter(base=False).count() == 2
+    assert metric_counters_fold() == {("c_total", '{"k":"0"}'): 2}
+    assert metric_counter_totals()["c_total"]['{"k":"0"}'] == 22 + 5
 
 
 def test_a_rolled_back_batch_counts_nothing(terminal):
