@@ -149,6 +149,9 @@ class EntityHandler(Handler):
         if taken:
             # Created by another worker since our lookup: nothing of ours was written for these
             # keys. Apply their items again, now against that row (locked, sequences compared).
+            # These locks come after the batch's others, out of the global key order: in the rare
+            # case that makes a deadlock, PostgreSQL breaks it and the batch is retried whole
+            # (processing.message_process_batch, 40P01).
             if not first:
                 raise IntegrityError(f"central entities created concurrently twice: {sorted(taken)[:3]}")
             again = [i for i in items if (i.entity_type, i.message.entity_key, i.terminal_code) in taken]
