@@ -10,6 +10,23 @@ def fresh_database(pg: str, name: str) -> str:
     return f"{pg}/{name}"
 
 
+def own_database(url: str, suffix: str) -> str:
+    """The URL of a benchmark's own database next to ``url``'s (``<name><suffix>``), created if
+    missing and otherwise kept: a benchmark never fills the database a developer points it at."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if not parts.scheme.startswith("postgres"):
+        raise SystemExit(f"this benchmark measures PostgreSQL: set DATABASE_URL=postgres://... (got {url!r})")
+    name = (parts.path.lstrip("/") or "syncadmin") + suffix
+    import psycopg
+
+    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
 def drop_database(pg: str, name: str) -> None:
     _admin(pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -1,8 +1,8 @@
 """Console render times on a 1,000,000-message PostgreSQL table (a benchmark, not a test).
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/syncadmin_bench .venv/bin/python bench/console.py
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/syncadmin .venv/bin/python bench/console.py
 
-Fills the table once with INSERT ... SELECT generate_series (about a minute; re-used on later runs,
+Uses its own database (<name>_consolebench, created if missing). Fills the table once with INSERT ... SELECT generate_series (about a minute; re-used on later runs,
 --reset rebuilds it), then times server-side renders through Django's test Client in-process:
 the dashboard and the message list's first page and a deep page (a cursor half-way down), with
 and without filters. Prints the median of each and, as a same-run reference, a bare `SELECT 1`
@@ -20,6 +20,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._common import own_database  # noqa: E402
+
+# Its own database next to DATABASE_URL's (filled once, kept for later runs): never the one
+# DATABASE_URL names, whose data a million bench rows would bury.
+os.environ["DATABASE_URL"] = own_database(
+    os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/syncadmin"), "_consolebench"
+)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "syncadmin.settings")
 os.environ.setdefault("SYNC_VAR_DIR", "/tmp/var-bench-console")
 os.environ.setdefault("LOG_LEVEL", "WARNING")

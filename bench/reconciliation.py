@@ -19,25 +19,15 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 TERMINALS, TYPES, KEYS_PER_CELL = 500, 10, 200  # 1,000,000 central entities
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def bench_database_url() -> str:
-    url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/syncadmin")
-    parts = urlsplit(url)
-    if not parts.scheme.startswith("postgres"):
-        sys.exit("bench/reconciliation.py needs DATABASE_URL=postgres://... (it measures PostgreSQL)")
-    name = parts.path.lstrip("/") + "_reconbench"
-    import psycopg
+    from bench._common import own_database
 
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-    return urlunsplit(parts._replace(path=f"/{name}"))
+    return own_database(os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/syncadmin"), "_reconbench")
 
 
 def setup_django() -> None:
