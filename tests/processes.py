@@ -42,9 +42,26 @@ def stop(proc: subprocess.Popen, timeout: float = 30) -> None:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             pass
-    if proc.poll() is None:
+    kill_group(proc)  # whatever is left of it: as KillMode=mixed also does once the main process exits
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL every process left in ``proc``'s group, even once ``proc`` itself is gone: a
+    cluster whose main process died leaves its workers in the group, orphaned otherwise."""
+    try:
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process is left in the process group ``pgid`` (a cluster started here)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def check_deploy(env: dict) -> subprocess.CompletedProcess:

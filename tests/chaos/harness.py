@@ -361,9 +361,11 @@ class Stack:
         return descendants(cluster.pid)
 
     def stop_all(self) -> None:
+        # Every group, not only those whose leader is alive: a cluster whose main process died
+        # (a scenario killed its sentinel, say) leaves its workers behind in the group, and they
+        # outlived the test run (found as orphaned qclusters after CI).
         for proc in self.procs:
-            if proc.alive():
-                proc.kill_group()
+            proc.kill_group()
 
     def drop(self) -> None:
         self.stop_all()

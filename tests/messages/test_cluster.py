@@ -15,7 +15,7 @@ from messages import services
 from messages.models import EntityCounter, Message, MessageEvent, MessageState
 from tests.factories import TerminalFactory
 from tests.messages.test_services import env
-from tests.processes import ROOT, start_qcluster, wait_until
+from tests.processes import ROOT, group_alive, kill_group, start_qcluster, wait_until
 
 S = MessageState
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -77,15 +77,14 @@ def test_two_clusters_share_the_queue_without_double_processing(cluster_env, tmp
             for actor in MessageEvent.objects.filter(to_state=S.PROCESSED).values_list("actor", flat=True)
         }
         assert len(owners) >= 2, owners  # more than one worker process did the work
-        # SIGTERM stops a cluster cleanly within the task timeout
+        # SIGTERM stops a cluster cleanly within the task timeout, and leaves no process behind
         clusters[0].send_signal(signal.SIGTERM)
         clusters[0].wait(timeout=int(cluster_env["Q_TIMEOUT"]) + 10)
         assert clusters[0].returncode is not None
+        assert wait_until(lambda: not group_alive(clusters[0].pid), 10)
     finally:
         for c in clusters:
-            if c.poll() is None:
-                os.killpg(c.pid, signal.SIGKILL)
-                c.wait()
+            kill_group(c)
 
 
 def test_a_killed_cluster_loses_nothing(cluster_env, tmp_path):
@@ -111,6 +110,5 @@ def test_a_killed_cluster_loses_nothing(cluster_env, tmp_path):
         assert recovered >= 1  # the stranded leases were re-claimed, with the attempt recorded
     finally:
         for c in (victim, survivor):
-            if c is not None and c.poll() is None:
-                os.killpg(c.pid, signal.SIGKILL)
-                c.wait()
+            if c is not None:
+                kill_group(c)
