@@ -1,7 +1,8 @@
 """Instrumentation calls the queue engine (messages/services.py) makes.
 
 Each call runs inside the engine's transaction: what it counts commits or rolls back with
-the change it describes. Costs: one multi-row INSERT into MetricCounter per call, or per
+the change it describes (the per-message log lines and spans are written once it has committed).
+Costs: one multi-row INSERT into MetricCounter per call, or per
 transaction inside ``collected()`` (the claim and the batch use it); the log lines only when
 their level is enabled; the spans only when tracing is on.
 """
@@ -16,6 +17,8 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+
+from django.db import transaction
 
 from syncadmin.observability import tracing
 from syncadmin.observability.counters import labels_key, metric_counter_add
@@ -102,7 +105,8 @@ def transition_recorded(*, from_state: str, to_state: str, count: int, error_cla
 def batch_finished(
     *, messages: Sequence, outcomes: dict[int, tuple[str, str]], started: float, now: datetime, worker: str
 ) -> None:
-    """A claimed batch was applied: count attempts and outcomes, time it, log and trace each message.
+    """A claimed batch was applied: count attempts and outcomes, time it, log and trace each message
+    (the lines and spans once the batch has committed).
 
     ``outcomes`` maps message pk -> (processed | noop | failed | dead_lettered, reason);
     ``started`` is the batch's time.perf_counter() at its start.
@@ -132,10 +136,18 @@ def batch_finished(
             counts[("message_latency_seconds_sum", (("message_type", t),))] += latency
             counts[("message_latency_seconds_count", (("message_type", t),))] += 1
     _add([(name, dict(labels), value) for (name, labels), value in counts.items()])
-    _log_outcomes(entries, worker)
-    if tracing.enabled():
-        end_ns = time.time_ns()
-        tracing.message_spans(entries=entries, start_ns=end_ns - int(elapsed * 1e9), end_ns=end_ns, worker=worker)
+    end_ns = time.time_ns()
+
+    def emit() -> None:
+        _log_outcomes(entries, worker)
+        if tracing.enabled():
+            tracing.message_spans(entries=entries, start_ns=end_ns - int(elapsed * 1e9), end_ns=end_ns, worker=worker)
+
+    # The lines and spans tell what happened to each message: written once the batch's transaction
+    # has committed, never for a batch that rolled back (its messages are applied again), and not
+    # while the transaction still holds the batch's central rows (at 22 µs a line, a batch of 100
+    # kept them locked 2 ms longer for its log lines alone).
+    transaction.on_commit(emit)
 
 
 _LEVELS = {"processed": logging.INFO, "noop": logging.INFO, "failed": logging.WARNING, "dead_lettered": logging.WARNING}

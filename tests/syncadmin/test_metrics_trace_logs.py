@@ -24,6 +24,12 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
+def committed(django_capture_on_commit_callbacks):
+    """Run the on-commit callbacks of what the block commits (the test's own transaction never does)."""
+    return lambda: django_capture_on_commit_callbacks(execute=True)
+
+
+@pytest.fixture
 def spans():
     exporter = InMemorySpanExporter()
     previous = tracing.configure(SimpleSpanProcessor(exporter))
@@ -31,9 +37,9 @@ def spans():
     tracing.restore(previous)
 
 
-def test_a_processed_message_logs_a_line_with_its_trace_id_and_message_id(terminal, caplog):
+def test_a_processed_message_logs_a_line_with_its_trace_id_and_message_id(terminal, caplog, committed):
     services.message_ingest_batch(terminal=terminal, envelopes=[env("m-1", "A")], trace_id="ab" * 16)
-    with caplog.at_level(logging.INFO, logger="messages.processing"):
+    with caplog.at_level(logging.INFO, logger="messages.processing"), committed():
         drain_all()
     m = Message.objects.get(message_id="m-1")
     [record] = [r for r in caplog.records if r.name == "messages.processing"]
@@ -45,16 +51,42 @@ def test_a_processed_message_logs_a_line_with_its_trace_id_and_message_id(termin
     assert "ab" * 16 in PlainFormatter().format(record)
 
 
-def test_a_failed_message_logs_a_warning_with_its_reason(terminal, caplog):
+def test_a_failed_message_logs_a_warning_with_its_reason(terminal, caplog, committed):
     services.message_ingest_batch(
         terminal=terminal, envelopes=[services.Envelope("bad", "product.upsert", "K", 1, m_now(), "{x")]
     )
-    with caplog.at_level(logging.INFO, logger="messages.processing"):
+    with caplog.at_level(logging.INFO, logger="messages.processing"), committed():
         drain_all()
     [record] = [r for r in caplog.records if r.name == "messages.processing"]
     assert record.levelno == logging.WARNING and record.outcome == "dead_lettered"
     assert "not valid JSON" in record.reason and record.message_id == "bad"
     assert record.trace_id == Message.objects.get(message_id="bad").trace_id
+
+
+def test_a_batch_that_rolls_back_logs_nothing(terminal, caplog, committed, monkeypatch):
+    """The lines say what happened to each message, so they are written once the batch commits.
+    They used to be written before its last statements: a batch that failed there (a lost
+    connection, say) logged "message processed" for messages that were then applied again."""
+    from django.db import OperationalError
+
+    from syncadmin.observability import engine
+
+    services.message_ingest_batch(terminal=terminal, envelopes=[env("a", "A")])
+    batch = services.message_claim(worker="w", limit=10)
+
+    def connection_lost(**kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(engine, "metric_counter_add", connection_lost)  # the batch's metric deltas
+    with caplog.at_level(logging.INFO, logger="messages.processing"), committed():
+        with pytest.raises(OperationalError):
+            services.message_process_batch(messages=batch, worker="w")
+    assert [r for r in caplog.records if r.name == "messages.processing"] == []
+    assert Message.objects.get(message_id="a").state == "Processing"  # rolled back, lease still w's
+    monkeypatch.undo()
+    with caplog.at_level(logging.INFO, logger="messages.processing"), committed():
+        services.message_process_batch(messages=batch, worker="w")
+    assert [r.outcome for r in caplog.records if r.name == "messages.processing"] == ["processed"]
 
 
 def m_now():
@@ -85,14 +117,15 @@ def test_log_context_reaches_every_line_through_the_handler_filter():
     assert "trace_id" not in outside
 
 
-def test_soap_call_and_message_processing_spans_share_the_message_trace_id(terminal, spans, caplog):
+def test_soap_call_and_message_processing_spans_share_the_message_trace_id(terminal, spans, caplog, committed):
     with caplog.at_level(logging.INFO), soap_request("SubmitMessages", headers={}) as call:
         call.set_terminal(terminal.code)
         logging.getLogger("terminals.soap").info("submit")
         services.message_ingest_batch(
             terminal=terminal, envelopes=[env("a", "A"), env("b", "B")], trace_id=call.trace_id
         )
-    drain_all()
+    with committed():
+        drain_all()
     m = Message.objects.get(message_id="a")
     assert m.trace_id == call.trace_id
     finished = spans.get_finished_spans()
