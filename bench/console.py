@@ -2,8 +2,8 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/syncadmin .venv/bin/python bench/console.py
 
-Uses its own database (<name>_consolebench, created if missing). Fills the table once with INSERT ... SELECT generate_series (about a minute; re-used on later runs,
---reset rebuilds it), then times server-side renders through Django's test Client in-process:
+Uses its own database (<name>_consolebench, created if missing). Fills the table once with
+INSERT ... SELECT generate_series (about a minute; re-used on later runs, --reset rebuilds it), then times server-side renders through Django's test Client in-process:
 the dashboard and the message list's first page and a deep page (a cursor half-way down), with
 and without filters. Prints the median of each and, as a same-run reference, a bare `SELECT 1`
 round trip and the login page (a template render without any query on the big table).

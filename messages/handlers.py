@@ -317,11 +317,14 @@ def _central_insert(rows: list[_Row], *, db: str, update: bool, now) -> None:
 
 
 _COUNTER_TABLE = EntityCounter._meta.db_table
-_COUNTER_SQL_PG = (
-    f"INSERT INTO {_COUNTER_TABLE} (terminal_code, entity_type, live_count, updated_at)"
-    " SELECT t, e, d, %s::timestamptz FROM unnest(%b::text[], %b::text[], %b::bigint[]) AS u(t, e, d)"
-    f" ON CONFLICT (terminal_code, entity_type) DO UPDATE"
+_COUNTER_INSERT = f"INSERT INTO {_COUNTER_TABLE} (terminal_code, entity_type, live_count, updated_at)"
+_COUNTER_UPSERT = (
+    " ON CONFLICT (terminal_code, entity_type) DO UPDATE"
     f" SET live_count = {_COUNTER_TABLE}.live_count + excluded.live_count, updated_at = excluded.updated_at"
+)
+_COUNTER_SQL_PG = (
+    f"{_COUNTER_INSERT} SELECT t, e, d, %s::timestamptz"
+    f" FROM unnest(%b::text[], %b::text[], %b::bigint[]) AS u(t, e, d){_COUNTER_UPSERT}"
 )
 
 
@@ -375,12 +378,7 @@ def counter_move(*, deltas: dict[tuple[str, str], int], using: str) -> None:
         at = conn.ops.adapt_datetimefield_value(now)
         params = [v for (t, e), d in moves for v in (t, e, d, at)]
         with conn.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {_COUNTER_TABLE} (terminal_code, entity_type, live_count, updated_at) VALUES {values}"
-                f" ON CONFLICT (terminal_code, entity_type) DO UPDATE SET live_count = {_COUNTER_TABLE}.live_count"
-                " + excluded.live_count, updated_at = excluded.updated_at",
-                params,
-            )
+            cursor.execute(f"{_COUNTER_INSERT} VALUES {values}{_COUNTER_UPSERT}", params)
         return
     EntityCounter.objects.using(using).bulk_create(
         [EntityCounter(terminal_code=t, entity_type=e, live_count=0, updated_at=now) for (t, e), _ in moves],

@@ -389,30 +389,19 @@ def _finish(
     done_fields = {"processed_at": now, "lease_owner": "", "lease_expires_at": None, "last_error": ""}
     applied = [i.message.pk for i in ok if i.applied]
     noop = [i for i in ok if not i.applied]
-    if applied:
-        message_transition(
-            message_ids=applied,
-            from_state=S.PROCESSING,
-            to_state=S.PROCESSED,
-            actor=worker,
-            reason="applied",
-            fields=done_fields,
-            only_if={"lease_owner": worker},
-            now=now,
-            savepoint=False,
-        )
-    if noop:
-        message_transition(
-            message_ids=[i.message.pk for i in noop],
-            from_state=S.PROCESSING,
-            to_state=S.PROCESSED,
-            actor=worker,
-            reason=NOOP_REASON,
-            fields=done_fields,
-            only_if={"lease_owner": worker},
-            now=now,
-            savepoint=False,
-        )
+    for ids, reason in ((applied, "applied"), ([i.message.pk for i in noop], NOOP_REASON)):
+        if ids:
+            message_transition(
+                message_ids=ids,
+                from_state=S.PROCESSING,
+                to_state=S.PROCESSED,
+                actor=worker,
+                reason=reason,
+                fields=done_fields,
+                only_if={"lease_owner": worker},
+                now=now,
+                savepoint=False,
+            )
     result.processed, result.noop = len(applied), len(noop)
     outcomes.update({i.message.pk: ("processed", "") for i in ok if i.applied})
     outcomes.update({i.message.pk: ("noop", NOOP_REASON) for i in noop})

@@ -142,6 +142,10 @@ PREFER_INDEX_ORDER_SQL = (
 )
 
 
+# (name, label text) of the claim's transition counter, per state it claims from.
+_CLAIM_SERIES = [observe.transition_series(from_state=s, to_state=S.PROCESSING) for s in CLAIMABLE_STATES]
+
+
 # The claim's plan: made once per connection as a generic plan (message_claim_due), under the
 # settings above, which last until the claim transaction ends. No sequential scans either: a
 # plan made while the table was small updated the claimed rows through a hash join over a scan
@@ -175,7 +179,6 @@ def message_claim_due(*, worker: str, limit: int, lease_seconds: float) -> list[
     returned = ", ".join(
         f"moved.{c}" for c in ("id", "terminal_id", "from_state", "due_at", *CLAIM_COLUMNS) if c != "state"
     )
-    series = [observe.transition_series(from_state=s, to_state=S.PROCESSING) for s in CLAIMABLE_STATES]
     labels = " ".join("WHEN %s THEN %s" for _ in CLAIMABLE_STATES)
     states = ", ".join(f"'{state.value}'" for state in CLAIMABLE_STATES)  # literals: see above
     with conn.cursor() as cursor:
@@ -203,7 +206,7 @@ def message_claim_due(*, worker: str, limit: int, lease_seconds: float) -> list[
             SELECT {returned}, t.code FROM moved JOIN {term} AS t ON t.id = moved.terminal_id
             """,
             [S.PROCESSING, worker[:128], float(lease_seconds), S.PROCESSING, worker[:150],
-             series[0][0], *[v for state, (_, text) in zip(CLAIMABLE_STATES, series, strict=True)
+             _CLAIM_SERIES[0][0], *[v for state, (_, text) in zip(CLAIMABLE_STATES, _CLAIM_SERIES, strict=True)
                              for v in (state, text)]],
         )  # fmt: skip
         names = [c.name for c in cursor.description]

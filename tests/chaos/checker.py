@@ -22,6 +22,9 @@ from pathlib import Path
 from tests.chaos.harness import Stack, wait_until
 from tests.chaos.load import Ledger
 
+# Seconds from the database's return (scenarios 4 and 4b) to an empty backlog.
+DATABASE_RECOVERY_BOUND = 120
+
 EXPECTED_END = {"good": "Processed", "json": "DeadLettered", "type": "DeadLettered", "poison": "DeadLettered"}
 
 

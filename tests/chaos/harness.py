@@ -141,6 +141,16 @@ class PrivatePostgres:
     def stop(self, mode: str = "fast") -> None:
         self._run(pg_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop", check=False)
 
+    def outage(self, seconds: float, mode: str) -> tuple[float, float]:
+        """Stop the server (``fast``, or ``immediate``: a crash), keep it down ``seconds``, start it
+        again; returns (down_at, up_at) on the monotonic clock."""
+        self.stop(mode)
+        down_at = time.monotonic()
+        assert not self.is_up()
+        time.sleep(seconds)
+        self.start()
+        return down_at, time.monotonic()
+
     def is_up(self) -> bool:
         try:
             with psycopg.connect(self.url("postgres"), connect_timeout=2):

@@ -16,14 +16,13 @@ import time
 
 import pytest
 
-from tests.chaos.checker import check, settle
+from tests.chaos.checker import DATABASE_RECOVERY_BOUND, check, settle
 from tests.chaos.conftest import LONG
 from tests.chaos.harness import wait_until
 from tests.chaos.load import LoadThread, SimConfig
 
 pytestmark = pytest.mark.chaos
 
-RECOVERY_BOUND = 120  # seconds from the database's return to an empty backlog
 
 PROCESSED = "SELECT count(*) FROM queue_messages_message WHERE state = 'Processed'"
 
@@ -47,13 +46,8 @@ def test_database_crash_mid_drain_loses_nothing_and_applies_nothing_twice(stack,
     stack.wake()
     assert wait_until(lambda: stack.scalar(PROCESSED) >= backlog // 5, 60, 0.05), "the drain never got going"
     processed_before = stack.scalar(PROCESSED)
-    stack.pg.stop("immediate")  # a crash: no checkpoint, unflushed WAL lost
-    crashed_at = time.monotonic()
-    assert not stack.pg.is_up()
-    time.sleep(3)
-    stack.pg.start()
-    up_at = time.monotonic()
-    recovered = settle(stack, RECOVERY_BOUND)
+    crashed_at, up_at = stack.pg.outage(3, "immediate")  # a crash: no checkpoint, unflushed WAL lost
+    recovered = settle(stack, DATABASE_RECOVERY_BOUND)
     drained_s = time.monotonic() - up_at
     report = check(stack, load.ledger, "4b-db-crash-mid-drain", settle_timeout=10, summary=load.summary)
     report.extra.update(
@@ -66,7 +60,7 @@ def test_database_crash_mid_drain_loses_nothing_and_applies_nothing_twice(stack,
     )
     record(report)
     assert report.ok, report.render() + "\n" + clusters[0].log_tail()
-    assert recovered, f"backlog {stack.backlog()} not drained {RECOVERY_BOUND}s after the database came back"
+    assert recovered, f"backlog {stack.backlog()} not drained {DATABASE_RECOVERY_BOUND}s after the database came back"
     assert processed_before < backlog  # the crash did hit a drain in progress
     assert load.ledger.gave_up == 0
     assert all(c.alive() for c in clusters) and web.alive()

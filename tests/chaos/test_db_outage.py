@@ -10,13 +10,11 @@ import time
 
 import pytest
 
-from tests.chaos.checker import check, settle
+from tests.chaos.checker import DATABASE_RECOVERY_BOUND, check, settle
 from tests.chaos.conftest import LONG
 from tests.chaos.load import LoadThread, SimConfig
 
 pytestmark = pytest.mark.chaos
-
-RECOVERY_BOUND = 120  # seconds from the database's return to an empty backlog
 
 
 def test_database_outage_loses_nothing_and_workers_recover(stack, record):
@@ -30,16 +28,11 @@ def test_database_outage_loses_nothing_and_workers_recover(stack, record):
     )
     load.start()
     time.sleep(8)
-    stack.pg.stop("immediate" if LONG else "fast")
-    down_at = time.monotonic()
-    assert not stack.pg.is_up()
-    time.sleep(outage)
-    stack.pg.start()
-    up_at = time.monotonic()
+    down_at, up_at = stack.pg.outage(outage, "immediate" if LONG else "fast")
     db_up_at = stack.scalar("SELECT clock_timestamp()")
     load.join()
     assert load.error is None, load.error
-    recovered = settle(stack, RECOVERY_BOUND)
+    recovered = settle(stack, DATABASE_RECOVERY_BOUND)
     drained_s = time.monotonic() - up_at
     # the workers' own recovery: first message applied after the database came back
     first_applied_s = stack.scalar(
@@ -61,9 +54,9 @@ def test_database_outage_loses_nothing_and_workers_recover(stack, record):
     )
     record(report)
     assert report.ok, report.render() + "\n" + clusters[0].log_tail()
-    assert recovered, f"backlog {stack.backlog()} not drained {RECOVERY_BOUND}s after the database came back"
+    assert recovered, f"backlog {stack.backlog()} not drained {DATABASE_RECOVERY_BOUND}s after the database came back"
     assert faults.get("Server.Unavailable", 0) > 0  # the terminals were told, and retried
     assert set(faults) <= {"Server.Unavailable"}, faults  # never an internal error, never a client fault
     assert load.ledger.gave_up == 0
-    assert first_applied_s is not None and float(first_applied_s) < RECOVERY_BOUND
+    assert first_applied_s is not None and float(first_applied_s) < DATABASE_RECOVERY_BOUND
     assert all(c.alive() for c in clusters) and web.alive()
