@@ -40,6 +40,7 @@ test-postgres: install
 bench: install
 	$(PY) bench/engine.py
 	$(PY) bench/engine.py --sqlite
+	$(PY) bench/engine_ceiling.py
 	DATABASE_URL=$(PG_URL)_soapbench BENCH_Q_BROKER=$(REDIS_URL) $(PY) bench/soap.py
 	DATABASE_URL=$(PG_URL) $(PY) bench/console.py
 	DATABASE_URL=$(PG_URL) $(PY) bench/reconciliation.py
