@@ -54,6 +54,9 @@ class Report:
     submit_retries: int = 0
     duplicate_answers_on_retry: int = 0
     stored_without_ack: int = 0  # stored, but the terminal never heard (it gave up)
+    # terminals of the load that were acknowledged nothing: a scenario whose load went silent
+    # (its clients could not even start) checks nothing, and must not pass
+    silent_terminals: int = 0
     max_processing_seconds: float = 0.0  # longest time any message stayed Processing
     e2e_p50_ms: float = 0.0
     e2e_p99_ms: float = 0.0
@@ -71,6 +74,8 @@ class Report:
             or self.stuck
             or self.counter_mismatches
             or self.central_mismatches
+            or self.silent_terminals
+            or not self.acknowledged
         )
 
     def render(self) -> str:
@@ -82,6 +87,7 @@ class Report:
             f"batches={self.recovered_batches} (retries={self.submit_retries}, "
             f"duplicate answers on retry={self.duplicate_answers_on_retry}) "
             f"stored_without_ack={self.stored_without_ack}"
+            + (f" SILENT_TERMINALS={self.silent_terminals}" if self.silent_terminals else "")
         )
         lat = (
             f"  max Processing {self.max_processing_seconds:.1f}s | e2e p50={self.e2e_p50_ms:.0f}ms "
@@ -140,6 +146,7 @@ def check(stack: Stack, ledger: Ledger, scenario: str, *, settle_timeout: float 
     stuck = [k for k, r in stored.items() if r[0] in ("Received", "Processing", "Failed")]
     report.lost, report.wrong_end_state, report.stuck = len(lost), len(wrong), len(stuck)
     report.stored_without_ack = sum(1 for k in stored if k in ledger.messages and k not in acknowledged)
+    report.silent_terminals = len(ledger.terminals - {code for code, _ in acknowledged})
 
     # one "-> Processed" event per processed message, none for any other
     done_twice = stack.query(

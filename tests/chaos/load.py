@@ -41,6 +41,7 @@ class Ledger:
     submit_retries: int = 0  # extra calls caused by faults / transport errors
     retry_reasons: Counter = field(default_factory=Counter)
     retried_answers: Counter = field(default_factory=Counter)  # answers received on a retry
+    terminals: set = field(default_factory=set)  # the codes of the load's tills
     gave_up: int = 0  # batches never answered before the till's patience ran out
     missing_id_answered: int = 0  # deliberately id-less messages the hub answered (must be Rejected)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -67,6 +68,8 @@ class ChaosTerminal(SimulatedTerminal):
     def __init__(self, *args, ledger: Ledger, patience: float, **kwargs):
         super().__init__(*args, **kwargs)
         self.ledger = ledger
+        with ledger.lock:
+            ledger.terminals.add(self.code)
         self.patience = patience
         self.kinds: dict[str, str] = {}
 
