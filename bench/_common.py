@@ -3,6 +3,24 @@
 from __future__ import annotations
 
 
+def timed_processes(target, args_per_process: list[tuple]) -> float:
+    """Start one process per argument tuple, wait for them all; the seconds it took. Exits if one failed
+    (a worker that crashed halfway would otherwise make its loop look fast)."""
+    import multiprocessing as mp
+    import time
+
+    procs = [mp.Process(target=target, args=args) for args in args_per_process]
+    started = time.perf_counter()
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    elapsed = time.perf_counter() - started
+    if any(p.exitcode for p in procs):
+        raise SystemExit(f"a benchmark process of {target.__name__} failed")
+    return elapsed
+
+
 def fresh_database(pg: str, name: str) -> str:
     """Drop and create database ``name`` on the server at ``pg`` (a URL without a database); its URL."""
     drop_database(pg, name)

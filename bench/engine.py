@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import random
 import signal
@@ -29,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import fresh_database  # noqa: E402
+from bench._common import fresh_database, timed_processes  # noqa: E402
 
 ENTITIES = ["product", "price", "stock", "sale", "customer"]
 
@@ -329,29 +328,14 @@ def real_table_loop(args, dsn) -> float:
         with connection.cursor() as c:
             c.execute("VACUUM ANALYZE queue_messages_message")
     connection.close()
-    procs = [
-        mp.Process(target=real_table_worker, args=(args.sqlite, dsn, args.batch, f"b{i}")) for i in range(args.workers)
-    ]
-    started = time.perf_counter()
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()
-    return total / (time.perf_counter() - started)
+    workers = [(args.sqlite, dsn, args.batch, f"b{i}") for i in range(args.workers)]
+    return total / timed_processes(real_table_worker, workers)
 
 
 def bare_loop(args, dsn, lease_form: bool, per_row: bool = False) -> float:
     bare_setup(args, dsn)
-    procs = [
-        mp.Process(target=bare_worker, args=(args.sqlite, dsn, args.batch, lease_form, f"b{i}", per_row))
-        for i in range(args.workers)
-    ]
-    started = time.perf_counter()
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()
-    return args.messages / (time.perf_counter() - started)
+    workers = [(args.sqlite, dsn, args.batch, lease_form, f"b{i}", per_row) for i in range(args.workers)]
+    return args.messages / timed_processes(bare_worker, workers)
 
 
 def main():

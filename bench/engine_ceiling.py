@@ -29,14 +29,13 @@ import multiprocessing as mp
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import fresh_database, terminals_insert  # noqa: E402
+from bench._common import fresh_database, terminals_insert, timed_processes  # noqa: E402
 from bench.engine import ENTITIES, async_commit, bare_loop, same_commit_mode_as_the_engine  # noqa: E402
 
 MSG, EVENT, CENTRAL, COUNTER, TERMINAL = (
@@ -293,16 +292,8 @@ def drop_indexes(dsn: str, names: list[str]) -> None:
 def measure(args, dsn: str, *, one_txn: bool, central: bool) -> tuple[float, int]:
     total = reset(dsn)
     deadlocks = mp.Value("i", 0)
-    procs = [mp.Process(target=worker, args=(dsn, args.batch, f"c{i}", one_txn, central, deadlocks))
-             for i in range(args.workers)]  # fmt: skip
-    started = time.perf_counter()
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()
-    rate = total / (time.perf_counter() - started)
-    if any(p.exitcode for p in procs):
-        raise SystemExit("a ceiling worker failed")
+    workers = [(dsn, args.batch, f"c{i}", one_txn, central, deadlocks) for i in range(args.workers)]
+    rate = total / timed_processes(worker, workers)
     if central:
         verify(dsn, total)
     return rate, deadlocks.value

@@ -12,6 +12,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def postgres_url(database: str | None = None) -> str:
+    """The URL of the PostgreSQL server pytest-django runs on: of its test database (the rows a test
+    made are in it), of ``database`` on that server, or of the server itself with ``database=""``."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    name = db["NAME"] if database is None else database
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}" + (f"/{name}" if name else "")
+
+
 def wait_until(predicate, timeout: float, step: float = 0.3) -> bool:
     """Poll ``predicate`` until it is true or ``timeout`` seconds have passed; its last answer."""
     deadline = time.monotonic() + timeout

@@ -14,6 +14,7 @@ import pytest
 
 from bench import engine_ceiling
 from bench._common import drop_database
+from tests.processes import postgres_url
 
 pytestmark = pytest.mark.postgres
 
@@ -22,9 +23,8 @@ DATABASE = "syncadmin_ceiling_test"
 
 
 @pytest.fixture
-def pg_server(settings) -> str:
-    db = settings.DATABASES["default"]
-    server = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
+def pg_server() -> str:
+    server = postgres_url("")
     yield server
     drop_database(server, DATABASE)
 

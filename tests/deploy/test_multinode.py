@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.db import connection
 from django.db.models import Count
 
 from messages.models import CentralEntity, EntityCounter, Message, MessageEvent, MessageState
 from terminals.simulator import SimConfig, ensure_terminals, run_simulation
-from tests.processes import ROOT, start_qcluster, stop, wait_until
+from tests.processes import ROOT, postgres_url, start_qcluster, stop, wait_until
 
 S = MessageState
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -35,8 +34,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def node_env(tmp_path):
-    db = connection.settings_dict  # pytest-django's test database, which this test's rows are in
-    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    url = postgres_url()  # pytest-django's test database, which this test's rows are in
     broker = os.environ.get("Q_BROKER", "")
     return {
         **os.environ,

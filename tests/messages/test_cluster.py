@@ -9,13 +9,12 @@ import uuid
 from collections import Counter
 
 import pytest
-from django.db import connection
 
 from messages import services
 from messages.models import EntityCounter, Message, MessageEvent, MessageState
 from tests.factories import TerminalFactory
 from tests.messages.test_services import env
-from tests.processes import ROOT, group_alive, kill_group, start_qcluster, wait_until
+from tests.processes import ROOT, group_alive, kill_group, postgres_url, start_qcluster, wait_until
 
 S = MessageState
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -23,8 +22,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def cluster_env(tmp_path):
-    db = connection.settings_dict
-    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    url = postgres_url()
     name = f"test-{uuid.uuid4().hex[:8]}"  # a queue of our own on the shared Redis
     return {
         **os.environ,

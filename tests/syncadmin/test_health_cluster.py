@@ -6,13 +6,12 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection
 from django_q.models import Schedule
 
 from syncadmin.models import MetricSample
 from syncadmin.observability.health import cluster_stats_visible
 from syncadmin.observability.schedules import ensure_schedules
-from tests.processes import start_qcluster, stop
+from tests.processes import postgres_url, start_qcluster, stop
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -20,10 +19,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def cluster_env(tmp_path, settings):
     settings.SYNC_HEALTHZ_WORKER_STALE_SECONDS = 90  # > the sample's one-minute interval
-    db = connection.settings_dict
     return {
         **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "DATABASE_URL": postgres_url(),
         # the same broker and cluster name as this process, so /healthz here sees its statistics
         "Q_BROKER": settings.Q_BROKER,
         "Q_CLUSTER_NAME": settings.Q_CLUSTER["name"],
