@@ -6,7 +6,9 @@ production set at least DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DATABASE_URL an
 (see README, "Running in production", and deploy/.env.example).
 """
 
+import os
 import secrets
+import tempfile
 from pathlib import Path
 
 import environ
@@ -19,12 +21,32 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
 def _demo_secret_key() -> str:
-    """A random key kept in var/ so a demo never runs on a published default key."""
+    """A random key kept in var/ so a demo never runs on a published default key.
+
+    Several processes start at once (web server, workers, `manage.py` commands), so the file
+    must appear whole and only once: the key is written to a private temporary file, which is
+    then hard-linked to its name. link() fails if the name exists, so the first process wins and
+    every other one reads the winner's key; nobody ever reads a half-written (empty) file, and no
+    two processes sign with different keys (django-q2 would reject the other's tasks).
+    """
     path = VAR_DIR / "secret_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
+        fd, tmp = tempfile.mkstemp(dir=VAR_DIR, prefix=".secret_key.")  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(50))
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another process won the race: use its key
+        finally:
+            os.unlink(tmp)
+    key = path.read_text().strip()
+    if not key:
+        raise environ.ImproperlyConfigured(f"{path} is empty: delete it (a new key is made) or set DJANGO_SECRET_KEY")
+    return key
 
 
 # --- Core Django -------------------------------------------------------------------------

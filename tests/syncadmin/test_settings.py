@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import environ
 from django.conf import settings
@@ -79,3 +80,42 @@ def test_redis_broker_switches_django_q(tmp_path):
         check=True,
     ).stdout.split()
     assert out == ["redis://127.0.0.1:6379/3", "None"]
+
+
+# The demo secret key: processes that start together (web, workers, `manage.py` commands) must all
+# read the same, complete key. Each child busy-waits until a common instant, then imports the
+# settings, so many of them reach the key file at the same moment.
+_RACE = """
+import sys, time, environ, secrets, tempfile
+start = float(sys.argv[1])
+while time.time() < start:
+    pass
+from syncadmin.settings import SECRET_KEY
+print(SECRET_KEY)
+"""
+
+
+def test_processes_racing_for_the_demo_secret_key_all_read_the_same_complete_key(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SECRET_KEY"}
+    for round_ in range(6):
+        var = tmp_path / str(round_)
+        var.mkdir()
+        start = f"{time.time() + 0.7:.3f}"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _RACE, start],
+                cwd=settings.BASE_DIR,
+                env={**env, "SYNC_VAR_DIR": str(var)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(16)
+        ]
+        results = [(p.communicate(timeout=60), p.returncode) for p in procs]
+        assert all(code == 0 for _, code in results), [err[-300:] for (_, err), _ in results]
+        keys = {out.strip() for (out, _), _ in results}
+        assert keys == {(var / "secret_key").read_text().strip()}
+        assert len(keys.pop()) >= 50
+        assert sorted(p.name for p in var.iterdir()) == ["secret_key", "static"]  # no temporary file left
+        assert (var / "secret_key").stat().st_mode & 0o777 == 0o600
