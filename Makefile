@@ -5,12 +5,13 @@ PY := $(VENV)/bin/python
 PG_URL ?= postgres://postgres@127.0.0.1:5432/syncadmin
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test test-sqlite test-postgres install lint bench chaos chaos-long
+.PHONY: run test test-sqlite test-postgres install lint bench chaos chaos-long lock upgrade-deps
 
+# requirements-dev.txt pins and hashes everything (runtime, tests, pip itself): pip checks every
+# download against the lock's hashes, so nothing floats and nothing is swapped on the way.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --require-hashes -r requirements-dev.txt
 	touch $@
 
 install: $(VENV)/.installed
@@ -54,3 +55,19 @@ chaos: install
 
 chaos-long: install
 	$(PY) -m tests.chaos --long
+
+## Regenerate requirements.txt and requirements-dev.txt (pinned + hashed) from the hand-written
+## requirements*.in after editing them; upgrade-deps also moves every unpinned transitive
+## dependency to its newest release. Both need PyPI. The lock is made from PyPI only, whatever
+## the machine's pip configuration adds (local wheel folders, mirrors).
+PIP_COMPILE = env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null $(VENV)/bin/pip-compile -q \
+	--generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links \
+	--index-url https://pypi.org/simple
+
+lock: install
+	$(PIP_COMPILE) -o requirements.txt requirements.in
+	$(PIP_COMPILE) -o requirements-dev.txt requirements-dev.in
+
+upgrade-deps: install
+	$(PIP_COMPILE) --upgrade -o requirements.txt requirements.in
+	$(PIP_COMPILE) --upgrade -o requirements-dev.txt requirements-dev.in
