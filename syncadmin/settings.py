@@ -270,7 +270,10 @@ LOG_MESSAGE_LEVEL = env.str("LOG_MESSAGE_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "syncadmin.observability.logs.ContextFilter"}},
+    "filters": {
+        "context": {"()": "syncadmin.observability.logs.ContextFilter"},
+        "health_polls": {"()": "syncadmin.observability.logs.HealthPollFilter"},
+    },
     "formatters": {
         "json": {"()": "syncadmin.observability.logs.JsonFormatter"},
         "plain": {"()": "syncadmin.observability.logs.PlainFormatter"},
@@ -279,6 +282,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # django.request logs every 5xx at ERROR: not /healthz's 503s, which a load balancer polls
+        # every few seconds; /healthz logs a WARNING when its answer changes instead.
+        "django.request": {"filters": ["health_polls"]},
         "messages.processing": {"level": LOG_MESSAGE_LEVEL},
     },
 }
@@ -294,7 +300,7 @@ CONSOLE_REFRESH_SECONDS = env.int("CONSOLE_REFRESH_SECONDS", default=5)
 # /metrics answers only a scraper that presents this bearer token and/or comes from an allowed
 # address (IPs or CIDRs, matched against the client address: REMOTE_ADDR, or X-Forwarded-For
 # from a trusted proxy only). When both are set, both are required; when neither is set, /metrics
-# refuses everyone.
+# refuses everyone. /healthz shows its detail to the same token (or a logged-in user).
 SYNC_METRICS_TOKEN = env.str("SYNC_METRICS_TOKEN", default="")
 SYNC_METRICS_ALLOWED_IPS = env.list("SYNC_METRICS_ALLOWED_IPS", default=[])
 # The dashboard's history: one MetricSample a minute, kept this many days.

@@ -12,7 +12,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from syncadmin.client_address import client_ip
-from syncadmin.observability.health import health_check
+from syncadmin.observability.health import health_change_log, health_check
 from syncadmin.observability.metrics import metrics_render
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,12 @@ def metrics_view(request):
 @never_cache
 @require_GET
 def healthz_view(request):
+    """healthy/unhealthy for anyone (a load balancer); the checks' detail (hosts, ages, backlog)
+    only for the metrics token or a logged-in console user."""
     scope = "web" if request.GET.get("scope") == "web" else "all"
     healthy, body = health_check(scope=scope)
+    health_change_log(scope=scope, healthy=healthy, checks=body["checks"])
+    token = settings.SYNC_METRICS_TOKEN
+    if not (request.user.is_authenticated or (token and _bearer_token_matches(request, token))):
+        body = {"status": body["status"]}
     return JsonResponse(body, status=200 if healthy else 503)
