@@ -27,7 +27,8 @@ max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", 500))
 # Load the application before forking: workers share its memory, and a broken build fails at
 # start instead of in every worker.
 preload_app = True
-# nginx sets X-Forwarded-Proto; trust it only from the proxy on this machine.
+# nginx sets X-Forwarded-Proto; trust it only from the proxy on this machine. (X-Forwarded-For is
+# read by the application, from the proxies in SYNC_TRUSTED_PROXIES only.)
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
 # Logs to stdout/stderr: journald (systemd) collects them.
 accesslog = "-"

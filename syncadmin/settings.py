@@ -6,6 +6,7 @@ production set at least DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DATABASE_URL an
 (see README, "Running in production", and deploy/.env.example).
 """
 
+import ipaddress
 import os
 import secrets
 import tempfile
@@ -216,10 +217,21 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+# Lockouts (syncadmin/login_throttle.py): AXES_FAILURE_LIMIT failures lock one username from one
+# address; SYNC_LOGIN_IP_FAILURE_LIMIT failures over any usernames lock the address (a password
+# spray; higher, as one office NAT has several staff). Never a username alone: nobody elsewhere
+# can lock an account out. Both counts forget failures older than the cool-off; a successful
+# login clears that username's failures from that address only.
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+SYNC_LOGIN_IP_FAILURE_LIMIT = env.int("SYNC_LOGIN_IP_FAILURE_LIMIT", default=20)
+if AXES_FAILURE_LIMIT < 1 or SYNC_LOGIN_IP_FAILURE_LIMIT < 1:
+    raise environ.ImproperlyConfigured("AXES_FAILURE_LIMIT and SYNC_LOGIN_IP_FAILURE_LIMIT must be at least 1")
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)  # hours; then the lock lifts itself
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_HANDLER = "syncadmin.login_throttle.LoginThrottleHandler"
 AXES_RESET_ON_SUCCESS = True
+# The client address is the same one /metrics and the logs use (see SYNC_TRUSTED_PROXIES).
+AXES_CLIENT_IP_CALLABLE = "syncadmin.client_address.client_ip"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -227,6 +239,17 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# The reverse proxies in front of the web nodes (IPs or CIDRs): a request from one of them comes
+# from the right-most X-Forwarded-For entry that is not a trusted proxy; any other request comes
+# from REMOTE_ADDR and its X-Forwarded-For is ignored. Empty: X-Forwarded-For is never read.
+# Used for login lockouts, the /metrics allow-list and log lines (syncadmin/client_address.py).
+SYNC_TRUSTED_PROXIES = env.list("SYNC_TRUSTED_PROXIES", default=[])
+for _proxy in SYNC_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy.strip(), strict=False)
+    except ValueError:
+        raise environ.ImproperlyConfigured(f"SYNC_TRUSTED_PROXIES: {_proxy!r} is not an IP or a CIDR") from None
 
 # Behind TLS in production: secure cookies, HSTS, redirect to https (check --deploy clean).
 SECURE_SSL = env.bool("DJANGO_SECURE_SSL", default=False)
@@ -269,7 +292,10 @@ LOG_MESSAGE_LEVEL = env.str("LOG_MESSAGE_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "syncadmin.observability.logs.ContextFilter"}},
+    "filters": {
+        "context": {"()": "syncadmin.observability.logs.ContextFilter"},
+        "health_polls": {"()": "syncadmin.observability.logs.HealthPollFilter"},
+    },
     "formatters": {
         "json": {"()": "syncadmin.observability.logs.JsonFormatter"},
         "plain": {"()": "syncadmin.observability.logs.PlainFormatter"},
@@ -278,6 +304,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # django.request logs every 5xx at ERROR: not /healthz's 503s, which a load balancer polls
+        # every few seconds; /healthz logs a WARNING when its answer changes instead.
+        "django.request": {"filters": ["health_polls"]},
         "messages.processing": {"level": LOG_MESSAGE_LEVEL},
     },
 }
@@ -291,8 +320,9 @@ CONSOLE_REFRESH_SECONDS = env.int("CONSOLE_REFRESH_SECONDS", default=5)
 
 # --- Observability (README, "Observability") ------------------------------------------------------
 # /metrics answers only a scraper that presents this bearer token and/or comes from an allowed
-# address (IPs or CIDRs, matched against REMOTE_ADDR, never X-Forwarded-For). When both are set,
-# both are required; when neither is set, /metrics refuses everyone.
+# address (IPs or CIDRs, matched against the client address: REMOTE_ADDR, or X-Forwarded-For
+# from a trusted proxy only). When both are set, both are required; when neither is set, /metrics
+# refuses everyone. /healthz shows its detail to the same token (or a logged-in user).
 SYNC_METRICS_TOKEN = env.str("SYNC_METRICS_TOKEN", default="")
 SYNC_METRICS_ALLOWED_IPS = env.list("SYNC_METRICS_ALLOWED_IPS", default=[])
 # The dashboard's history: one MetricSample a minute, kept this many days.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,6 +31,25 @@ def wait_until(predicate, timeout: float, step: float = 0.3) -> bool:
             return True
         time.sleep(step)
     return predicate()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def start_gunicorn(env: dict, log, port: int) -> subprocess.Popen:
+    """A web node as production runs it (deploy/gunicorn.conf.py) on 127.0.0.1:``port``, in its own group."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "syncadmin.wsgi:application"],
+        cwd=ROOT,
+        env={**env, "GUNICORN_BIND": f"127.0.0.1:{port}"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def start_qcluster(env: dict, log) -> subprocess.Popen:

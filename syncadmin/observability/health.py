@@ -10,6 +10,7 @@ after SYNC_HEALTHZ_WORKER_STALE_SECONDS.
 from __future__ import annotations
 
 import logging
+import threading
 
 from django.conf import settings
 from django.db import connection
@@ -17,6 +18,10 @@ from django.db import connection
 log = logging.getLogger(__name__)
 
 RUNNING = ("Starting", "Working", "Idle")
+
+# The answer this process last gave, per scope: an outage is logged when it starts and ends.
+_last_healthy: dict[str, bool] = {}
+_last_healthy_lock = threading.Lock()
 
 
 def _check_database() -> dict:
@@ -90,3 +95,24 @@ def health_check(*, scope: str = "all") -> tuple[bool, dict]:
             checks["workers"] = checks["backlog"] = {"ok": False, "error": "database unreachable"}
     healthy = all(c["ok"] for c in checks.values())
     return healthy, {"status": "healthy" if healthy else "unhealthy", "checks": checks}
+
+
+def health_change_log(*, scope: str, healthy: bool, checks: dict) -> None:
+    """One WARNING when this process's answer for ``scope`` changes, not one line a poll.
+
+    A load balancer polls /healthz every few seconds; Django's ERROR line for each 503 is
+    filtered out (syncadmin.observability.logs.HealthPollFilter), and this says instead when
+    the hub became unhealthy (with the failing checks) and when it recovered. A process that
+    starts unhealthy says so on its first answer. Each web process keeps its own memory, so an
+    outage is logged once per gunicorn worker that answers a poll during it.
+    """
+    with _last_healthy_lock:
+        previous = _last_healthy.get(scope)
+        _last_healthy[scope] = healthy
+    if previous == healthy or (previous is None and healthy):
+        return
+    if healthy:
+        log.warning("healthz: healthy again (scope=%s)", scope)
+    else:
+        failing = {name: check for name, check in checks.items() if not check["ok"]}
+        log.warning("healthz: unhealthy (scope=%s): %s", scope, failing)

@@ -62,3 +62,15 @@ class PlainFormatter(logging.Formatter):
         line = super().format(record)
         parts = [f"{k}={getattr(record, k)}" for k in CONTEXT_FIELDS if getattr(record, k, "") not in ("", None)]
         return f"{line} [{' '.join(parts)}]" if parts else line
+
+
+class HealthPollFilter(logging.Filter):
+    """On django.request: drop the ERROR line Django writes for every /healthz 503.
+
+    A load balancer polls /healthz every few seconds, so an outage would write one ERROR a poll;
+    syncadmin.observability.health logs one WARNING when the answer changes instead.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        match = getattr(getattr(record, "request", None), "resolver_match", None)
+        return not (getattr(record, "status_code", None) == 503 and getattr(match, "url_name", None) == "healthz")

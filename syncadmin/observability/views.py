@@ -11,7 +11,8 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from syncadmin.observability.health import health_check
+from syncadmin.client_address import client_ip
+from syncadmin.observability.health import health_change_log, health_check
 from syncadmin.observability.metrics import metrics_render
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,11 @@ def _ip_allowed(remote: str, allowed: list[str]) -> bool:
     return False
 
 
+def _bearer_token_matches(request, token: str) -> bool:
+    scheme, _, presented = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())
+
+
 def metrics_refusal(request) -> HttpResponse | None:
     """Why this scraper may not read /metrics (a 401/403 response), or None when it may."""
     token, allowed = settings.SYNC_METRICS_TOKEN, settings.SYNC_METRICS_ALLOWED_IPS
@@ -41,16 +47,14 @@ def metrics_refusal(request) -> HttpResponse | None:
             status=403,
             content_type="text/plain",
         )
-    # REMOTE_ADDR only: X-Forwarded-For is whatever the client wants it to be.
-    if allowed and not _ip_allowed(request.META.get("REMOTE_ADDR", ""), allowed):
+    # The client address: X-Forwarded-For counts only from a trusted proxy (SYNC_TRUSTED_PROXIES),
+    # otherwise it is whatever the client wants it to be.
+    if allowed and not _ip_allowed(client_ip(request) or "", allowed):
         return HttpResponse("forbidden\n", status=403, content_type="text/plain")
-    if token:
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
-            response = HttpResponse("unauthorized\n", status=401, content_type="text/plain")
-            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
-            return response
+    if token and not _bearer_token_matches(request, token):
+        response = HttpResponse("unauthorized\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     return None
 
 
@@ -66,6 +70,12 @@ def metrics_view(request):
 @never_cache
 @require_GET
 def healthz_view(request):
+    """healthy/unhealthy for anyone (a load balancer); the checks' detail (hosts, ages, backlog)
+    only for the metrics token or a logged-in console user."""
     scope = "web" if request.GET.get("scope") == "web" else "all"
     healthy, body = health_check(scope=scope)
+    health_change_log(scope=scope, healthy=healthy, checks=body["checks"])
+    token = settings.SYNC_METRICS_TOKEN
+    if not (request.user.is_authenticated or (token and _bearer_token_matches(request, token))):
+        body = {"status": body["status"]}
     return JsonResponse(body, status=200 if healthy else 503)

@@ -13,6 +13,7 @@ from spyne.server.django import DjangoApplication
 from messages import outbound, selectors
 from messages.services import Envelope, message_ingest_batch
 from reconciliation.services import CountReport, InvalidCountReport, reported_counts_store
+from syncadmin.client_address import client_ip_from_meta
 from syncadmin.observability import soap_request
 from terminals import services as terminal_services
 from terminals.soap.contract import (
@@ -62,8 +63,8 @@ def _credentials(header_elements) -> tuple[str | None, str | None]:
 
 
 def _client_address(ctx) -> str:
-    env = getattr(ctx.transport, "req_env", None) or {}
-    return env.get("REMOTE_ADDR", "?")
+    """The terminal's address as the console and /metrics see it (X-Forwarded-For from a trusted proxy)."""
+    return client_ip_from_meta(getattr(ctx.transport, "req_env", None) or {}) or "?"
 
 
 def _authenticate(ctx):

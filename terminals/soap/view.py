@@ -14,6 +14,7 @@ from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from lxml import etree
 
+from syncadmin.client_address import client_ip
 from syncadmin.observability import soap_request_observed
 from terminals.soap.contract import BATCH_TOO_LARGE, FORBIDDEN_XML, NS, SOAP_ENV_NS
 from terminals.soap.guard import has_doctype_in_prolog
@@ -115,7 +116,7 @@ def _terminal_soap_view(request):
         if len(body) > limit:
             return fault_response(BATCH_TOO_LARGE, f"request body is larger than {limit} bytes")
         if has_doctype_in_prolog(body):
-            log.warning("SOAP request with a DOCTYPE refused from %s", request.META.get("REMOTE_ADDR", "?"))
+            log.warning("SOAP request with a DOCTYPE refused from %s", client_ip(request) or "?")
             return fault_response(
                 FORBIDDEN_XML, "DOCTYPE, entity declarations and external references are not accepted"
             )

@@ -63,3 +63,12 @@ def test_check_deploy_is_clean_with_the_production_example(tmp_path):
     result = check_deploy(env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_the_edge_proxy_sets_the_client_address_and_is_trusted():
+    """nginx overwrites X-Forwarded-For with the address it sees (nothing the client sent survives),
+    and the example trusts it; tests/deploy/test_proxy.py runs this file behind a real nginx."""
+    params = (DEPLOY / "nginx" / "syncadmin_proxy_params").read_text()
+    directives = [line.split("#")[0].strip() for line in params.splitlines()]
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in directives
+    assert "127.0.0.1" in env_example()["SYNC_TRUSTED_PROXIES"].split(",")

@@ -6,9 +6,6 @@ exactly once, and the counters must equal a recount of the central store.
 """
 
 import os
-import socket
-import subprocess
-import sys
 import threading
 import uuid
 from collections import Counter
@@ -20,16 +17,10 @@ from django.db.models import Count
 
 from messages.models import CentralEntity, EntityCounter, Message, MessageEvent, MessageState
 from terminals.simulator import SimConfig, ensure_terminals, run_simulation
-from tests.processes import ROOT, postgres_url, start_qcluster, stop, wait_until
+from tests.processes import free_port, postgres_url, start_gunicorn, start_qcluster, stop, wait_until
 
 S = MessageState
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -82,16 +73,7 @@ def test_two_web_and_two_worker_nodes_process_every_message_exactly_once(node_en
         for i, port in enumerate(ports):
             log = open(tmp_path / f"web{i}.log", "w")
             logs.append(log)
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "syncadmin.wsgi:application"],
-                    cwd=ROOT,
-                    env={**node_env, "GUNICORN_BIND": f"127.0.0.1:{port}"},
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
+            procs.append(start_gunicorn(node_env, log, port))
         clusters = []
         for i in range(2):
             log = open(tmp_path / f"worker{i}.log", "w")

@@ -14,11 +14,13 @@ from syncadmin.observability.schedules import ensure_schedules
 from tests.processes import postgres_url, start_qcluster, stop
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+TOKEN = "health-detail-token"
 
 
 @pytest.fixture
 def cluster_env(tmp_path, settings):
     settings.SYNC_HEALTHZ_WORKER_STALE_SECONDS = 90  # > the sample's one-minute interval
+    settings.SYNC_METRICS_TOKEN = TOKEN  # /healthz shows its detail to the metrics token
     return {
         **os.environ,
         "DATABASE_URL": postgres_url(),
@@ -36,7 +38,7 @@ def cluster_env(tmp_path, settings):
 def wait_for_status(client, status, timeout):
     deadline = time.monotonic() + timeout
     while True:
-        response = client.get("/healthz")
+        response = client.get("/healthz", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
         if response.status_code == status or time.monotonic() > deadline:
             return response
         time.sleep(0.5)

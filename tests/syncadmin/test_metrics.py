@@ -286,3 +286,19 @@ def test_metrics_ip_allow_list_and_both(client, settings):
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 401
     assert client.get("/metrics", REMOTE_ADDR="10.2.0.1", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").status_code == 403
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").status_code == 200
+
+
+def test_metrics_ip_allow_list_behind_the_proxy(client, settings):
+    """Behind nginx every request comes from the proxy's address: the allow-list must see the client."""
+    settings.SYNC_TRUSTED_PROXIES = ["127.0.0.1"]
+    settings.SYNC_METRICS_TOKEN, settings.SYNC_METRICS_ALLOWED_IPS = "", ["10.1.0.0/16", "127.0.0.1"]
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="10.1.2.3").status_code == 200
+    # the proxy's own address on the list lets nobody through it
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9").status_code == 403
+    # a client's own X-Forwarded-For, kept by an appending proxy, is not read
+    forged = "10.1.2.3, 203.0.113.9"
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=forged).status_code == 403
+    # nor when the client reaches gunicorn directly
+    assert client.get("/metrics", REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR="10.1.2.3").status_code == 403
+    # a probe on the proxy host itself is the proxy's address
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200

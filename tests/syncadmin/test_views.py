@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from axes.models import AccessAttempt, AccessLog
 from django.contrib.auth.models import Group
 from django.test import Client
 
@@ -106,6 +107,65 @@ def test_failed_logins_are_throttled(settings):
     assert locked.status_code == 429
     assert b"Too many failed logins" in locked.content
     assert client.get("/").status_code == 302  # not logged in
+
+
+def _login(username: str, password: str = "correct horse battery staple", *, via: str) -> int:
+    """A login from client address ``via``, through nginx on this node (SYNC_TRUSTED_PROXIES)."""
+    client = Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=via)
+    return client.post("/accounts/login/", {"username": username, "password": password}).status_code
+
+
+@pytest.fixture
+def behind_proxy(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.SYNC_TRUSTED_PROXIES = ["127.0.0.1"]
+    settings.AXES_FAILURE_LIMIT, settings.SYNC_LOGIN_IP_FAILURE_LIMIT = 5, 8
+    UserFactory(username="admin", group="Support")
+    UserFactory(username="mallory", group="Viewers")
+
+
+def test_failures_from_one_address_never_lock_the_account_from_another(behind_proxy):
+    assert [_login("admin", "wrong", via="198.51.100.1") for _ in range(5)] == [200] * 4 + [429]
+    locked = Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.1").post(
+        "/accounts/login/", {"username": "admin", "password": "correct horse battery staple"}
+    )
+    assert locked.status_code == 429 and b"Too many failed logins" in locked.content
+    assert _login("admin", via="198.51.100.2") == 302
+    # django-axes' login records carry the client's address, not the proxy's
+    assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"198.51.100.1"}
+    assert list(AccessLog.objects.values_list("username", "ip_address")) == [("admin", "198.51.100.2")]
+
+
+def test_a_password_spray_from_one_address_locks_the_address(behind_proxy, settings):
+    answers = [_login(f"user{i}", "Summer2026!", via="198.51.100.3") for i in range(8)]
+    assert answers == [200] * 7 + [429]  # eight usernames, one failure each: the address's limit
+    assert _login("admin", via="198.51.100.3") == 429  # every login from it, even a right one
+    assert _login("admin", via="198.51.100.4") == 302
+
+
+def test_a_success_clears_only_that_usernames_failures_from_that_address(behind_proxy):
+    """Logging in with one's own account between tries resets neither a spray nor a guess at
+    someone else's password (django-axes' default reset would clear both)."""
+    assert [_login(f"user{i}", "wrong", via="198.51.100.5") for i in range(6)] == [200] * 6
+    assert _login("mallory", via="198.51.100.5") == 302
+    assert [_login(f"user{i}", "wrong", via="198.51.100.5") for i in (6, 7)] == [200, 429]
+
+    assert [_login("admin", "wrong", via="198.51.100.6") for _ in range(4)] == [200] * 4
+    assert _login("mallory", via="198.51.100.6") == 302
+    assert _login("admin", "wrong", via="198.51.100.6") == 429
+
+
+def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(behind_proxy):
+    for i in range(5):
+        Client(REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR=f"198.51.100.{10 + i}").post(
+            "/accounts/login/", {"username": "admin", "password": "wrong"}
+        )
+    assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"203.0.113.9"}
+    direct = Client(REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR="198.51.100.20")
+    assert (
+        direct.post("/accounts/login/", {"username": "admin", "password": "correct horse battery staple"}).status_code
+        == 429
+    )
 
 
 def test_logout_needs_post(login_as):

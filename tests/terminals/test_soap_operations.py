@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
+from django.test import Client
 from lxml import etree
 from zeep.exceptions import Fault
 
@@ -247,6 +248,26 @@ def test_wrong_key_unknown_terminal_and_missing_header_get_the_same_fault(term_a
     logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "terminals.soap")
     assert "code='TA' client=127.0.0.1" in logged and "code='NOBODY' client=127.0.0.1" in logged
     assert "wrong-key-xyz" not in caplog.text and key not in caplog.text
+
+
+def test_refusal_log_lines_name_the_client_behind_the_proxy(term_a, caplog, settings):
+    """Behind nginx the log names the terminal's address (X-Forwarded-For from the trusted proxy),
+    as the /metrics allow-list and the login lockouts do - never the proxy's, nor a forged one."""
+    settings.SYNC_TRUSTED_PROXIES = ["127.0.0.1"]
+    terminal, _ = term_a
+    caplog.set_level(logging.INFO)
+    fetch = "<t:FetchUpdates><t:maxCount>1</t:maxCount></t:FetchUpdates>"
+    via_proxy = Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.7")
+    direct = Client(REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR="198.51.100.8")
+    for client in (via_proxy, direct):
+        client.post("/soap/terminal/v1/", envelope(fetch, security_header(terminal.code, "wrong")), "text/xml")
+        client.post("/soap/terminal/v1/", envelope(fetch, prolog="<!DOCTYPE e []>"), "text/xml")
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("terminals.soap")]
+    assert sum("client=198.51.100.7" in line for line in logged) == 1, logged
+    assert sum("client=203.0.113.9" in line for line in logged) == 1, logged
+    assert sum(line.endswith("refused from 198.51.100.7") for line in logged) == 1, logged
+    assert sum(line.endswith("refused from 203.0.113.9") for line in logged) == 1, logged
+    assert not any("198.51.100.8" in line or "127.0.0.1" in line for line in logged), logged
 
 
 def test_a_disabled_terminal_is_refused(term_a, zeep_client):
