@@ -13,6 +13,8 @@ The hardening lives here because it is about the wire, not the business:
   with a reference, never a traceback or an HTML page.
 - spyne has no WS-Security: the ``wsse:Security/UsernameToken`` header is read from the raw
   header elements (declared in the WSDL so clients see it) and checked once per request.
+- Numbers and dates are read by strict XML Schema readers on every path (xsd.py): spyne's own
+  misread negative half-hour offsets.
 """
 
 from terminals.soap.contract import (

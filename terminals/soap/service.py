@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -122,13 +121,6 @@ class TerminalApplication(Application):
 # --- the service ----------------------------------------------------------------------------------
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    # xs:dateTime without an offset is taken as UTC: Django stores aware datetimes only.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def _bounded(items, what: str) -> list:
     items = list(items or [])
     if len(items) > settings.SYNC_MAX_BATCH:
@@ -136,6 +128,8 @@ def _bounded(items, what: str) -> list:
     return items
 
 
+# (Dates arrive aware, in UTC: GuardedSoap11 reads them with xsd.py. A comment, not a docstring:
+# spyne would publish a docstring in the WSDL.)
 class TerminalSyncService(ServiceBase):
     __in_header__ = Security
 
@@ -147,7 +141,7 @@ class TerminalSyncService(ServiceBase):
                 message_type=m.MessageType,
                 entity_key=m.EntityKey,
                 sequence=m.Sequence,
-                created_at=_aware(m.CreatedAt),
+                created_at=m.CreatedAt,
                 payload=m.Payload,
             )
             if m is not None
@@ -208,14 +202,14 @@ class TerminalSyncService(ServiceBase):
             terminal=terminal,
             app_version=info.AppVersion,
             local_backlog=info.LocalBacklog,
-            terminal_time=_aware(info.TerminalTime),
+            terminal_time=info.TerminalTime,
         )
         return HeartbeatReply(ServerTime=server_time, PendingUpdates=outbound.update_pending_count(terminal=terminal))
 
     @rpc(Array(EntityCount), _returns=ReportReply)
     def ReportCounts(ctx, counts):
         reports = [
-            CountReport(entity_type=c.EntityType, count=c.Count, as_of=_aware(c.AsOf))
+            CountReport(entity_type=c.EntityType, count=c.Count, as_of=c.AsOf)
             if c is not None
             else CountReport(None, None, None)
             for c in _bounded(counts, "counts")
