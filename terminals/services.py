@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -78,14 +79,29 @@ def terminal_mark_seen(*, terminal: Terminal) -> None:
     terminal.last_seen_at = now
 
 
+class InvalidHeartbeat(ValueError):
+    """A heartbeat that cannot be stored; nothing of it is stored."""
+
+
 def terminal_heartbeat(
     *, terminal: Terminal, app_version: str | None, local_backlog: int | None, terminal_time: datetime | None
 ) -> datetime:
     """Store what a terminal reports about itself; returns the server time of the heartbeat.
 
     Clock skew is terminal time minus server time (positive: the terminal's clock is ahead).
+    A terminal time later than the hub's clock plus SYNC_MAX_CLOCK_SKEW_SECONDS is refused, as
+    the contract refuses a count report dated in the future (InvalidHeartbeat).
     """
     now = timezone.now()
+    if terminal_time is not None:
+        if timezone.is_naive(terminal_time):
+            terminal_time = timezone.make_aware(terminal_time, UTC)
+        limit = settings.SYNC_MAX_CLOCK_SKEW_SECONDS
+        if terminal_time > now + timedelta(seconds=limit):
+            raise InvalidHeartbeat(
+                f"TerminalTime {terminal_time.isoformat()} is more than {limit} s ahead of the hub's clock "
+                f"({now.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}): set the terminal's clock"
+            )
     fields = {
         "last_seen_at": now,
         "last_heartbeat_at": now,

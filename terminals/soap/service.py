@@ -198,12 +198,15 @@ class TerminalSyncService(ServiceBase):
     def Heartbeat(ctx, info):
         info = info or HeartbeatInfo()
         terminal = ctx.udc.terminal
-        server_time = terminal_services.terminal_heartbeat(
-            terminal=terminal,
-            app_version=info.AppVersion,
-            local_backlog=info.LocalBacklog,
-            terminal_time=info.TerminalTime,
-        )
+        try:
+            server_time = terminal_services.terminal_heartbeat(
+                terminal=terminal,
+                app_version=info.AppVersion,
+                local_backlog=info.LocalBacklog,
+                terminal_time=info.TerminalTime,
+            )
+        except terminal_services.InvalidHeartbeat as exc:
+            raise Fault(INVALID_REQUEST, str(exc)) from None
         return HeartbeatReply(ServerTime=server_time, PendingUpdates=outbound.update_pending_count(terminal=terminal))
 
     @rpc(Array(EntityCount), _returns=ReportReply)
