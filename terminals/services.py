@@ -12,10 +12,10 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from terminals.models import Terminal
+from terminals.models import Terminal, UsedNonce
 
 
 def api_key_hash(key: str) -> str:
@@ -113,3 +113,36 @@ def terminal_heartbeat(
     for name, value in fields.items():
         setattr(terminal, name, value)
     return now
+
+
+# --- WS-Security nonces -----------------------------------------------------------------------
+
+
+def nonce_digest(nonce: str) -> str:
+    """What is stored of a nonce: fixed length whatever the client sent (whitespace ignored)."""
+    return hashlib.sha256("".join(nonce.split()).encode("utf-8")).hexdigest()
+
+
+def terminal_nonce_use(*, terminal: Terminal, nonce: str, keep_until: datetime) -> bool:
+    """Record that ``terminal`` used ``nonce``; False when it already did and that use still counts.
+
+    The unique (terminal, nonce) row is the replay check, atomic across every web node: of two
+    requests carrying the same nonce at the same moment, exactly one inserts it. A row whose
+    ``keep_until`` has passed no longer counts (the purge may not have run yet): it is replaced.
+    ``keep_until`` is when a request carrying this nonce can no longer pass the freshness check.
+    """
+    digest = nonce_digest(nonce)
+    now = timezone.now()
+    with transaction.atomic():
+        UsedNonce.objects.filter(terminal=terminal, nonce_digest=digest, keep_until__lt=now).delete()
+        try:
+            with transaction.atomic():
+                UsedNonce.objects.create(terminal=terminal, nonce_digest=digest, keep_until=keep_until)
+        except IntegrityError:
+            return False
+    return True
+
+
+def terminal_nonces_purge(*, now: datetime | None = None) -> int:
+    """Delete the nonces that can no longer be replayed; returns how many."""
+    return UsedNonce.objects.filter(keep_until__lt=now or timezone.now()).delete()[0]

@@ -6,6 +6,7 @@ import logging
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
+from django.utils import timezone
 from spyne import Application, Array, Fault, Integer32, ServiceBase, Unicode, const, rpc
 from spyne.server.django import DjangoApplication
 
@@ -20,10 +21,8 @@ from terminals.soap.contract import (
     INVALID_REQUEST,
     MAX_UPDATES,
     NS,
-    PASSWORD_TEXT,
     TERMINAL_DISABLED,
     UNAVAILABLE,
-    WSSE_NS,
 )
 from terminals.soap.guard import GuardedSoap11, _clip_spyne_logs
 from terminals.soap.types import (
@@ -38,26 +37,12 @@ from terminals.soap.types import (
     SyncMessage,
     Update,
 )
+from terminals.soap.wssecurity import security_header_freshness, security_header_read
 
 log = logging.getLogger("terminals.soap")
 
 
 # --- authentication -------------------------------------------------------------------------------
-
-
-def _credentials(header_elements) -> tuple[str | None, str | None]:
-    for element in header_elements or ():
-        if element.tag != f"{{{WSSE_NS}}}Security":
-            continue
-        token = element.find(f"{{{WSSE_NS}}}UsernameToken")
-        if token is None:
-            continue
-        username = (token.findtext(f"{{{WSSE_NS}}}Username") or "").strip()
-        password = token.find(f"{{{WSSE_NS}}}Password")
-        if password is None or password.get("Type", PASSWORD_TEXT) != PASSWORD_TEXT:
-            return username, None  # PasswordDigest is not offered: a digest never matches
-        return username, password.text or ""
-    return None, None
 
 
 def _client_address(ctx) -> str:
@@ -66,7 +51,8 @@ def _client_address(ctx) -> str:
 
 
 def _authenticate(ctx):
-    code, key = _credentials(ctx.in_header_doc)
+    header = security_header_read(ctx.in_header_doc)
+    code, key = header.username, header.password
     terminal = terminal_services.terminal_authenticate(code=code, key=key) if code and key else None
     if terminal is None:
         # Never the password; the code is clipped and repr'd so a hostile one cannot forge log lines.
@@ -80,6 +66,22 @@ def _authenticate(ctx):
     if not terminal.enabled:
         log.warning("disabled terminal refused: code=%s client=%s", terminal.code, _client_address(ctx))
         raise Fault(TERMINAL_DISABLED, "this terminal is disabled; contact support")
+    # The replay defence, once the key is known good (so its reasons tell a stranger nothing).
+    freshness = security_header_freshness(header, now=timezone.now())
+    problem = freshness.problem
+    if problem is None and header.nonce is not None:
+        if not terminal_services.terminal_nonce_use(
+            terminal=terminal, nonce=header.nonce, keep_until=freshness.keep_nonce_until
+        ):
+            problem = "this wsse:Nonce was already used within the last 5 minutes"
+    if problem is not None:
+        log.warning(
+            "replayed or stale WS-Security header refused: code=%s client=%s: %s",
+            terminal.code,
+            _client_address(ctx),
+            problem,
+        )
+        raise Fault(AUTH_FAILED, f"authentication failed: {problem}")
     terminal_services.terminal_mark_seen(terminal=terminal)
     return terminal
 

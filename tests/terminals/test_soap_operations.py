@@ -312,11 +312,16 @@ def test_a_password_digest_is_not_accepted_as_the_key(term_a, soap_url):
 
 def test_a_wcf_style_header_with_must_understand_is_accepted(term_a, soap_url):
     terminal, key = term_a
-    # What WCF sends: mustUnderstand="1", a wsu:Timestamp and wsu:Id attributes around the token.
+    # What WCF sends: mustUnderstand="1", a wsu:Timestamp (Created, Expires 5 minutes later, 7
+    # fraction digits) and wsu:Id attributes around the token.
     wsu = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+    now = datetime.now(UTC)
+    created = now.strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
+    expires = (now + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
     header = security_header(terminal.code, key, must_understand=True).replace(
         "<wsse:UsernameToken>",
-        f'<u:Timestamp xmlns:u="{wsu}" u:Id="_0"><u:Created>2025-01-01T00:00:00Z</u:Created></u:Timestamp>'
+        f'<u:Timestamp xmlns:u="{wsu}" u:Id="_0"><u:Created>{created}</u:Created>'
+        f"<u:Expires>{expires}</u:Expires></u:Timestamp>"
         f'<wsse:UsernameToken xmlns:u="{wsu}" u:Id="uuid-1">',
     )
     assert 'mustUnderstand="1"' in header
