@@ -18,6 +18,7 @@ from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
 from messages import selectors, services
+from terminals import services as terminal_services
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +96,15 @@ def _drain_loop(worker: str, deadline: float, totals: dict) -> None:
 
 
 def sweep() -> int:
-    """Scheduled every minute: wake enough drains for due work and expired leases."""
+    """Scheduled every minute: wake enough drains for due work and expired leases.
+
+    Then it forgets the WS-Security nonces that can no longer be replayed (a few minutes'
+    worth, by an index): the table stays as small as the replay window.
+    """
     due = selectors.message_due_count(limit=settings.SYNC_WORKERS * settings.SYNC_CLAIM_BATCH)
     if due:
         wanted = min(settings.SYNC_WORKERS, -(-due // settings.SYNC_CLAIM_BATCH))
         enqueue_drain(wanted)
         log.info("sweep found %s due message(s); woke %s drain(s)", due, wanted)
+    terminal_services.terminal_nonces_purge()
     return due

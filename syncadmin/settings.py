@@ -173,6 +173,10 @@ SYNC_HANDLER_MODULES = env.list("SYNC_HANDLER_MODULES", default=[])
 # Largest SOAP request body accepted, in bytes.
 SYNC_MAX_BODY_BYTES = env.int("SYNC_MAX_BODY_BYTES", default=10 * 1024 * 1024)
 TERMINAL_OFFLINE_SECONDS = env.int("TERMINAL_OFFLINE_SECONDS", default=300)
+# How far ahead of the hub's clock a terminal's ReportCounts AsOf or Heartbeat TerminalTime may
+# be; later ones are refused (Client.InvalidRequest): a count dated in the future would hide
+# every later report.
+SYNC_MAX_CLOCK_SKEW_SECONDS = env.int("SYNC_MAX_CLOCK_SKEW_SECONDS", default=900)
 
 # --- Reconciliation ----------------------------------------------------------------------
 # How often the scheduled run compares terminal counts, counters and the central store.

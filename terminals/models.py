@@ -26,3 +26,18 @@ class Terminal(models.Model):
 
     def __str__(self) -> str:
         return self.code
+
+
+class UsedNonce(models.Model):
+    """A WS-Security nonce a terminal sent, kept while a replay of its request could still pass.
+
+    The unique (terminal, nonce) constraint is the replay check: shared by every web node, and
+    atomic, since an insert either happens or fails. Only a SHA-256 of the nonce is kept.
+    """
+
+    terminal = models.ForeignKey(Terminal, on_delete=models.CASCADE, related_name="+")
+    nonce_digest = models.CharField(max_length=64)
+    keep_until = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["terminal", "nonce_digest"], name="used_nonce_unique")]

@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
-from django.db import transaction
+from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from terminals.models import Terminal
+from terminals.models import Terminal, UsedNonce
 
 
 def api_key_hash(key: str) -> str:
@@ -78,14 +79,29 @@ def terminal_mark_seen(*, terminal: Terminal) -> None:
     terminal.last_seen_at = now
 
 
+class InvalidHeartbeat(ValueError):
+    """A heartbeat that cannot be stored; nothing of it is stored."""
+
+
 def terminal_heartbeat(
     *, terminal: Terminal, app_version: str | None, local_backlog: int | None, terminal_time: datetime | None
 ) -> datetime:
     """Store what a terminal reports about itself; returns the server time of the heartbeat.
 
     Clock skew is terminal time minus server time (positive: the terminal's clock is ahead).
+    A terminal time later than the hub's clock plus SYNC_MAX_CLOCK_SKEW_SECONDS is refused, as
+    the contract refuses a count report dated in the future (InvalidHeartbeat).
     """
     now = timezone.now()
+    if terminal_time is not None:
+        if timezone.is_naive(terminal_time):
+            terminal_time = timezone.make_aware(terminal_time, UTC)
+        limit = settings.SYNC_MAX_CLOCK_SKEW_SECONDS
+        if terminal_time > now + timedelta(seconds=limit):
+            raise InvalidHeartbeat(
+                f"TerminalTime {terminal_time.isoformat()} is more than {limit} s ahead of the hub's clock "
+                f"({now.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}): set the terminal's clock"
+            )
     fields = {
         "last_seen_at": now,
         "last_heartbeat_at": now,
@@ -97,3 +113,36 @@ def terminal_heartbeat(
     for name, value in fields.items():
         setattr(terminal, name, value)
     return now
+
+
+# --- WS-Security nonces -----------------------------------------------------------------------
+
+
+def nonce_digest(nonce: str) -> str:
+    """What is stored of a nonce: fixed length whatever the client sent (whitespace ignored)."""
+    return hashlib.sha256("".join(nonce.split()).encode("utf-8")).hexdigest()
+
+
+def terminal_nonce_use(*, terminal: Terminal, nonce: str, keep_until: datetime) -> bool:
+    """Record that ``terminal`` used ``nonce``; False when it already did and that use still counts.
+
+    The unique (terminal, nonce) row is the replay check, atomic across every web node: of two
+    requests carrying the same nonce at the same moment, exactly one inserts it. A row whose
+    ``keep_until`` has passed no longer counts (the purge may not have run yet): it is replaced.
+    ``keep_until`` is when a request carrying this nonce can no longer pass the freshness check.
+    """
+    digest = nonce_digest(nonce)
+    now = timezone.now()
+    with transaction.atomic():
+        UsedNonce.objects.filter(terminal=terminal, nonce_digest=digest, keep_until__lt=now).delete()
+        try:
+            with transaction.atomic():
+                UsedNonce.objects.create(terminal=terminal, nonce_digest=digest, keep_until=keep_until)
+        except IntegrityError:
+            return False
+    return True
+
+
+def terminal_nonces_purge(*, now: datetime | None = None) -> int:
+    """Delete the nonces that can no longer be replayed; returns how many."""
+    return UsedNonce.objects.filter(keep_until__lt=now or timezone.now()).delete()[0]

@@ -12,7 +12,10 @@ The hardening lives here because it is about the wire, not the business:
   reached becomes ``Server.Unavailable``; anything unexpected becomes a bare ``Server`` fault
   with a reference, never a traceback or an HTML page.
 - spyne has no WS-Security: the ``wsse:Security/UsernameToken`` header is read from the raw
-  header elements (declared in the WSDL so clients see it) and checked once per request.
+  header elements (declared in the WSDL so clients see it) and checked once per request,
+  with its Timestamp/Nonce/Created when sent (wssecurity.py: the replay defence).
+- Numbers and dates are read by strict XML Schema readers on every path (xsd.py): spyne's own
+  misread negative half-hour offsets.
 """
 
 from terminals.soap.contract import (

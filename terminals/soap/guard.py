@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from lxml import etree
-from spyne import Fault
+from spyne import DateTime, Fault, Integer
 from spyne.const.http import HTTP_500
+from spyne.const.xml import XSI
 from spyne.error import ResourceNotFoundError
 from spyne.protocol.soap import Soap11
 from spyne.server.http import HttpTransportContext
@@ -19,6 +21,7 @@ from terminals.soap.contract import (
 )
 from terminals.soap.submit import read_sync_messages, render_submit_response
 from terminals.soap.types import SIMPLE_FIELDS, SubmitResult
+from terminals.soap.xsd import XsdValueError, collapse, parse_datetime, parse_integer, quote
 
 log = logging.getLogger("terminals.soap")
 
@@ -74,6 +77,10 @@ def _clip_spyne_logs() -> None:
 class GuardedSoap11(Soap11):
     """Soap11 that refuses DTDs, maps every parse/validation error to the contract's faults.
 
+    Numbers and dates are read by terminals/soap/xsd.py, not by spyne (which misreads negative
+    half-hour offsets and accepts what Python's int() does), and every fault it raises names the
+    field in the request's terms instead of passing spyne's or Python's message on.
+
     SubmitMessages, the operation that carries volume, is read and answered by submit.py
     rather than spyne's generic (de)serialisers, after the same guards; a request it does not
     read (anything but the plain shape) is read by spyne as before.
@@ -96,9 +103,12 @@ class GuardedSoap11(Soap11):
                 log.warning("SOAP request with entity tricks refused: %s", _clip(str(exc), 300))
                 raise Fault(FORBIDDEN_XML, "entity references are not accepted") from None
             log.info("malformed SOAP request: %s", _clip(str(exc), 300))
-            raise Fault(INVALID_REQUEST, f"malformed XML: {_clip(str(exc), 300)}") from None
+            # libxml2's own words about the document (with line and column); lxml's suffix
+            # "(<string>, line 1)" names a Python source, not the request: left out.
+            raise Fault(INVALID_REQUEST, f"malformed XML: {_clip(exc.msg or 'not well-formed', 300)}") from None
         except ValueError as exc:
-            raise Fault(INVALID_REQUEST, f"unreadable XML: {_clip(str(exc), 300)}") from None
+            log.info("unreadable SOAP request: %s", _clip(str(exc), 300))
+            raise Fault(INVALID_REQUEST, "unreadable XML: not a document in an encoding this service reads") from None
         docinfo = root.getroottree().docinfo
         if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
             log.warning("SOAP request with a DOCTYPE refused after parsing (non-ASCII-compatible encoding)")
@@ -109,6 +119,19 @@ class GuardedSoap11(Soap11):
         ctx.in_document = (root, {})
 
     def decompose_incoming_envelope(self, ctx, message=Soap11.REQUEST):
+        # spyne's own answers to these are "'NoneType' object has no attribute 'tag'" and the like.
+        root = ctx.in_document[0]
+        if root.tag != _ENVELOPE:
+            if root.tag == _SOAP12_ENVELOPE:
+                raise Fault(INVALID_REQUEST, "SOAP 1.2 is not served here: send a SOAP 1.1 envelope")
+            raise Fault(INVALID_REQUEST, f"not a SOAP 1.1 envelope: the root element must be {_ENVELOPE}")
+        body = root.find(_BODY)
+        if body is None:
+            raise Fault(INVALID_REQUEST, "the SOAP envelope has no Body")
+        if len(body) == 0:
+            raise Fault(INVALID_REQUEST, "the SOAP Body is empty: it must hold the operation's element")
+        if body[0].tag == _FAULT and message is self.REQUEST:
+            raise Fault(INVALID_REQUEST, "a SOAP Fault is not a request: the Body must hold the operation's element")
         try:
             super().decompose_incoming_envelope(ctx, message)
         except Exception as exc:
@@ -126,6 +149,55 @@ class GuardedSoap11(Soap11):
                 super().deserialize(ctx, message)
         except Exception as exc:
             raise _invalid(exc) from None
+        if message is self.REQUEST and ctx.in_object is None and ctx.in_error is None:
+            # An xsi:nil operation element: spyne would call the operation with no arguments at all.
+            raise Fault(INVALID_REQUEST, f"{etree.QName(ctx.in_body_doc).localname} must not be nil")
+
+    # --- simple values: the strict readers of terminals/soap/xsd.py on every path ---------------
+    # spyne turns text into values through these handlers (from_unicode / from_bytes), for the
+    # body and the headers alike; its own read "-05:30" as -04:30 and "1_000" as 1000.
+
+    def integer_from_bytes(self, cls, string):
+        if isinstance(string, bytes):
+            string = string.decode("utf-8")
+        return None if not collapse(string) else parse_integer(string, cls.get_type_name())
+
+    def datetime_from_unicode_iso(self, cls, string):
+        # Soap11 reads xs:dateTime here; the other entry points below are spyne's for other
+        # protocols and attributes, pointed at the same reader.
+        return None if not collapse(string) else parse_datetime(string)
+
+    def datetime_from_unicode(self, cls, string):
+        return self.datetime_from_unicode_iso(cls, string)
+
+    def datetime_from_bytes(self, cls, string):
+        if isinstance(string, bytes):
+            string = string.decode("utf-8")
+        return self.datetime_from_unicode_iso(cls, string)
+
+    def from_element(self, ctx, cls, element):
+        """spyne's from_element, with every failure turned into a fault that names the field.
+
+        Numbers and dates go straight to the strict readers: spyne's soft validation would first
+        refuse an xs:long longer than 20 characters, surrounding whitespace or leading zeros
+        included, which XML Schema allows. (An empty element stays "absent", as spyne reads it;
+        whitespace alone is read the same way, since the whitespace facet collapses it to empty.)
+        """
+        try:
+            xsi_type = element.get(_XSI_TYPE)
+            if xsi_type is not None:
+                _check_xsi_type(ctx, cls, element, xsi_type)
+            elif issubclass(cls, _STRICT) and _XSI_NIL not in element.attrib:
+                return self.from_unicode(cls, element.text)
+            return super().from_element(ctx, cls, element)
+        except XsdValueError as exc:
+            raise Fault(INVALID_REQUEST, f"{_path(element)}: {exc}") from None
+        except Fault as exc:
+            if exc.faultcode in CONTRACT_FAULTS:
+                raise
+            raise _field_fault(element, cls, exc) from None
+        except Exception as exc:
+            raise _field_fault(element, cls, exc) from None
 
     def _read_submit(self, ctx) -> bool:
         """Soap11.deserialize for a plain SubmitMessages request; False: spyne must read it."""
@@ -172,6 +244,12 @@ class GuardedSoap11(Soap11):
 
 
 _FAULT = f"{{{SOAP_ENV_NS}}}Fault"
+_ENVELOPE = f"{{{SOAP_ENV_NS}}}Envelope"
+_BODY = f"{{{SOAP_ENV_NS}}}Body"
+_HEADER = f"{{{SOAP_ENV_NS}}}Header"
+_SOAP12_ENVELOPE = "{http://www.w3.org/2003/05/soap-envelope}Envelope"
+_XSI_NIL, _XSI_TYPE = XSI("nil"), XSI("type")
+_STRICT = (Integer, DateTime)
 
 
 def _is_submit(ctx) -> bool:
@@ -197,11 +275,65 @@ def _markup_in_simple_field(root) -> str | None:
 _SIMPLE_FIELD_TAGS = ["{*}" + name for name in sorted(SIMPLE_FIELDS)]
 
 
+def _path(element) -> str:
+    """Where ``element`` is, in the request's terms: ``messages/SyncMessage[3]/CreatedAt``.
+
+    Relative to the operation (or header) element; an index only where a name repeats.
+    """
+    parts = []
+    while element is not None:
+        parent = element.getparent()
+        if parent is None or parent.tag in (_BODY, _HEADER):
+            break
+        name = etree.QName(element).localname
+        same = [child for child in parent if child.tag == element.tag]
+        parts.append(name if len(same) == 1 else f"{name}[{same.index(element) + 1}]")
+        element = parent
+    return "/".join(reversed(parts))
+
+
+def _check_xsi_type(ctx, cls, element, xsi_type: str) -> None:
+    """Refuse an xsi:type that names another of the service's types than the element's own.
+
+    spyne would build whatever type it names (an EntityCount where a SyncMessage belongs, a
+    SyncMessage as the operation's arguments), and the operation would fail on it. Our types
+    have no subtypes, so the only acceptable xsi:type is the element's own type.
+    """
+    prefix, _, local = xsi_type.rpartition(":")
+    namespace = element.nsmap.get(prefix or None)
+    named = ctx.app.interface.classes.get(f"{{{namespace}}}{local}") if namespace is not None else None
+    if named is None or not (issubclass(named, cls) or issubclass(cls, named)):
+        path = _path(element)
+        where = f"{path}: " if path else ""
+        raise Fault(
+            INVALID_REQUEST, f"{where}xsi:type {quote(xsi_type)} is not this element's type ({cls.get_type_name()})"
+        )
+
+
+_REPEATED = re.compile(r"'([^']{1,100})' member does not respect frequency constraints")
+
+
+def _field_fault(element, cls, exc: Exception) -> Fault:
+    """The fault for a value spyne could not read, in the request's terms (never spyne's text).
+
+    spyne's own messages carry Python reprs (``datetime.datetime(..., tzinfo=pytz.FixedOffset(60))``,
+    ``'NoneType' object has no attribute ...``): they are logged, not sent.
+    """
+    path = _path(element)
+    log.info("SOAP value refused at %s: %s", path or element.tag, _clip(repr(exc), 300))
+    where = f"{path}: " if path else ""
+    repeated = _REPEATED.search(exc.faultstring) if isinstance(exc, Fault) else None
+    if repeated:
+        return Fault(INVALID_REQUEST, f"{where}{repeated.group(1)} appears more than once")
+    return Fault(INVALID_REQUEST, f"{where}not a valid {cls.get_type_name()}")
+
+
 def _invalid(exc: Exception) -> Fault:
     if isinstance(exc, Fault) and exc.faultcode in CONTRACT_FAULTS:
         return exc
-    detail = exc.faultstring if isinstance(exc, Fault) else str(exc)
-    return Fault(INVALID_REQUEST, f"invalid request: {_clip(str(detail), 300)}")
+    # Not one of our own faults: spyne's or Python's words, which are not the request's terms.
+    log.info("SOAP request refused as invalid: %s", _clip(repr(exc), 300))
+    return Fault(INVALID_REQUEST, "invalid request: it does not match the service's WSDL")
 
 
 _WIDE_ENCODINGS = [

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
+from django.utils import timezone
 from spyne import Application, Array, Fault, Integer32, ServiceBase, Unicode, const, rpc
 from spyne.server.django import DjangoApplication
 
@@ -22,10 +22,8 @@ from terminals.soap.contract import (
     INVALID_REQUEST,
     MAX_UPDATES,
     NS,
-    PASSWORD_TEXT,
     TERMINAL_DISABLED,
     UNAVAILABLE,
-    WSSE_NS,
 )
 from terminals.soap.guard import GuardedSoap11, _clip_spyne_logs
 from terminals.soap.types import (
@@ -40,26 +38,12 @@ from terminals.soap.types import (
     SyncMessage,
     Update,
 )
+from terminals.soap.wssecurity import security_header_freshness, security_header_read
 
 log = logging.getLogger("terminals.soap")
 
 
 # --- authentication -------------------------------------------------------------------------------
-
-
-def _credentials(header_elements) -> tuple[str | None, str | None]:
-    for element in header_elements or ():
-        if element.tag != f"{{{WSSE_NS}}}Security":
-            continue
-        token = element.find(f"{{{WSSE_NS}}}UsernameToken")
-        if token is None:
-            continue
-        username = (token.findtext(f"{{{WSSE_NS}}}Username") or "").strip()
-        password = token.find(f"{{{WSSE_NS}}}Password")
-        if password is None or password.get("Type", PASSWORD_TEXT) != PASSWORD_TEXT:
-            return username, None  # PasswordDigest is not offered: a digest never matches
-        return username, password.text or ""
-    return None, None
 
 
 def _client_address(ctx) -> str:
@@ -68,7 +52,8 @@ def _client_address(ctx) -> str:
 
 
 def _authenticate(ctx):
-    code, key = _credentials(ctx.in_header_doc)
+    header = security_header_read(ctx.in_header_doc)
+    code, key = header.username, header.password
     terminal = terminal_services.terminal_authenticate(code=code, key=key) if code and key else None
     if terminal is None:
         # Never the password; the code is clipped and repr'd so a hostile one cannot forge log lines.
@@ -82,6 +67,22 @@ def _authenticate(ctx):
     if not terminal.enabled:
         log.warning("disabled terminal refused: code=%s client=%s", terminal.code, _client_address(ctx))
         raise Fault(TERMINAL_DISABLED, "this terminal is disabled; contact support")
+    # The replay defence, once the key is known good (so its reasons tell a stranger nothing).
+    freshness = security_header_freshness(header, now=timezone.now())
+    problem = freshness.problem
+    if problem is None and header.nonce is not None:
+        if not terminal_services.terminal_nonce_use(
+            terminal=terminal, nonce=header.nonce, keep_until=freshness.keep_nonce_until
+        ):
+            problem = "this wsse:Nonce was already used within the last 5 minutes"
+    if problem is not None:
+        log.warning(
+            "replayed or stale WS-Security header refused: code=%s client=%s: %s",
+            terminal.code,
+            _client_address(ctx),
+            problem,
+        )
+        raise Fault(AUTH_FAILED, f"authentication failed: {problem}")
     terminal_services.terminal_mark_seen(terminal=terminal)
     return terminal
 
@@ -123,13 +124,6 @@ class TerminalApplication(Application):
 # --- the service ----------------------------------------------------------------------------------
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    # xs:dateTime without an offset is taken as UTC: Django stores aware datetimes only.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def _bounded(items, what: str) -> list:
     items = list(items or [])
     if len(items) > settings.SYNC_MAX_BATCH:
@@ -137,6 +131,8 @@ def _bounded(items, what: str) -> list:
     return items
 
 
+# (Dates arrive aware, in UTC: GuardedSoap11 reads them with xsd.py. A comment, not a docstring:
+# spyne would publish a docstring in the WSDL.)
 class TerminalSyncService(ServiceBase):
     __in_header__ = Security
 
@@ -148,7 +144,7 @@ class TerminalSyncService(ServiceBase):
                 message_type=m.MessageType,
                 entity_key=m.EntityKey,
                 sequence=m.Sequence,
-                created_at=_aware(m.CreatedAt),
+                created_at=m.CreatedAt,
                 payload=m.Payload,
             )
             if m is not None
@@ -205,18 +201,21 @@ class TerminalSyncService(ServiceBase):
     def Heartbeat(ctx, info):
         info = info or HeartbeatInfo()
         terminal = ctx.udc.terminal
-        server_time = terminal_services.terminal_heartbeat(
-            terminal=terminal,
-            app_version=info.AppVersion,
-            local_backlog=info.LocalBacklog,
-            terminal_time=_aware(info.TerminalTime),
-        )
+        try:
+            server_time = terminal_services.terminal_heartbeat(
+                terminal=terminal,
+                app_version=info.AppVersion,
+                local_backlog=info.LocalBacklog,
+                terminal_time=info.TerminalTime,
+            )
+        except terminal_services.InvalidHeartbeat as exc:
+            raise Fault(INVALID_REQUEST, str(exc)) from None
         return HeartbeatReply(ServerTime=server_time, PendingUpdates=outbound.update_pending_count(terminal=terminal))
 
     @rpc(Array(EntityCount), _returns=ReportReply)
     def ReportCounts(ctx, counts):
         reports = [
-            CountReport(entity_type=c.EntityType, count=c.Count, as_of=_aware(c.AsOf))
+            CountReport(entity_type=c.EntityType, count=c.Count, as_of=c.AsOf)
             if c is not None
             else CountReport(None, None, None)
             for c in _bounded(counts, "counts")

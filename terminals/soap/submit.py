@@ -9,22 +9,20 @@ construction:
 
 - ``read_sync_messages`` accepts only the plain shape the WSDL describes: one ``messages``
   element holding ``SyncMessage`` elements, each holding at most one of each of the six fields,
-  all in the contract's namespace, without attributes, numbers and dates in their plain form.
-  For anything else it returns None and spyne reads the request exactly as before, so odd or
-  wrong input gets exactly the answer or fault it always got (spyne's own quirks included:
-  it ignores unknown elements and namespaces of fields, accepts ``<Sequence> 7 </Sequence>``
-  or a date followed by anything, and so on). What it accepts, it reads to the very values
-  spyne produces (tests/terminals/test_soap_submit_fast.py compares the two on a corpus).
+  all in the contract's namespace, without attributes. Numbers and dates are read by the same
+  strict readers (terminals/soap/xsd.py) GuardedSoap11 gives spyne, so a value means the same
+  on both paths. For anything else, and for a value those readers refuse, it returns None and
+  spyne reads the request (spyne's own structural leniency included: it ignores unknown
+  elements and namespaces of fields), answering with the same values or the fault naming the
+  field. tests/terminals/test_soap_submit_fast.py compares the two paths on a corpus.
 - ``render_submit_response`` writes the per-message results byte for byte as spyne's
   serialiser does (same prefixes, same escaping as lxml).
 """
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
-
 from terminals.soap.contract import NS, SOAP_ENV_NS
+from terminals.soap.xsd import XsdValueError, collapse, parse_datetime, parse_integer
 
 _Q = "{" + NS + "}"
 _MESSAGES = _Q + "messages"
@@ -34,12 +32,6 @@ _ID, _TYPE, _KEY, _SEQUENCE, _CREATED, _PAYLOAD = (
 )
 _FIELDS = frozenset([_ID, _TYPE, _KEY, _SEQUENCE, _CREATED, _PAYLOAD])
 _ABSENT = object()
-
-# Plain forms only: what spyne's int() and its ISO regexes read to the same value.
-_LONG = re.compile(r"[-+]?[0-9]{1,18}")
-_DATETIME = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|([-+])[0-9]{2}:([0-9]{2}))?"
-)
 
 
 class SyncMessageIn:
@@ -82,17 +74,13 @@ def read_sync_messages(body) -> list[SyncMessageIn] | None:
                 return None
             values[tag] = field.text  # None for an empty element
         get = values.get
-        sequence = get(_SEQUENCE, _ABSENT)
-        if sequence is _ABSENT:
-            sequence = None
-        elif sequence is None or not _LONG.fullmatch(sequence):
-            return None
-        else:
-            sequence = int(sequence)
-        created = get(_CREATED, _ABSENT)
-        if created is _ABSENT:
-            created = None
-        elif created is None or (created := _datetime(created)) is None:
+        # Absent, empty or blank: None (as spyne reads them); a value the reader refuses: spyne
+        # reads the request and answers with the fault that names the field and the item.
+        sequence, created = get(_SEQUENCE), get(_CREATED)
+        try:
+            sequence = parse_integer(sequence, "long") if sequence and collapse(sequence) else None
+            created = parse_datetime(created) if created and collapse(created) else None
+        except XsdValueError:
             return None
         # A text field: None when absent, "" when empty (as spyne reads them).
         mid, mtype, key, payload = get(_ID, _ABSENT), get(_TYPE, _ABSENT), get(_KEY, _ABSENT), get(_PAYLOAD, _ABSENT)
@@ -107,24 +95,6 @@ def read_sync_messages(body) -> list[SyncMessageIn] | None:
             )
         )
     return out
-
-
-def _datetime(value: str) -> datetime | None:
-    match = _DATETIME.fullmatch(value)
-    if match is None or not "0001" < value[:4] < "9999":
-        # (at the ends of datetime's range spyne's bounds check has the last word)
-        return None
-    sign, tz_minutes = match.groups()
-    if sign == "-" and tz_minutes != "00":
-        # spyne reads "-05:30" as -04:30 (it adds the minutes to the negative hours): keep
-        # exactly its answer by letting it read such a request.
-        return None
-    try:
-        # For this form, the same value as spyne's (naive without an offset; fraction of 1-6
-        # digits to the same microsecond); out-of-range fields and offsets raise.
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None  # e.g. month 13 or offset +05:75: spyne answers with its own fault or value
 
 
 # --- the response ------------------------------------------------------------------------------

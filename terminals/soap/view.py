@@ -16,9 +16,10 @@ from lxml import etree
 
 from syncadmin.client_address import client_ip
 from syncadmin.observability import soap_request_observed
-from terminals.soap.contract import BATCH_TOO_LARGE, FORBIDDEN_XML, NS, SOAP_ENV_NS
+from terminals.soap.contract import BATCH_TOO_LARGE, FORBIDDEN_XML, INVALID_REQUEST, NS, SOAP_ENV_NS
 from terminals.soap.guard import has_doctype_in_prolog
 from terminals.soap.service import _server
+from terminals.soap.xsd import quote
 
 log = logging.getLogger("terminals.soap")
 
@@ -80,6 +81,19 @@ def fix_wsdl_header_refs(wsdl: bytes) -> bytes:
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
+SOAP_MEDIA_TYPES = frozenset(["text/xml", "application/soap+xml"])
+
+
+def _not_soap_content_type(content_type: str) -> str | None:
+    """Why a request's Content-Type is not SOAP's, or None when it is (parameters allowed)."""
+    media_type = content_type.partition(";")[0].strip().lower()
+    if media_type in SOAP_MEDIA_TYPES:
+        return None
+    if not media_type:
+        return "the request has no Content-Type: send the SOAP 1.1 envelope as text/xml"
+    return f"Content-Type {quote(content_type, 100)} is not SOAP: send the SOAP 1.1 envelope as text/xml"
+
+
 _FAULTCODE = re.compile(rb"<faultcode>(?:[^<:]*:)?([^<]+)</faultcode>")
 
 
@@ -115,6 +129,9 @@ def _terminal_soap_view(request):
             body = request.read(limit + 1)
         if len(body) > limit:
             return fault_response(BATCH_TOO_LARGE, f"request body is larger than {limit} bytes")
+        refused = _not_soap_content_type(request.META.get("CONTENT_TYPE", ""))
+        if refused:
+            return fault_response(INVALID_REQUEST, refused)
         if has_doctype_in_prolog(body):
             log.warning("SOAP request with a DOCTYPE refused from %s", client_ip(request) or "?")
             return fault_response(

@@ -304,3 +304,27 @@ def test_reported_counts_store_accepts_tuples_and_count_reports_and_refuses_bad_
         with pytest.raises(services.InvalidCountReport):
             services.reported_counts_store(terminal=terminal, counts=[("product", 1, AS_OF), bad])
     assert ReportedCount.objects.count() == 2  # nothing of a refused report is stored
+
+
+def test_a_count_dated_in_the_future_is_refused_whole_and_does_not_pin_the_latest(terminal, settings):
+    assert settings.SYNC_MAX_CLOCK_SKEW_SECONDS == 900  # the contract's default
+    now = datetime.now(UTC)
+    far = datetime(9999, 12, 31, tzinfo=UTC)
+    for future in [far, now + timedelta(seconds=960)]:
+        with pytest.raises(services.InvalidCountReport, match="AsOf .* is in the future: more than 900 s ahead"):
+            services.reported_counts_store(terminal=terminal, counts=[("product", 1, AS_OF), ("stock", 5, future)])
+    assert not ReportedCount.objects.exists()  # nothing of a refused report is stored
+    # Within the allowance (a terminal clock a little fast) it is a report like any other...
+    report(terminal, 4, as_of=now + timedelta(seconds=840))
+    # ...and a later report still becomes the latest one once its time comes.
+    report(terminal, 6, as_of=now + timedelta(seconds=850))
+    assert selectors.reported_latest()[(terminal.code, "product")].count == 6
+
+
+def test_the_clock_skew_allowance_follows_the_setting(terminal, settings):
+    settings.SYNC_MAX_CLOCK_SKEW_SECONDS = 60
+    with pytest.raises(services.InvalidCountReport, match="more than 60 s ahead"):
+        report(terminal, 1, as_of=datetime.now(UTC) + timedelta(seconds=120))
+    settings.SYNC_MAX_CLOCK_SKEW_SECONDS = 300
+    report(terminal, 1, as_of=datetime.now(UTC) + timedelta(seconds=120))
+    assert ReportedCount.objects.count() == 1

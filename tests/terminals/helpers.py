@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import http.server
+import os
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import requests
 from lxml import etree
+from zeep.wsse import utils as wsse_utils
+from zeep.wsse.username import UsernameToken
 
 from terminals.soap import WSSE_NS
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+WSU_NS = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
 PASSWORD_TEXT = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordText"
+BASE64 = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-security-1.0#Base64Binary"
 
 
 def security_header(code: str, key: str, must_understand: bool = True) -> str:
@@ -23,6 +29,60 @@ def security_header(code: str, key: str, must_understand: bool = True) -> str:
         f'<wsse:Password Type="{PASSWORD_TEXT}">{key}</wsse:Password>'
         "</wsse:UsernameToken></wsse:Security>"
     )
+
+
+def wsu_time(moment: datetime) -> str:
+    """An xs:dateTime as WCF writes it: UTC, 7 fraction digits, Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
+
+
+def replay_header(
+    code: str,
+    key: str,
+    *,
+    created: str | None = None,
+    expires: str | None = None,
+    nonce: str | None = None,
+    token_created: str | None = None,
+) -> str:
+    """A WS-Security header with a wsu:Timestamp (Created/Expires) and/or a Nonce + wsu:Created."""
+    timestamp = ""
+    if created is not None or expires is not None:
+        timestamp = f'<u:Timestamp xmlns:u="{WSU_NS}" u:Id="_0">'
+        timestamp += f"<u:Created>{created}</u:Created>" if created is not None else ""
+        timestamp += f"<u:Expires>{expires}</u:Expires>" if expires is not None else ""
+        timestamp += "</u:Timestamp>"
+    extra = f'<wsse:Nonce EncodingType="{BASE64}">{nonce}</wsse:Nonce>' if nonce is not None else ""
+    extra += f'<u:Created xmlns:u="{WSU_NS}">{token_created}</u:Created>' if token_created is not None else ""
+    return (
+        security_header(code, key)
+        .replace("<wsse:UsernameToken>", timestamp + "<wsse:UsernameToken>")
+        .replace("</wsse:UsernameToken>", extra + "</wsse:UsernameToken>")
+    )
+
+
+class FreshUsernameToken(UsernameToken):
+    """zeep's UsernameToken (PasswordText) plus, on every call, a wsu:Timestamp and a fresh
+    Nonce with its wsu:Created: zeep's own class sends those only with a PasswordDigest, which
+    the hub does not accept. ``nonce`` fixes the nonce (to replay it in a test)."""
+
+    def __init__(self, username: str, password: str, nonce: bytes | None = None):
+        super().__init__(username, password)
+        self.fixed_nonce = nonce
+
+    def apply(self, envelope, headers):
+        envelope, headers = super().apply(envelope, headers)
+        security = wsse_utils.get_security_header(envelope)
+        token = security.find(f"{{{security.nsmap['wsse']}}}UsernameToken")
+        now = datetime.now(UTC)
+        nonce = base64.b64encode(self.fixed_nonce or os.urandom(16)).decode("ascii")
+        token.append(wsse_utils.WSSE.Nonce(nonce, EncodingType=BASE64))
+        token.append(wsse_utils.WSU.Created(wsu_time(now)))
+        timestamp = wsse_utils.WSU.Timestamp(
+            wsse_utils.WSU.Created(wsu_time(now)), wsse_utils.WSU.Expires(wsu_time(now + timedelta(minutes=5)))
+        )
+        security.insert(0, timestamp)
+        return envelope, headers
 
 
 def envelope(body: str, header: str = "", prolog: str = "") -> str:

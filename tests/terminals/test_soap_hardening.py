@@ -157,6 +157,37 @@ def test_wrong_types_and_unknown_operations_are_invalid_request_faults(term_a, s
     assert not Message.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "application/json", "text/plain; charset=utf-8", "application/x-www-form-urlencoded", "application/xml"],
+)
+def test_a_body_not_sent_as_soap_is_refused_with_nothing_stored(term_a, soap_url, content_type):
+    terminal, key = term_a
+    headers = {"SOAPAction": '""'} | ({"Content-Type": content_type} if content_type else {})
+    data = envelope(submit_body(sync_message("ct-1")), security_header(terminal.code, key)).encode("utf-8")
+    response = requests.post(soap_url, data=data, headers=headers, timeout=30)
+    code, text = fault_of(response)
+    assert code == "Client.InvalidRequest" and "send the SOAP 1.1 envelope as text/xml" in text
+    assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/xml",
+        "TEXT/XML; charset=UTF-8",
+        "text/xml;charset=utf-8",
+        'application/soap+xml; charset=utf-8; action="x"',
+    ],
+)
+def test_soap_media_types_are_accepted_with_any_case_and_parameters(term_a, soap_url, content_type):
+    terminal, key = term_a
+    body = envelope(submit_body(sync_message("ct-ok")), security_header(terminal.code, key))
+    response = post_raw(soap_url, body, content_type=content_type)
+    assert response.status_code == 200, response.text
+    assert Message.objects.filter(message_id="ct-ok").exists()
+
+
 def test_a_get_without_wsdl_is_a_fault_not_an_html_page(soap_url, transactional_db):
     response = requests.get(soap_url, timeout=10)
     assert fault_of(response)[0] == "Client.InvalidRequest"

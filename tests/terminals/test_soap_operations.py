@@ -13,6 +13,7 @@ from zeep.exceptions import Fault
 from messages import outbound
 from messages.models import Message, MessageState, OutboundUpdate, UpdateState
 from reconciliation.models import ReportedCount
+from reconciliation.selectors import reported_latest
 from terminals.models import Terminal
 from terminals.services import terminal_rotate_key
 from tests.factories import MessageFactory
@@ -212,6 +213,41 @@ def test_report_counts_with_a_missing_field_is_refused_whole(term_a, zeep_client
     assert not ReportedCount.objects.exists()
 
 
+def test_report_counts_dated_in_the_future_is_refused_whole_and_never_pins_the_latest(term_a, zeep_client):
+    terminal, key = term_a
+    client = zeep_client(terminal.code, key)
+    now = datetime.now(UTC)
+    for future in [datetime(9999, 12, 31, tzinfo=UTC), now + timedelta(seconds=1000)]:
+        counts = [
+            {"EntityType": "stock", "Count": 1, "AsOf": now},
+            {"EntityType": "product", "Count": 999, "AsOf": future},
+        ]
+        with pytest.raises(Fault) as exc:
+            client.service.ReportCounts(counts={"EntityCount": counts})
+        assert code_of(exc.value) == "Client.InvalidRequest"
+        assert "count 1: AsOf" in exc.value.message and "in the future: more than 900 s ahead" in exc.value.message
+    assert not ReportedCount.objects.exists()  # nothing of the call is stored
+    # A clock within the allowance is fine, and the next report wins as it should.
+    assert (
+        client.service.ReportCounts(counts={"EntityCount": [{"EntityType": "product", "Count": 5, "AsOf": now}]}) == 1
+    )
+    later = now + timedelta(seconds=60)
+    assert client.service.ReportCounts(counts={"EntityCount": [{"EntityType": "product", "Count": 6, "AsOf": later}]})
+    assert reported_latest()[(terminal.code, "product")].count == 6
+
+
+def test_a_heartbeat_from_a_terminal_clock_far_ahead_is_refused(term_a, zeep_client):
+    terminal, key = term_a
+    with pytest.raises(Fault) as exc:
+        zeep_client(terminal.code, key).service.Heartbeat(
+            info={"AppVersion": "4.2.1", "LocalBacklog": 1, "TerminalTime": datetime.now(UTC) + timedelta(hours=2)}
+        )
+    assert code_of(exc.value) == "Client.InvalidRequest"
+    assert "TerminalTime" in exc.value.message and "more than 900 s ahead of the hub's clock" in exc.value.message
+    terminal.refresh_from_db()
+    assert (terminal.last_heartbeat_at, terminal.app_version, terminal.clock_skew_seconds) == (None, "", None)
+
+
 # --- tenant isolation ----------------------------------------------------------------------------------------
 
 
@@ -297,11 +333,16 @@ def test_a_password_digest_is_not_accepted_as_the_key(term_a, soap_url):
 
 def test_a_wcf_style_header_with_must_understand_is_accepted(term_a, soap_url):
     terminal, key = term_a
-    # What WCF sends: mustUnderstand="1", a wsu:Timestamp and wsu:Id attributes around the token.
+    # What WCF sends: mustUnderstand="1", a wsu:Timestamp (Created, Expires 5 minutes later, 7
+    # fraction digits) and wsu:Id attributes around the token.
     wsu = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+    now = datetime.now(UTC)
+    created = now.strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
+    expires = (now + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
     header = security_header(terminal.code, key, must_understand=True).replace(
         "<wsse:UsernameToken>",
-        f'<u:Timestamp xmlns:u="{wsu}" u:Id="_0"><u:Created>2025-01-01T00:00:00Z</u:Created></u:Timestamp>'
+        f'<u:Timestamp xmlns:u="{wsu}" u:Id="_0"><u:Created>{created}</u:Created>'
+        f"<u:Expires>{expires}</u:Expires></u:Timestamp>"
         f'<wsse:UsernameToken xmlns:u="{wsu}" u:Id="uuid-1">',
     )
     assert 'mustUnderstand="1"' in header
