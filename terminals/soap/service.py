@@ -69,6 +69,8 @@ def _authenticate(ctx):
         raise Fault(TERMINAL_DISABLED, "this terminal is disabled; contact support")
     # The replay defence, once the key is known good (so its reasons tell a stranger nothing).
     freshness = security_header_freshness(header, now=timezone.now())
+    if freshness.malformed:
+        raise Fault(INVALID_REQUEST, freshness.problem)
     problem = freshness.problem
     if problem is None and header.nonce is not None:
         if not terminal_services.terminal_nonce_use(

@@ -71,10 +71,16 @@ def security_header_read(header_elements) -> SecurityHeader:
 
 @dataclass
 class Freshness:
-    """The verdict on a header's dates: a problem (the request is refused), or how long to keep its nonce."""
+    """The verdict on a header's dates: a problem (the request is refused), or how long to keep its nonce.
+
+    ``malformed``: the problem is a date that is not an xs:dateTime at all, which the contract
+    answers like every other unreadable value ("Dates and times": Client.InvalidRequest), not as
+    a stale or replayed header (Client.AuthenticationFailed).
+    """
 
     problem: str | None
     keep_nonce_until: datetime | None = None
+    malformed: bool = False
 
 
 def security_header_freshness(header: SecurityHeader, *, now: datetime) -> Freshness:
@@ -91,7 +97,7 @@ def security_header_freshness(header: SecurityHeader, *, now: datetime) -> Fresh
         try:
             created = parse_datetime(text)
         except XsdValueError as exc:
-            return Freshness(f"{where}: {exc}")
+            return Freshness(f"{where}: {exc}", malformed=True)
         if created < now - REPLAY_WINDOW:
             return Freshness(f"{where} {_utc(created)} is more than 5 minutes old (the hub's clock: {clock})")
         if created > now + REPLAY_WINDOW:
@@ -101,7 +107,7 @@ def security_header_freshness(header: SecurityHeader, *, now: datetime) -> Fresh
         try:
             expires = parse_datetime(header.expires)
         except XsdValueError as exc:
-            return Freshness(f"wsu:Timestamp/wsu:Expires: {exc}")
+            return Freshness(f"wsu:Timestamp/wsu:Expires: {exc}", malformed=True)
         if expires < now:
             return Freshness(f"wsu:Timestamp/wsu:Expires {_utc(expires)} has passed (the hub's clock: {clock})")
     if header.nonce is not None and not "".join(header.nonce.split()):

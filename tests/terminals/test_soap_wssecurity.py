@@ -119,10 +119,18 @@ def test_an_expires_in_the_past_is_refused(term_a, soap_url):
     assert refused(call(soap_url, header, "expired"), "expired", "wsu:Timestamp/wsu:Expires", "has passed")
 
 
-def test_a_created_that_is_not_an_xs_datetime_is_refused(term_a, soap_url):
+@pytest.mark.parametrize("where", ["created", "token_created", "expires"])
+def test_a_header_date_that_is_not_an_xs_datetime_is_an_invalid_request(term_a, soap_url, where):
+    # The contract's "Dates and times": any dateTime that is not one is Client.InvalidRequest.
     terminal, key = term_a
-    header = replay_header(terminal.code, key, created=wsu_time(datetime.now(UTC)) + "junk")
-    assert refused(call(soap_url, header, "junk"), "junk", "wsu:Timestamp/wsu:Created", "is not an xs:dateTime")
+    now = datetime.now(UTC)
+    dates = {"created": wsu_time(now), "expires": wsu_time(now + timedelta(minutes=5))}
+    dates[where] = wsu_time(now) + "junk"
+    response = call(soap_url, replay_header(terminal.code, key, **dates), "junk")
+    code, text = fault_of(response)
+    assert code == "Client.InvalidRequest", text
+    assert "is not an xs:dateTime" in text and "Zjunk" in text
+    assert not Message.objects.filter(message_id="junk").exists()
 
 
 def test_a_reused_nonce_is_refused_and_another_terminal_may_use_it(term_a, term_b, soap_url):
