@@ -12,6 +12,7 @@ from django.http import HttpResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from messages import selectors
@@ -27,7 +28,7 @@ from messages.services.console import (
 )
 from messages.tables import DeadLetterGroupTable, MessageTable
 from messages.views_scale import bulk_job_panel
-from syncadmin.console import actor_of, bind_table_context, console_view, render_list
+from syncadmin.console import actor_of, bind_table_context, console_view, render_list, wants_fragment
 from syncadmin.pagination import keyset_page
 from syncadmin.selectors import deadletter_group_notes
 from syncadmin.services import deadletter_group_note_set
@@ -112,6 +113,7 @@ class _Echo:
         return value
 
 
+@never_cache  # the messages' keys and errors, as a file: never stored by a browser or a proxy
 @require_GET
 @console_view(VIEW)
 def message_export(request):
@@ -226,11 +228,14 @@ def _load(pk: int) -> Message:
     return get_object_or_404(Message.objects.select_related("terminal"), pk=pk)
 
 
+# Pages and fragments that show a payload are never stored by a browser or a proxy (no-store):
+# the detail, its in-place action answers, the edit page, the CSV export.
+@never_cache
 @require_GET
 @console_view(VIEW)
 def message_detail(request, pk: int):
     message = _load(pk)
-    template = "messages/_detail_body.html" if request.htmx else "messages/message_detail.html"
+    template = "messages/_detail_body.html" if wants_fragment(request) else "messages/message_detail.html"
     return render(request, template, _detail_context(request, message))
 
 
@@ -245,6 +250,7 @@ def _after_action(request, pk: int, status: int = 200, **extra):
     return redirect("message-detail", pk=pk)
 
 
+@never_cache
 @require_POST
 @console_view(VIEW, ACTION_PERMS["retry"])
 def message_retry_view(request, pk: int):
@@ -259,6 +265,7 @@ def message_retry_view(request, pk: int):
     return _after_action(request, pk, flash=flash, flash_level="ok" if changed else "warn")
 
 
+@never_cache
 @require_POST
 @console_view(VIEW, ACTION_PERMS["discard"])
 def message_discard_view(request, pk: int):
@@ -275,6 +282,7 @@ def message_discard_view(request, pk: int):
     return _after_action(request, pk, flash=flash, flash_level="ok" if changed else "warn")
 
 
+@never_cache
 @console_view(VIEW, "queue_messages.edit_payload")
 def message_edit_view(request, pk: int):
     message = _load(pk)

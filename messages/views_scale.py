@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from messages import selectors_scale
@@ -18,7 +19,7 @@ from messages.models import BulkJob, Message
 from messages.services.bulk import ACTION_PERMS, BulkRefused, bulk_job_cancel
 from messages.services.console import message_operator_restore
 from messages.tables_scale import BulkJobTable, PurgeRunTable
-from syncadmin.console import actor_of, console_view, render_list
+from syncadmin.console import actor_of, console_view, render_list, wants_fragment
 from syncadmin.pagination import keyset_page
 
 VIEW_JOBS = "queue_messages.view_bulkjob"
@@ -47,7 +48,7 @@ def bulk_job_panel(request, job: BulkJob, status: int = 200, **extra):
 @console_view(VIEW_JOBS)
 def bulk_job_detail(request, pk: int):
     job = get_object_or_404(BulkJob, pk=pk)
-    if request.htmx:
+    if wants_fragment(request):
         return bulk_job_panel(request, job)
     return render(request, "messages/bulk_job_detail.html", _job_context(request, job))
 
@@ -91,6 +92,7 @@ def bulk_job_list(request):
 # --- restore -----------------------------------------------------------------------------------
 
 
+@never_cache  # answers with the message's page or body, payload included
 @require_POST
 @console_view("queue_messages.view_message", RESTORE)
 def message_restore_view(request, pk: int):

@@ -27,6 +27,7 @@ from reconciliation.filtersets import DiscrepancyFilterSet, ReconciliationRunFil
 from reconciliation.forms import CellForm, ExplainForm, RecountForm, ResyncForm
 from reconciliation.models import Discrepancy, ReconciliationRun
 from reconciliation.tables import DiscrepancyTable, ReconciliationRunTable, cell_url
+from syncadmin.console import wants_fragment
 from terminals.models import Terminal
 
 VIEW = "reconciliation.view_discrepancy"
@@ -50,7 +51,7 @@ def _actor(request) -> str:
 def _list(request, *, table, filterset, template, context):
     """netbox style: the full page, or only the table for an htmx request."""
     RequestConfig(request, paginate={"per_page": PER_PAGE}).configure(table)
-    if getattr(request, "htmx", False):
+    if wants_fragment(request):
         return render(request, "htmx/table.html", {"table": table})
     return render(request, template, {**context, "table": table, "filter": filterset})
 

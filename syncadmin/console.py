@@ -32,9 +32,19 @@ def actor_of(request) -> str:
     return f"user:{request.user.get_username()}"
 
 
+def wants_fragment(request) -> bool:
+    """Whether an htmx request asks for a part of the page rather than the page.
+
+    htmx restoring a history entry it has no copy of asks for the page (HX-History-Restore-Request),
+    even from an htmx version that also sends HX-Request. Every response says ``Vary: HX-Request``
+    (syncadmin.console_middleware), so a browser never serves one kind of answer for the other.
+    """
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
 def render_list(request, template: str, context: dict):
     """netbox style: an htmx request gets only the table partial, a normal one the whole page."""
-    if request.htmx and not request.htmx.boosted and request.htmx.target in (None, "table-container"):
+    if wants_fragment(request) and not request.htmx.boosted and request.htmx.target in (None, "table-container"):
         return render(request, "htmx/table.html", context)
     return render(request, template, context)
 

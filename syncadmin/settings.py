@@ -12,6 +12,7 @@ import secrets
 import tempfile
 from pathlib import Path
 
+import csp.constants
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -320,6 +321,36 @@ LOGGING = {
 CONSOLE_PAGE_SIZE = env.int("CONSOLE_PAGE_SIZE", default=50)
 # The dashboard re-renders its figures through htmx every this many seconds.
 CONSOLE_REFRESH_SECONDS = env.int("CONSOLE_REFRESH_SECONDS", default=5)
+
+# --- Console security headers and idle sessions (README, "Security headers") -------------------
+# A console user idle this long is logged out (0: never). The page's own polls (the dashboard's
+# refresh, a bulk job's progress) are not activity: syncadmin/console_middleware.py.
+CONSOLE_SESSION_IDLE_MINUTES = env.int("CONSOLE_SESSION_IDLE_MINUTES", default=60)
+INSTALLED_APPS += ["csp"]
+# After django-htmx's middleware (the idle check reads request.htmx, the user and the messages),
+# before django-axes, which stays last.
+_after_htmx = MIDDLEWARE.index("django_htmx.middleware.HtmxMiddleware") + 1
+MIDDLEWARE[_after_htmx:_after_htmx] = [
+    "csp.middleware.CSPMiddleware",
+    "syncadmin.console_middleware.HtmxVaryMiddleware",
+    "syncadmin.console_middleware.IdleSessionMiddleware",
+]
+# django-csp 4: every script and stylesheet is a static file of ours; no inline script or style,
+# no eval (htmx runs with allowEval off), no plugins, no framing, forms post only here.
+CONTENT_SECURITY_POLICY = {
+    # The terminals' SOAP endpoint and its WSDL are XML for machines, not pages.
+    "EXCLUDE_URL_PREFIXES": ["/soap/"],
+    "DIRECTIVES": {
+        "default-src": [csp.constants.SELF],
+        "script-src": [csp.constants.SELF],
+        "style-src": [csp.constants.SELF],
+        "img-src": [csp.constants.SELF],
+        "object-src": [csp.constants.NONE],
+        "base-uri": [csp.constants.NONE],
+        "form-action": [csp.constants.SELF],
+        "frame-ancestors": [csp.constants.NONE],
+    },
+}
 
 
 # --- Observability (README, "Observability") ------------------------------------------------------

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET
 from messages.models import MessageState
 from syncadmin import selectors
 from syncadmin.charts import Series, line_chart
-from syncadmin.console import console_view, render_list
+from syncadmin.console import console_view, render_list, wants_fragment
 from syncadmin.filtersets import AuditEntryFilterSet
 from syncadmin.pagination import keyset_page
 from syncadmin.tables import AuditEntryTable
@@ -53,7 +53,7 @@ def dashboard(request):
         "refresh_seconds": settings.CONSOLE_REFRESH_SECONDS,
         "offline_seconds": settings.TERMINAL_OFFLINE_SECONDS,
     }
-    template = "syncadmin/_dashboard_body.html" if request.htmx else "syncadmin/dashboard.html"
+    template = "syncadmin/_dashboard_body.html" if wants_fragment(request) else "syncadmin/dashboard.html"
     return render(request, template, context)
 
 

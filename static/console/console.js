@@ -35,6 +35,15 @@
     }
   });
 
+  // Requests the page makes by itself (elements marked data-poll: the dashboard's refresh, a bulk job's
+  // progress, a table's refresh, the match count) say so: the server does not count them as the
+  // user's activity, so an unattended open dashboard still reaches the idle timeout.
+  document.addEventListener("htmx:configRequest", function (ev) {
+    if (ev.detail.elt && ev.detail.elt.hasAttribute("data-poll")) {
+      ev.detail.headers["X-Console-Poll"] = "1";
+    }
+  });
+
   // A failed htmx request says so instead of silently doing nothing.
   document.addEventListener("htmx:responseError", function (ev) {
     var box = document.getElementById("htmx-error");

@@ -8,16 +8,33 @@ import importlib
 import math
 import os
 import shutil
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.apps import apps
 from django.conf import settings
+from django.contrib.sessions.backends.db import SessionStore
 
 from messages.models import Message, MessageEvent, MessageState
+from reconciliation import services as reconciliation_services
+from reconciliation.models import RunTrigger
+from syncadmin.console_middleware import IDLE_SESSION_KEY
 from terminals.models import Terminal
 from terminals.services import api_key_hash
-from tests.factories import DeadLetterFactory, MessageFactory, MetricSampleFactory, TerminalFactory, UserFactory
+from tests.console_pages import console_objects, console_pages
+from tests.factories import (
+    BulkJobFactory,
+    DeadLetterFactory,
+    MessageFactory,
+    MetricSampleFactory,
+    TerminalFactory,
+    UserFactory,
+)
+from tests.reconciliation.helpers import drain_all, env, ingest
+
+# Predicates given to wait_for_function are written as functions: a bare expression is eval()ed in the
+# page, which the Content-Security-Policy (rightly) refuses.
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls made here for set-up
 # and checks are still plain synchronous calls.
@@ -125,9 +142,9 @@ def world(settings):
             processed_last_minute=int(220 + 60 * math.cos(i / 9) + (i * 13) % 25),
             failed_last_minute=i % 4,
         )
-    UserFactory(username="alice", group="Terminal admins", password=PASSWORD)
+    alice = UserFactory(username="alice", group="Terminal admins", password=PASSWORD)
     UserFactory(username="sam", group="Support", password=PASSWORD)
-    return {"terminals": terminals, "dead": dead}
+    return {"terminals": terminals, "dead": dead, "alice": alice}
 
 
 def shots_dir():
@@ -136,8 +153,31 @@ def shots_dir():
     return path
 
 
+def watch(page) -> list[str]:
+    """What the browser reports as wrong on ``page``: console errors (htmx logs its errors there,
+    Chrome its Content-Security-Policy refusals), uncaught page errors, and every
+    ``securitypolicyviolation`` event (listened for in every document the page loads)."""
+    problems: list[str] = []
+
+    def on_console(msg):
+        # Django's admin pages name no icon, so Chrome asks for /favicon.ico (404): not a page's fault.
+        if msg.type == "error" and not msg.location.get("url", "").endswith("/favicon.ico"):
+            problems.append(f"console.{msg.type}: {msg.text} ({msg.location.get('url')})")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
+    page.expose_function("__reportCsp", lambda text: problems.append(f"csp: {text}"))
+    page.add_init_script(
+        "document.addEventListener('securitypolicyviolation', e => window.__reportCsp("
+        "e.effectiveDirective + ' blocked ' + (e.blockedURI || 'inline') + ' on ' + e.documentURI));"
+    )
+    page.problems = problems
+    return problems
+
+
 def login(browser, live_server, username="alice"):
     page = browser.new_page(viewport={"width": 1440, "height": 900})
+    watch(page)
     page.goto(f"{live_server.url}/")
     assert "/accounts/login/" in page.url  # anonymous is sent to the login page
     page.fill("#id_username", username)
@@ -157,6 +197,8 @@ def finish(page) -> None:
     page.wait_for_load_state("networkidle")
     page.goto("about:blank")
     page.close()
+    # Every browser test also proves the page broke no rule: no CSP refusal, no htmx error.
+    assert page.problems == [], page.problems
 
 
 def test_dashboard_and_filter_the_message_table(browser, live_server, world):
@@ -169,15 +211,15 @@ def test_dashboard_and_filter_the_message_table(browser, live_server, world):
     page.wait_for_selector("#message-table")
     page.evaluate("window.__noReload = 1")
     page.select_option("select[name=state]", "Failed")
-    page.wait_for_function("new URL(location.href).searchParams.get('state') === 'Failed'")
+    page.wait_for_function("() => new URL(location.href).searchParams.get('state') === 'Failed'")
     page.wait_for_function(
-        "[...document.querySelectorAll('#message-table tbody .badge')].every(b => b.textContent === 'Failed')"
+        "() => [...document.querySelectorAll('#message-table tbody .badge')].every(b => b.textContent === 'Failed')"
     )
     assert page.locator("#message-table tbody tr").count() == 4
     assert page.evaluate("window.__noReload") == 1  # swapped by htmx, not reloaded
     page.select_option("select[name=state]", "")
-    page.wait_for_function("!new URL(location.href).searchParams.get('state')")
-    page.wait_for_function("document.querySelectorAll('#message-table tbody tr').length > 30")
+    page.wait_for_function("() => !new URL(location.href).searchParams.get('state')")
+    page.wait_for_function("() => document.querySelectorAll('#message-table tbody tr').length > 30")
     page.screenshot(path=str(shots_dir() / "messages.png"), full_page=False)
     page.click("nav >> text=Dead letters")
     page.wait_for_selector("#group-table")
@@ -197,7 +239,7 @@ def test_open_dead_letter_and_retry_in_place(browser, live_server, world):
     page.evaluate("window.__noReload = 1")
     page.fill("#actions input[name=reason] >> nth=0", "price fixed in HQ")
     page.click("#retry-button")
-    page.wait_for_function("document.querySelector('#message-state').textContent === 'Received'")
+    page.wait_for_function("() => document.querySelector('#message-state').textContent === 'Received'")
     assert page.evaluate("window.__noReload") == 1
     assert "queued again" in page.inner_text("#flash")
     assert Message.objects.get(pk=target.pk).state == S.RECEIVED
@@ -220,7 +262,7 @@ def test_bulk_discard_a_selection_with_reason(browser, live_server, world):
     page.wait_for_selector("#bulk-result")
     assert "Discarded 2 messages" in page.inner_text("#bulk-result")
     # The table refreshed itself: the discarded rows are gone from the filtered list.
-    page.wait_for_function("document.querySelectorAll('#message-table tbody input[name=select]').length === 0")
+    page.wait_for_function("() => document.querySelectorAll('#message-table tbody input[name=select]').length === 0")
     chosen = [d.message.pk for d in world["dead"] if d.message.terminal_id == world["terminals"][0].pk]
     assert Message.objects.filter(pk__in=chosen, state=S.DISCARDED).count() == 2
     finish(page)
@@ -238,4 +280,180 @@ def test_rotate_a_terminal_key(browser, live_server, world):
     page.screenshot(path=str(shots_dir() / "terminal-detail.png"), full_page=True)
     key = page.inner_text("#new-key").strip()
     assert Terminal.objects.get(pk=terminal.pk).api_key_hash == api_key_hash(key)
+    finish(page)
+
+
+# --- issue 15: dead-letter group actions, Back after htmx, CSP on every page, idle sessions -------------
+
+
+def test_dead_letter_group_confirm_and_cancel_keep_every_group_button_working(browser, live_server, world):
+    """Retry group… then Confirm acts; Discard group… then Cancel leaves the panel usable for the next group.
+
+    The group forms once inherited hx-swap="outerHTML" from the table: the confirmation replaced
+    #bulk-panel itself, so Confirm had no target (htmx:targetError) and every group button was dead.
+    """
+    DeadLetterFactory(
+        message__terminal=world["terminals"][2],
+        message__message_type="stock.upsert",
+        reason="KeyError: 'sku'",
+        error_class="KeyError",
+        group_key="KeyError: 'sku'",
+    )
+    page = login(browser, live_server, "sam")
+    page.set_default_timeout(8_000)
+    page.goto(f"{live_server.url}/dead-letters/")
+    rows = page.locator("#group-table tbody tr")
+    assert rows.count() == 3
+
+    # 1. Retry group… -> confirmation (screenshot) -> Confirm: the four "price" messages are retried.
+    rows.filter(has_text="price # is negative").locator("button[value=retry]").click()
+    page.wait_for_selector("#bulk-panel #bulk-count")
+    assert "retry 4 messages" in page.inner_text("#bulk-count")
+    page.screenshot(path=str(shots_dir() / "dead-letters-confirm.png"), full_page=True)
+    page.fill("#bulk-confirm input[name=reason]", "price list fixed at HQ")
+    page.click("#bulk-confirm button[type=submit]")
+    page.wait_for_selector("#bulk-panel #bulk-result")
+    assert "Retried 4 messages" in page.inner_text("#bulk-result")
+    retried = [d.message.pk for d in world["dead"]]
+    assert Message.objects.filter(pk__in=retried, state=S.RECEIVED).count() == 4
+    page.wait_for_function("() => document.querySelectorAll('#group-table tbody tr').length === 2")  # table refreshed
+
+    # 2. Discard group… on another group, then Cancel: nothing changes and the panel empties.
+    rows.filter(has_text="promo.apply").locator("button[value=discard]").click()
+    page.wait_for_selector("#bulk-panel #bulk-count")
+    assert "discard 1 message" in page.inner_text("#bulk-count")
+    page.click("#bulk-confirm button[data-dismiss=bulk-panel]")
+    page.wait_for_function("() => document.getElementById('bulk-panel').innerHTML.trim() === ''")
+    assert Message.objects.filter(message_type="promo.apply", state=S.DEAD_LETTERED).count() == 1
+
+    # 3. A third group's button still works, through to the result.
+    rows.filter(has_text="KeyError").locator("button[value=retry]").click()
+    page.wait_for_selector("#bulk-panel #bulk-count")
+    assert "retry 1 message" in page.inner_text("#bulk-count")
+    page.click("#bulk-confirm button[type=submit]")
+    page.wait_for_selector("#bulk-panel #bulk-result")
+    assert Message.objects.get(message_type="stock.upsert").state == S.RECEIVED
+    assert page.locator("#bulk-panel").count() == 1
+    finish(page)
+
+
+def full_page_shown(page) -> bool:
+    """The whole console page (navigation, a styled body), not a bare table fragment."""
+    return page.evaluate(
+        """() => !!document.querySelector('header.topbar nav')
+              && getComputedStyle(document.body).backgroundColor === 'rgb(244, 246, 248)'"""
+    )
+
+
+def test_back_after_filtering_the_message_list_shows_the_full_page(browser, live_server, world):
+    page = login(browser, live_server)
+    page.goto(f"{live_server.url}/messages/")
+    page.select_option("select[name=state]", "Failed")
+    page.wait_for_function("() => new URL(location.href).searchParams.get('state') === 'Failed'")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#message-table tbody .badge')].every(b => b.textContent === 'Failed')"
+    )
+    page.locator("#message-table tbody a[href^='/messages/']").first.click()
+    page.wait_for_selector("#message-state")
+    page.go_back()
+    page.wait_for_load_state("load")
+    assert "state=Failed" in page.url
+    page.screenshot(path=str(shots_dir() / "messages-after-back.png"), full_page=False)
+    assert full_page_shown(page), page.content()[:300]
+    assert page.locator("form#filters").count() == 1
+    assert page.locator("#message-table tbody .badge").count() == 4
+    finish(page)
+
+
+def test_back_to_any_list_after_an_htmx_request_shows_the_full_page(browser, live_server, world):
+    """Each page that answers htmx with a fragment: fetch it as htmx does, leave, come Back."""
+    job = BulkJobFactory()
+    run_pk = reconciliation_run_with_a_gap()
+    # A superuser: the groups' reconciliation permissions may be gone after another test's flush.
+    UserFactory(username="root", is_superuser=True, is_staff=True, password=PASSWORD)
+    page = login(browser, live_server, "root")
+    fragments = []
+    for path in [
+        "/?window=6h",  # the dashboard polls its own URL
+        "/messages/?state=Failed",
+        "/dead-letters/",
+        "/terminals/",
+        "/audit/",
+        "/reconciliation/discrepancies/",
+        "/reconciliation/runs/",
+        f"/reconciliation/runs/{run_pk}/",
+        "/bulk-jobs/",
+        f"/bulk-jobs/{job.pk}/",
+        "/retention/",
+    ]:
+        page.goto(f"{live_server.url}{path}")
+        assert full_page_shown(page), path
+        page.evaluate(
+            """() => new Promise(done => {
+                 const xhr = new XMLHttpRequest();
+                 xhr.open('GET', location.href);
+                 xhr.setRequestHeader('HX-Request', 'true');
+                 xhr.onload = done;
+                 xhr.send();
+               })"""
+        )
+        page.goto(f"{live_server.url}/terminals/new/")
+        page.go_back()
+        page.wait_for_load_state("load")
+        assert page.url == f"{live_server.url}{path}"
+        if not full_page_shown(page):
+            fragments.append(path)
+    assert fragments == [], f"Back showed a bare fragment for {fragments}"
+    finish(page)
+
+
+def reconciliation_run_with_a_gap() -> int:
+    terminal = TerminalFactory(code="RECON-T1")
+    ingest(terminal, env("recon-a", "A"), env("recon-b", "B"))
+    drain_all()
+    reconciliation_services.reported_counts_store(
+        terminal=terminal, counts=[("product", 5, datetime.now(UTC) + timedelta(seconds=1))]
+    )
+    return reconciliation_services.run_now(trigger=RunTrigger.COMMAND, triggered_by="test").pk
+
+
+def test_every_console_page_keeps_to_its_content_security_policy(browser, live_server, world):
+    """Every page of the URLconf, as a superuser (every button shown): no CSP refusal, no script error."""
+    UserFactory(username="root", is_superuser=True, is_staff=True, password=PASSWORD)
+    pages = console_pages(console_objects())
+    page = login(browser, live_server, "root")
+    for p in pages:
+        probe = page.request.get(f"{live_server.url}{p.url}", max_redirects=0)
+        if probe.status == 405 or not probe.headers.get("content-type", "").startswith("text/html"):
+            continue  # an action (POST only), the CSV download, /metrics: no page to render
+        response = page.goto(f"{live_server.url}{p.url}")
+        policy = dict(d.strip().split(" ", 1) for d in response.headers["content-security-policy"].split(";"))
+        assert policy["script-src"] == policy["style-src"] == "'self'", p
+        page.wait_for_load_state("networkidle")
+    # The admin, still available to superusers, keeps to the same policy.
+    alice = world["alice"].pk
+    for path in ["/admin/", "/admin/auth/user/", "/admin/auth/user/add/", f"/admin/auth/user/{alice}/change/"]:
+        page.goto(f"{live_server.url}{path}")
+        page.wait_for_load_state("networkidle")
+    finish(page)
+
+
+def test_an_idle_session_sends_the_open_dashboard_to_the_login_page(browser, live_server, world, settings):
+    """The dashboard's own polls never count as activity: once the session has been idle past
+    CONSOLE_SESSION_IDLE_MINUTES the next poll takes the whole window to the login page."""
+    settings.CONSOLE_REFRESH_SECONDS = 1
+    page = login(browser, live_server)
+    page.wait_for_selector("#dashboard")
+    cookie = next(c for c in page.context.cookies() if c["name"] == settings.SESSION_COOKIE_NAME)
+    # Polls come and go every second: they do not move the last activity.
+    page.wait_for_timeout(2_500)
+    session = SessionStore(session_key=cookie["value"])
+    last = session[IDLE_SESSION_KEY]
+    assert time.time() - last >= 2
+    session[IDLE_SESSION_KEY] = last - (settings.CONSOLE_SESSION_IDLE_MINUTES * 60 + 5)
+    session.save()
+    page.wait_for_url(lambda url: "/accounts/login/" in url, timeout=10_000)
+    assert "next=/" in page.url
+    assert page.locator("#id_username").count() == 1 and page.locator("#dashboard").count() == 0
+    assert "inactivity" in page.inner_text("main")
     finish(page)

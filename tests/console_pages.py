@@ -1,0 +1,87 @@
+"""Every page the URLconf declares, as URLs a test can request: the security-header tests walk them all.
+
+Enumerated from the URLconf, not listed by hand, so a page added later is covered (or, when it needs
+an object this helper does not know how to supply, fails loudly here until it is taught).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from reconciliation import services as reconciliation_services
+from reconciliation.models import Discrepancy, RunTrigger
+from tests.factories import BulkJobFactory, DeadLetterFactory, PurgeRunFactory, TerminalFactory
+from tests.reconciliation.helpers import drain_all, env, ingest
+
+# URLs outside the console: the SOAP endpoint (its own protocol) and Django's admin (its own pages).
+NOT_CONSOLE = ("terminal-soap",)
+SKIPPED_PREFIXES = ("admin/",)
+
+
+@dataclass(frozen=True)
+class Page:
+    name: str  # the URL's name, with its namespace
+    url: str
+
+
+def url_names() -> list[tuple[str, list[str]]]:
+    """(namespaced name, converter names) of every URL pattern outside the admin."""
+    found: list[tuple[str, list[str]]] = []
+
+    def walk(resolver, namespace: str | None) -> None:
+        for entry in resolver.url_patterns:
+            if isinstance(entry, URLResolver):
+                if str(entry.pattern).startswith(SKIPPED_PREFIXES):
+                    continue
+                walk(entry, entry.namespace or namespace)
+            elif isinstance(entry, URLPattern):
+                name = f"{namespace}:{entry.name}" if namespace else entry.name
+                found.append((name, list(getattr(entry.pattern, "converters", {}))))
+
+    walk(get_resolver(), None)
+    return found
+
+
+def console_objects() -> dict[str, int]:
+    """One object of each kind a console URL can point at (a real reconciliation gap included)."""
+    terminal = TerminalFactory(code="PAGES-T1")
+    dead = DeadLetterFactory(message__terminal=terminal)
+    ingest(terminal, env("pages-a", "A"), env("pages-b", "B"))
+    drain_all()
+    reconciliation_services.reported_counts_store(
+        terminal=terminal, counts=[("product", 5, datetime.now(UTC) + timedelta(seconds=1))]
+    )
+    run = reconciliation_services.run_now(trigger=RunTrigger.COMMAND, triggered_by="test")
+    PurgeRunFactory()
+    return {
+        "message": dead.message.pk,
+        "bulk-job": BulkJobFactory().pk,
+        "terminal": terminal.pk,
+        "reconciliation:explain": Discrepancy.objects.filter(run=run).first().pk,
+        "reconciliation:run_detail": run.pk,
+        "terminal_code": terminal.code,
+    }
+
+
+# Pages that need a query string to show anything but a 400.
+QUERIES = {"reconciliation:cell": "?terminal={terminal_code}&entity_type=product"}
+
+
+def console_pages(objects: dict[str, int]) -> list[Page]:
+    """Every console URL, filled in with ``objects`` (from ``console_objects``)."""
+    pages = []
+    for name, converters in url_names():
+        if name in NOT_CONSOLE:
+            continue
+        kwargs = {}
+        if converters:
+            assert converters == ["pk"], f"{name}: teach tests/console_pages.py its arguments {converters}"
+            key = name if name in objects else next((k for k in objects if name.startswith(k + "-")), None)
+            assert key is not None, f"{name}: teach tests/console_pages.py which object its pk names"
+            kwargs["pk"] = objects[key]
+        query = QUERIES.get(name, "").format(**objects)
+        pages.append(Page(name, reverse(name, kwargs=kwargs) + query))
+    return pages
