@@ -14,6 +14,7 @@ import time
 import uuid
 
 from django.conf import settings
+from django.db import DatabaseError
 from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
@@ -56,7 +57,7 @@ def drain(max_seconds: float | None = None) -> dict:
     worker = worker_id()
     budget = settings.SYNC_DRAIN_SECONDS if max_seconds is None else max_seconds
     deadline = time.monotonic() + budget
-    totals = {"claimed": 0, "processed": 0, "noop": 0, "failed": 0, "dead_lettered": 0}
+    totals = {"claimed": 0, "processed": 0, "noop": 0, "failed": 0, "dead_lettered": 0, "released": 0}
     with services.engine_session():
         _drain_loop(worker, deadline, totals)
     if totals["claimed"]:
@@ -83,15 +84,30 @@ def _drain_loop(worker: str, deadline: float, totals: dict) -> None:
             continue
         totals["claimed"] += len(batch)
         try:
-            result = services.message_process_batch(messages=batch, worker=worker)
+            result = services.message_process_claimed(messages=batch, worker=worker)
         except services.IllegalTransition as exc:
             # Our lease ran out and another worker re-claimed part of the batch: everything
             # this batch wrote was rolled back, and its messages are that worker's (or come
             # back when our lease ends). Carry on with the next batch.
             log.warning("drain %s lost its lease on a batch of %s: %s", worker, len(batch), exc)
             continue
-        for key in ("processed", "noop", "failed", "dead_lettered"):
+        except DatabaseError as exc:
+            # The batch failed and not even its release reached the database: it is down. The
+            # messages left keep their lease and come back when it ends; a claim would fail too.
+            log.warning(
+                "drain %s stops: the database did not answer (%s); the messages it still holds come back when"
+                " their lease ends (SYNC_LEASE_SECONDS)",
+                worker,
+                exc,
+            )
+            break
+        for key in ("processed", "noop", "failed", "dead_lettered", "released"):
             totals[key] += getattr(result, key)
+        if result.database_failed:
+            # The batch met a failing database (the central store, say) and was released with backoff:
+            # another claim now would only spend more messages' attempts. The next wake-up tries again.
+            log.warning("drain %s stops: the database failed; its batch was released", worker)
+            break
 
 
 def sweep() -> int:
