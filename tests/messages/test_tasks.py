@@ -1,4 +1,5 @@
 import logging
+import os
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -265,3 +266,24 @@ def test_when_not_even_the_release_reaches_the_database_the_lease_brings_the_bat
     monkeypatch.undo()
     totals = tasks.drain(max_seconds=5)
     assert set(Message.objects.values_list("state", flat=True)) == {S.PROCESSED}
+
+
+def test_drain_registers_while_it_runs_for_its_clusters_due_check(terminal, monkeypatch, enqueued):
+    from multiprocessing import Array
+
+    seen = []
+    real_claim = services.message_claim
+
+    def claim(**kwargs):
+        seen.append(tasks.drains_running({os.getpid()}))
+        return real_claim(**kwargs)
+
+    monkeypatch.setattr(services, "message_claim", claim)
+    monkeypatch.setattr(tasks, "_drain_slots", Array("l", 3))
+    tasks._drain_slots[0] = 2**22 + 12345  # left by a killed worker (no such process): reused
+    tasks._drain_slots[1] = 1  # a live process (init) that is not one of our workers
+    services.message_ingest_batch(terminal=terminal, envelopes=[env("a")])
+    assert not tasks.drains_running({os.getpid()})
+    tasks.drain()
+    assert seen and all(seen)
+    assert not tasks.drains_running({os.getpid()}) and tasks._drain_slots[:] == [0, 1, 0]
