@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from django.db import connections
 from django.db.models import Count, Max, Min, Q
 
 from messages.models import (
@@ -26,6 +27,45 @@ def message_due_count(*, limit: int) -> int:
     due = Message.objects.filter(state__in=PENDING_STATES, next_attempt_at__lte=now).values("pk")[:limit]
     expired = Message.objects.filter(state=MessageState.PROCESSING, lease_expires_at__lt=now).values("pk")[:limit]
     return len(due) + len(expired)
+
+
+# The states as literals, not parameters: a partial index (message_due_idx, message_lease_idx) is only
+# used for a WHERE its planner can see implies the index's own. SQLite is also told the index by name.
+_DUE_EXISTS_SQL = (
+    "SELECT 1 FROM {table}{due_index} WHERE state IN ('{received}', '{failed}') AND next_attempt_at <= {now}"
+    " UNION ALL SELECT 1 FROM {table}{lease_index} WHERE state = '{processing}' AND lease_expires_at < {now}"
+    " LIMIT 1"
+)
+
+
+def message_due_exists() -> bool:
+    """Whether anything is due now: a pending message whose time has come, or an expired lease.
+
+    One query that stops at the first row it finds: a probe of the due index, then (only if that
+    found nothing) of the lease index. Each worker cluster runs it every SYNC_DUE_CHECK_SECONDS
+    (messages/cluster.py). Database clock.
+    """
+    conn = connections[Message.objects.db]
+    if conn.vendor not in ("postgresql", "sqlite"):
+        now = db_now()
+        return (
+            Message.objects.filter(state__in=PENDING_STATES, next_attempt_at__lte=now).exists()
+            or Message.objects.filter(state=MessageState.PROCESSING, lease_expires_at__lt=now).exists()
+        )
+    sqlite = conn.vendor == "sqlite"
+    sql = _DUE_EXISTS_SQL.format(
+        table=Message._meta.db_table,
+        due_index=" INDEXED BY message_due_idx" if sqlite else "",
+        lease_index=" INDEXED BY message_lease_idx" if sqlite else "",
+        received=MessageState.RECEIVED.value,
+        failed=MessageState.FAILED.value,
+        processing=MessageState.PROCESSING.value,
+        now="%s" if sqlite else "statement_timestamp()",
+    )
+    params = [conn.ops.adapt_datetimefield_value(db_now())] * 2 if sqlite else []
+    with conn.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone() is not None
 
 
 def message_lease_expiry_seconds() -> float | None:

@@ -2,7 +2,8 @@
 
 The message table, not django-q2's task bookkeeping, is the source of truth: a drain task
 only claims whatever is due, so losing, duplicating or redelivering a drain task is
-harmless. The sweep schedule makes sure due work is never left waiting for a lost wake-up.
+harmless. Each worker cluster looks at the due index itself (messages/cluster.py), and the
+sweep schedule wakes drains too, so due work is never left waiting for a lost wake-up.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.conf import settings
+from django.db import DatabaseError
 from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
@@ -52,13 +56,59 @@ def enqueue_drain(count: int = 1) -> None:
         async_task(DRAIN_TASK, group="drain", q_options={"task_name": "drain", "broker": broker})
 
 
+# --- which drains run in this worker cluster -------------------------------------------------
+# The pids of the cluster's processes running a drain, in memory its processes share: made by the
+# cluster's sentinel before it forks its workers (messages/cluster.py), None anywhere else. The
+# cluster's own due check starts no drain while one runs.
+_drain_slots = None
+
+
+def drain_slots_install(array) -> None:
+    """Called by the cluster's sentinel, before its workers fork: they inherit ``array``."""
+    global _drain_slots
+    _drain_slots = array
+
+
+def drains_running(pids: set[int]) -> bool:
+    """Whether one of the processes ``pids`` (the cluster's live workers) is running a drain."""
+    slots = _drain_slots
+    return slots is not None and any(pid in pids for pid in slots[:])
+
+
+@contextmanager
+def _drain_registered() -> Iterator[None]:
+    slots, pid, slot = _drain_slots, os.getpid(), None
+    if slots is not None:
+        with slots.get_lock():
+            # A free slot, or one a killed worker left behind (its pid is gone).
+            slot = next((i for i, held in enumerate(slots) if held in (0, pid) or not _alive(held)), None)
+            if slot is not None:
+                slots[slot] = pid
+    try:
+        yield
+    finally:
+        if slot is not None:
+            with slots.get_lock():
+                slots[slot] = 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        pass
+    return True
+
+
 def drain(max_seconds: float | None = None) -> dict:
     """Claim and apply batches until nothing is due or the time budget is spent."""
     worker = worker_id()
     budget = settings.SYNC_DRAIN_SECONDS if max_seconds is None else max_seconds
     deadline = time.monotonic() + budget
-    totals = {"claimed": 0, "processed": 0, "noop": 0, "failed": 0, "dead_lettered": 0}
-    with services.engine_session():
+    totals = {"claimed": 0, "processed": 0, "noop": 0, "failed": 0, "dead_lettered": 0, "released": 0}
+    with _drain_registered(), services.engine_session():
         _drain_loop(worker, deadline, totals)
     if totals["claimed"]:
         log.info("drain %s finished: %s", worker, totals)
@@ -84,15 +134,30 @@ def _drain_loop(worker: str, deadline: float, totals: dict) -> None:
             continue
         totals["claimed"] += len(batch)
         try:
-            result = services.message_process_batch(messages=batch, worker=worker)
+            result = services.message_process_claimed(messages=batch, worker=worker)
         except services.IllegalTransition as exc:
             # Our lease ran out and another worker re-claimed part of the batch: everything
             # this batch wrote was rolled back, and its messages are that worker's (or come
             # back when our lease ends). Carry on with the next batch.
             log.warning("drain %s lost its lease on a batch of %s: %s", worker, len(batch), exc)
             continue
-        for key in ("processed", "noop", "failed", "dead_lettered"):
+        except DatabaseError as exc:
+            # The batch failed and not even its release reached the database: it is down. The
+            # messages left keep their lease and come back when it ends; a claim would fail too.
+            log.warning(
+                "drain %s stops: the database did not answer (%s); the messages it still holds come back when"
+                " their lease ends (SYNC_LEASE_SECONDS)",
+                worker,
+                exc,
+            )
+            break
+        for key in ("processed", "noop", "failed", "dead_lettered", "released"):
             totals[key] += getattr(result, key)
+        if result.database_failed:
+            # The batch met a failing database (the central store, say) and was released with backoff:
+            # another claim now would only spend more messages' attempts. The next wake-up tries again.
+            log.warning("drain %s stops: the database failed; its batch was released", worker)
+            break
 
 
 def sweep() -> int:

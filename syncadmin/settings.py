@@ -164,6 +164,10 @@ SYNC_BACKOFF_BASE_SECONDS = env.float("SYNC_BACKOFF_BASE_SECONDS", default=5.0)
 SYNC_BACKOFF_MAX_SECONDS = env.float("SYNC_BACKOFF_MAX_SECONDS", default=900.0)
 # A drain task stops claiming after this long so it always ends well inside Q_TIMEOUT.
 SYNC_DRAIN_SECONDS = env.float("SYNC_DRAIN_SECONDS", default=20.0)
+# Each worker cluster (manage.py sync_cluster) looks at the due index this often and hands a drain
+# to its own workers when work is due and none of its drains runs: due work is found even when no
+# task reaches it through the broker (one lost with a killed cluster, say). 0 turns it off.
+SYNC_DUE_CHECK_SECONDS = env.float("SYNC_DUE_CHECK_SECONDS", default=5.0)
 # PostgreSQL: a drain's claims and batches commit without waiting for their WAL flush. A
 # database crash (not a restart) can then lose the last fraction of a second of processing,
 # which is redone: the batch is all-or-nothing, applying is idempotent, and a receipt (ingest)

@@ -53,9 +53,10 @@ def start_gunicorn(env: dict, log, port: int) -> subprocess.Popen:
 
 
 def start_qcluster(env: dict, log) -> subprocess.Popen:
-    """``manage.py qcluster`` in its own process group (so a test can kill the whole cluster)."""
+    """``manage.py sync_cluster`` (qcluster + its due check) in its own process group (so a test can kill
+    the whole cluster)."""
     return subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"],
+        [sys.executable, "manage.py", "sync_cluster"],
         cwd=ROOT,
         env=env,
         stdout=log,

@@ -4,7 +4,8 @@ Split by concern; import from here (``from messages.services import message_retr
 
 - ``transitions``: ``message_transition`` (compare-and-set + event rows), ``db_now``
 - ``ingest``: ``message_ingest_batch`` and the wake-up of the workers
-- ``processing``: ``message_claim`` (leases, attempts counted at claim) and ``message_process_batch``
+- ``processing``: ``message_claim`` (leases, attempts counted at claim), ``message_process_batch``, and for a
+  drain ``message_process_claimed`` (an error the batch does not handle: ``message_release``)
 - ``operator``: ``message_retry``, ``message_discard``, ``message_restore``
 
 What the console and the schedules call lives beside them, imported by module (not re-exported
@@ -22,6 +23,8 @@ from messages.services.processing import (
     failure_group_key,
     message_claim,
     message_process_batch,
+    message_process_claimed,
+    message_release,
 )
 from messages.services.transitions import (
     DISCARDABLE_STATES,
@@ -49,6 +52,8 @@ __all__ = [
     "message_discard",
     "message_ingest_batch",
     "message_process_batch",
+    "message_process_claimed",
+    "message_release",
     "message_restore",
     "message_retry",
     "message_transition",

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from itertools import islice
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, OperationalError, connections, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connections, transaction
 from django.db.models import F
 
 from messages.handlers import Item, PermanentError, counters_at_end, registry
@@ -221,6 +221,14 @@ class BatchResult:
     noop: int = 0
     failed: int = 0
     dead_lettered: int = 0
+    released: int = 0  # handed back after an error the batch did not handle (message_release)
+    # The database failed (unreachable, connection lost), not a message: claim nothing more for now.
+    database_failed: bool = False
+
+    def add(self, other: BatchResult) -> None:
+        for name in ("processed", "noop", "failed", "dead_lettered", "released"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.database_failed |= other.database_failed
 
 
 _NORMALISE = re.compile(r"0x[0-9a-fA-F]+|[0-9a-fA-F]{8,}|\d+")
@@ -232,9 +240,14 @@ def failure_group_key(error_class: str, reason: str) -> str:
 
 
 def _dead_letter(message: Message, *, actor: str, reason: str, error_class: str, traceback: str = "", now) -> None:
+    """Dead-letter a message its worker holds (Processing), with its DeadLetter row."""
     message_transition(
         message_ids=[message.pk],
-        from_state=message.state,
+        # Not message.state: a batch that dead-lettered a message and then failed as a whole was
+        # rolled back, but left this in-memory copy saying DeadLettered, and the batch's replay then
+        # asked for DeadLettered -> DeadLettered (IllegalTransition: the whole batch stuck until its
+        # lease ended).
+        from_state=S.PROCESSING,
         to_state=S.DEAD_LETTERED,
         actor=actor,
         reason=reason,
@@ -266,9 +279,19 @@ def backoff_seconds(attempts: int) -> float:
     return delay * random.uniform(0.5, 1.0)
 
 
+def _error_text(text: str) -> str:
+    """Error text as the database can store it: PostgreSQL refuses NUL in text columns.
+
+    A handler's error can quote a payload, whose JSON "\\u0000" decodes to NUL: writing that
+    failure then failed the batch again (DataError), and every message of it waited for its lease.
+    """
+    return text.replace("\x00", "\\x00")
+
+
 def _is_infrastructure_error(exc: BaseException) -> bool:
-    """Database unreachable or connection lost: not the message's fault, do not burn an attempt."""
-    return isinstance(exc, OperationalError) and not _is_retryable_conflict(exc)
+    """Database unreachable or connection lost: not the message's fault. The batch is not replayed
+    and no handler error is recorded; the messages are released with backoff (message_release)."""
+    return isinstance(exc, OperationalError | InterfaceError) and not _is_retryable_conflict(exc)
 
 
 def _is_retryable_conflict(exc: BaseException) -> bool:
@@ -287,6 +310,11 @@ def _prepare(messages: Sequence[Message]) -> tuple[list[Item], list[tuple[Messag
             payload = json.loads(m.payload) if m.payload.strip() else None
         except ValueError as exc:
             rejected.append((m, PermanentError(f"payload is not valid JSON: {exc}")))
+            continue
+        except RecursionError:
+            # A payload nested deeper than Python's recursion limit ('[' * 100000, a few hundred KB)
+            # raised out of the batch, which then waited for its lease (before message_process_claimed).
+            rejected.append((m, PermanentError("payload is not valid JSON: nested too deeply")))
             continue
         entity, _, op = m.message_type.partition(".")
         items.append(Item(message=m, terminal_code=m.terminal.code, entity_type=entity, op=op, payload=payload))
@@ -412,7 +440,8 @@ def _finish(
     for item, exc, trace in failures:
         m = item.message
         error_class = type(exc).__name__
-        reason = str(exc) or error_class
+        reason = _error_text(str(exc)) or error_class
+        trace = _error_text(trace)
         if isinstance(exc, PermanentError) or m.attempts >= settings.SYNC_MAX_ATTEMPTS:
             if not isinstance(exc, PermanentError):
                 reason = f"gave up after {m.attempts} attempts: {reason}"
@@ -443,3 +472,142 @@ def _finish(
             outcomes[m.pk] = ("failed", reason)
     observe.batch_finished(messages=messages, outcomes=outcomes, started=started, now=now, worker=worker)
     return result
+
+
+# --- errors the batch does not handle ----------------------------------------------------------
+
+
+def message_process_claimed(*, messages: Sequence[Message], worker: str) -> BatchResult:
+    """Apply a drain's claimed batch, and never leave it leased after an error nobody handled.
+
+    ``message_process_batch`` deals with what a handler raises (that message fails alone). What
+    else escapes it (the batch machinery, the central store's SQL, a counter, a broken handler
+    registry, repeated deadlocks, a lost connection) used to end the drain and leave every message
+    of the batch Processing until its lease ran out (SYNC_LEASE_SECONDS). Now the error is logged
+    once, with its traceback, and each message is applied again on its own, so that one message
+    that breaks its batch cannot drag the others down with it (as the one-at-a-time re-claim of
+    expired leases also ensures); whatever still fails is released (``message_release``) with
+    its attempt counted, so a message that always breaks its batch still ends DeadLettered after
+    SYNC_MAX_ATTEMPTS.
+
+    A database failure (unreachable, connection lost) that the first message alone meets again is
+    the database's, not a message's: the rest of the batch is released untried, with backoff, and
+    ``database_failed`` tells the drain to claim nothing more for now, so that an outage of the
+    central store cannot spend every message's attempts in seconds. A lost lease (IllegalTransition)
+    is raised as before: those messages are another worker's now. If the database cannot be
+    reached at all the release raises (DatabaseError), and the messages keep their lease, whose
+    end brings them back.
+    """
+    try:
+        return message_process_batch(messages=messages, worker=worker)
+    except IllegalTransition:
+        raise
+    except Exception as exc:
+        log.error(
+            "batch of %s message(s) failed with an error the engine does not handle (%s: %s); applying them one"
+            " at a time, releasing those that fail",
+            len(messages),
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
+        failure = exc
+    result = BatchResult()
+    untried = list(messages)
+    if len(messages) > 1:
+        _reset_broken_connections()
+        went_through = False  # some message alone reached its end: the database works
+        while untried:
+            m = untried[0]
+            try:
+                result.add(message_process_batch(messages=[m], worker=worker))
+                went_through = True
+            except IllegalTransition:
+                pass  # its lease ran out and another worker re-claimed it: that worker's now
+            except Exception as exc:
+                if _is_infrastructure_error(exc) and not went_through:
+                    failure = exc  # alone too, and nothing has gone through: the database is failing
+                    break
+                result.released += message_release(messages=[m], worker=worker, error=exc)
+            untried.pop(0)
+    if untried:  # the batch's one message, or what a failing database left untried
+        result.released += message_release(messages=untried, worker=worker, error=failure)
+        result.database_failed = _is_infrastructure_error(failure)
+    return result
+
+
+def message_release(*, messages: Sequence[Message], worker: str, error: BaseException) -> int:
+    """Hand claimed messages back after an error their batch did not handle; how many moved.
+
+    Processing -> Failed (the lifecycle's one "retry later" move; the attempt was counted when the
+    message was claimed), or DeadLettered if that was its last attempt, each with its event:
+    reason, error class, traceback. Due again at once, except after a database failure
+    (unreachable, connection lost), where it waits the usual backoff (SYNC_BACKOFF_BASE_SECONDS,
+    doubling): seconds, not a lease, and an outage does not use up its attempts at once.
+
+    Only messages still Processing under ``worker``'s lease move: a batch whose commit went
+    through although its connection failed (the client cannot tell) stays as it committed, and a
+    message another worker has re-claimed (the only thing that locks a Processing message: such
+    rows are skipped) is left to it, so nothing is applied twice. One transaction of its own: if
+    the database cannot be reached it raises, having changed nothing, and the lease brings the
+    messages back when it ends.
+    """
+    _reset_broken_connections()
+    error_class = type(error).__name__[:200]
+    detail = _error_text(str(error)) or error_class
+    trace = _error_text("".join(tb.format_exception(error)))
+    reason = f"released after an error its batch did not handle: {error_class}: {detail}"
+    with transaction.atomic(), observe.collected():
+        held = list(
+            Message.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=[m.pk for m in messages], state=S.PROCESSING, lease_owner=worker)
+            .only("id", "state", "attempts", "lease_owner")
+            .order_by("pk")
+        )
+        now = db_now()
+        retry = [m for m in held if m.attempts < settings.SYNC_MAX_ATTEMPTS]
+        for m in held:
+            if m.attempts >= settings.SYNC_MAX_ATTEMPTS:
+                _dead_letter(m, actor=worker, reason=f"gave up after {m.attempts} attempts: {reason}",
+                             error_class=error_class, traceback=trace, now=now)  # fmt: skip
+        for m in retry:  # one transition per message: each has its own due time
+            delay = backoff_seconds(m.attempts) if _is_infrastructure_error(error) else 0.0
+            message_transition(
+                message_ids=[m.pk],
+                from_state=S.PROCESSING,
+                to_state=S.FAILED,
+                actor=worker,
+                reason=f"{reason} (retry in {delay:.0f}s)" if delay else reason,
+                error_class=error_class,
+                traceback=trace,
+                fields={
+                    "lease_owner": "",
+                    "lease_expires_at": None,
+                    "last_error": reason,
+                    "next_attempt_at": now + timedelta(seconds=delay),
+                },
+                only_if={"lease_owner": worker},
+                now=now,
+            )
+    if held:
+        log.warning(
+            "released %s message(s) of %s after %s: %s (%s of them dead-lettered, their attempts used)",
+            len(held),
+            worker,
+            error_class,
+            detail,
+            len(held) - len(retry),
+        )
+    return len(held)
+
+
+def _reset_broken_connections() -> None:
+    """Drop a connection the failed batch broke, so the next query opens a new one.
+
+    Django closes a connection whose rollback failed; one that failed another way is found here
+    (one SELECT 1, only after an error). Never inside a transaction: that is the caller's.
+    """
+    for alias in {Message.objects.db, central_alias()}:
+        conn = connections[alias]
+        if not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()

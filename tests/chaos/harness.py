@@ -364,7 +364,7 @@ class Stack:
         return f"http://127.0.0.1:{web.port}/soap/terminal/v1/"
 
     def start_cluster(self, prefix: list[str] | None = None, **extra_env: str) -> Proc:
-        cmd = [*(prefix or []), PYTHON, "manage.py", "qcluster"]
+        cmd = [*(prefix or []), PYTHON, "manage.py", "sync_cluster"]
         return self._spawn("cluster", cmd, self.env(**extra_env))
 
     def worker_pids(self, cluster: Proc) -> list[int]:

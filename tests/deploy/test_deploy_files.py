@@ -41,7 +41,8 @@ def test_nginx_body_limit_matches_the_soap_limit():
 
 def test_systemd_units_stop_qcluster_through_its_main_process():
     worker = (DEPLOY / "systemd" / "syncadmin-worker@.service").read_text()
-    assert "KillMode=mixed" in worker and "manage.py qcluster" in worker
+    # sync_cluster: qcluster with the due check (messages/cluster.py), as `serve` runs it too
+    assert "KillMode=mixed" in worker and "ExecStart=/opt/syncadmin/.venv/bin/python manage.py sync_cluster" in worker
     web = (DEPLOY / "systemd" / "syncadmin-web.service").read_text()
     assert "deploy/gunicorn.conf.py" in web and "ExecReload=/bin/kill -s HUP $MAINPID" in web
 

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -340,6 +341,95 @@ def test_one_bad_message_does_not_fail_its_batch(terminal):
         assert counter(terminal) == 5
     finally:
         registry.unregister("boom.upsert")
+
+
+def test_a_payload_nested_too_deeply_is_dead_lettered_at_once(terminal):
+    """Regression: json.loads raises RecursionError (not ValueError) past Python's recursion limit. It
+    escaped the batch, whose messages then all waited for their lease; a few hundred KB of '[' did it."""
+    deep = dataclasses.replace(env("deep", "D"), payload="[" * 100_000 + "]" * 100_000)
+    services.message_ingest_batch(terminal=terminal, envelopes=[env("ok", "A"), deep])
+    drain_all()
+    assert Message.objects.get(message_id="ok").state == S.PROCESSED
+    m = Message.objects.get(message_id="deep")
+    assert (m.state, m.attempts) == (S.DEAD_LETTERED, 1)
+    assert DeadLetter.objects.get(message=m).reason == "payload is not valid JSON: nested too deeply"
+
+
+def test_a_handler_error_quoting_a_nul_character_is_recorded(terminal):
+    """Regression (PostgreSQL): a handler's error quoting a payload whose JSON holds "\\u0000" put a NUL
+    into the failure's reason, which PostgreSQL refuses in text: writing the failure failed the batch
+    again, and its messages waited for their lease. The NUL is now written escaped."""
+
+    @registry.register("quoting.upsert")
+    def quoting(item):
+        raise ValueError(f"bad name {item.payload['name']}")
+
+    try:
+        services.message_ingest_batch(
+            terminal=terminal,
+            envelopes=[env("q", mtype="quoting.upsert", payload={"name": "a\x00b"}), env("ok", "B")],
+        )
+        assert "\\u0000" in Message.objects.get(message_id="q").payload  # stored as JSON sent it
+        drain_all()
+        m = Message.objects.get(message_id="q")
+        assert (m.state, m.attempts) == (S.FAILED, 1)  # a handler error: backoff, as any other
+        assert m.last_error == "bad name a\\x00b"
+        event = m.events.get(to_state=S.FAILED)
+        assert "bad name a\\x00b" in event.reason and "\x00" not in event.traceback
+        assert Message.objects.get(message_id="ok").state == S.PROCESSED
+    finally:
+        registry.unregister("quoting.upsert")
+
+
+def test_released_messages_are_due_at_once_with_the_attempt_counted(terminal, monkeypatch):
+    """message_process_claimed (what a drain runs): after an error the batch does not handle, the
+    messages are due again at once, not after the lease; retried, each is applied exactly once."""
+    services.message_ingest_batch(terminal=terminal, envelopes=[env(k, k) for k in ("A", "B", "C")])
+    batch = services.message_claim(worker="w1", limit=10)
+    real = processing._finish
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug after the central writes")
+
+    monkeypatch.setattr(processing, "_finish", broken)
+    result = services.message_process_claimed(messages=batch, worker="w1")
+    assert (result.released, result.processed) == (3, 0)
+    now = services.db_now()
+    for m in Message.objects.all():
+        assert (m.state, m.attempts, m.lease_owner, m.lease_expires_at) == (S.FAILED, 1, "", None)
+        assert m.next_attempt_at <= now and "KeyError" in m.last_error
+    assert not CentralEntity.objects.exists() and counter(terminal) == 0  # rolled back with the batch
+    monkeypatch.setattr(processing, "_finish", real)
+    again = services.message_claim(worker="w2", limit=10)
+    assert sorted(m.message_id for m in again) == ["A", "B", "C"]
+    assert services.message_process_claimed(messages=again, worker="w2").processed == 3
+    assert set(Message.objects.values_list("state", "attempts")) == {(S.PROCESSED, 2)}
+    assert CentralEntity.objects.count() == 3 and counter(terminal) == 3
+    assert MessageEvent.objects.filter(to_state=S.PROCESSED).count() == 3
+
+
+def test_a_release_after_a_commit_that_went_through_changes_nothing(terminal, monkeypatch):
+    """The connection can fail after the server committed (the client cannot tell). The release moves
+    only messages still Processing under this worker's lease: the committed batch stays as it is,
+    nothing is applied or released twice."""
+    from django.db import OperationalError
+
+    services.message_ingest_batch(terminal=terminal, envelopes=[env("a", "A"), env("b", "B")])
+    batch = services.message_claim(worker="w1", limit=10)
+    real = processing._process_batch_once
+
+    def committed_then_lost(messages, worker):
+        real(messages, worker)  # committed
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(processing, "_process_batch_once", committed_then_lost)
+    result = services.message_process_claimed(messages=batch, worker="w1")
+    assert result.released == 0
+    assert set(Message.objects.values_list("state", flat=True)) == {S.PROCESSED}
+    assert MessageEvent.objects.filter(to_state=S.PROCESSED).count() == 2
+    assert not MessageEvent.objects.filter(to_state=S.FAILED).exists()
+    assert CentralEntity.objects.count() == 2 and counter(terminal) == 2
+    assert services.message_release(messages=batch, worker="w1", error=RuntimeError("late")) == 0
 
 
 # --- operator actions ------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ import sys
 import time
 
 import environ
+import pytest
 from django.conf import settings
 from django.core.checks import run_checks
 
@@ -18,9 +19,10 @@ def test_retry_not_above_timeout_refuses_to_start(settings):
     assert "syncadmin.E001" not in {e.id for e in run_checks()}
 
 
-def test_qcluster_command_refuses_bad_retry(tmp_path):
+@pytest.mark.parametrize("command", ["qcluster", "sync_cluster"])
+def test_qcluster_command_refuses_bad_retry(tmp_path, command):
     proc = subprocess.run(
-        [sys.executable, "manage.py", "qcluster"],
+        [sys.executable, "manage.py", command],
         cwd=settings.BASE_DIR,
         env={**os.environ, "Q_TIMEOUT": "60", "Q_RETRY": "30", "SYNC_VAR_DIR": str(tmp_path)},
         capture_output=True,

@@ -1,4 +1,4 @@
-"""Run the whole hub in one terminal: the web server (gunicorn) and a worker cluster (qcluster)."""
+"""Run the whole hub in one terminal: the web server (gunicorn) and a worker cluster (sync_cluster)."""
 
 import os
 import shutil
@@ -39,7 +39,7 @@ class Command(BaseCommand):
             # Own session: Ctrl-C reaches only this command, which then stops the cluster through
             # its main process. (A SIGTERM sent to every qcluster process at once can leave
             # django-q2's main process waiting forever for a sentinel that is already gone.)
-            subprocess.Popen([python, "manage.py", "qcluster"], cwd=settings.BASE_DIR, start_new_session=True),
+            subprocess.Popen([python, "manage.py", "sync_cluster"], cwd=settings.BASE_DIR, start_new_session=True),
         ]  # fmt: skip
         self.stdout.write(
             self.style.SUCCESS(f"SyncAdmin is running: http://{bind}/  (SOAP: http://{bind}/soap/terminal/v1/?wsdl)")
