@@ -1,9 +1,12 @@
 """All test factories in one place (factory_boy)."""
 
+import importlib
 import json
 from datetime import UTC, datetime
 
 import factory
+from django.apps import apps
+from django.contrib.auth.models import Group
 
 from messages.models import Message, MessageState
 from terminals.models import Terminal
@@ -63,9 +66,26 @@ class UserFactory(factory.django.DjangoModelFactory):
     @factory.post_generation
     def group(self, create, extracted, **kwargs):
         if create and extracted:
-            from django.contrib.auth.models import Group
-
+            console_groups_ensure()
             self.groups.add(Group.objects.get(name=extracted))
+
+
+# The data migrations that give the console its groups and permissions, in order.
+ACCESS_MIGRATIONS = [
+    ("syncadmin.migrations.0003_console_groups", "create_groups"),
+    ("reconciliation.migrations.0003_group_permissions", "grant"),
+]
+
+
+def console_groups_ensure() -> None:
+    """The console's groups with all their permissions, as the data migrations leave them.
+
+    A transactional test ends with a flush that empties every table, the migrations' groups
+    included, so whatever runs after one in the same session finds none; running the migrations'
+    own functions again (they are idempotent) restores exactly what `migrate` makes.
+    """
+    for module, function in ACCESS_MIGRATIONS:
+        getattr(importlib.import_module(module), function)(apps, None)
 
 
 class DeadLetterFactory(factory.django.DjangoModelFactory):

@@ -4,7 +4,6 @@ Run with `pytest -m browser`; they are part of the normal suite too. Never `play
 the browser is the system's /usr/bin/chromium.
 """
 
-import importlib
 import math
 import os
 import shutil
@@ -12,7 +11,6 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.apps import apps
 from django.conf import settings
 from django.contrib.sessions.backends.db import SessionStore
 
@@ -75,8 +73,6 @@ def browser():
 def world(settings):
     """A small but lifelike hub: terminals, messages in every state, dead letters, an hour of samples."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    # A transactional test elsewhere may have flushed the groups the data migration made.
-    importlib.import_module("syncadmin.migrations.0003_console_groups").create_groups(apps, None)
     now = datetime.now(UTC)
     terminals = [
         TerminalFactory(
@@ -369,7 +365,7 @@ def test_back_to_any_list_after_an_htmx_request_shows_the_full_page(browser, liv
     """Each page that answers htmx with a fragment: fetch it as htmx does, leave, come Back."""
     job = BulkJobFactory()
     run_pk = reconciliation_run_with_a_gap()
-    # A superuser: the groups' reconciliation permissions may be gone after another test's flush.
+    # A superuser: every page below is open to it.
     UserFactory(username="root", is_superuser=True, is_staff=True, password=PASSWORD)
     page = login(browser, live_server, "root")
     fragments = []
