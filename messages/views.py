@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, QueryDict, StreamingHttpResponse
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -28,6 +27,7 @@ from messages.services.console import (
 from messages.tables import DeadLetterGroupTable, MessageTable
 from messages.views_scale import bulk_job_panel
 from syncadmin.console import actor_of, bind_table_context, console_view, render_list
+from syncadmin.exports import csv_response
 from syncadmin.pagination import keyset_page
 from syncadmin.selectors import deadletter_group_notes
 from syncadmin.services import deadletter_group_note_set
@@ -107,11 +107,6 @@ def message_count(request):
     return HttpResponse(text)
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 @require_GET
 @console_view(VIEW)
 def message_export(request):
@@ -119,18 +114,12 @@ def message_export(request):
     fs = _filterset(request.GET)
     if not fs.is_valid():
         return HttpResponse("Invalid filters: " + fs.errors.as_text(), status=400, content_type="text/plain")
-    header = [name for name, _ in selectors.MESSAGE_EXPORT_COLUMNS]
-    writer = csv.writer(_Echo())
-
-    def rows():
-        yield writer.writerow(header)
-        for row in selectors.message_export_rows(queryset=fs.qs):
-            yield writer.writerow(["" if v is None else v.isoformat() if hasattr(v, "isoformat") else v for v in row])
-
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="messages-{stamp}.csv"'
-    return response
+    return csv_response(
+        header=[name for name, _ in selectors.MESSAGE_EXPORT_COLUMNS],
+        rows=selectors.message_export_rows(queryset=fs.qs),
+        filename=f"messages-{stamp}.csv",
+    )
 
 
 # --- bulk actions -----------------------------------------------------------------------------

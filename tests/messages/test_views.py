@@ -382,3 +382,36 @@ def test_group_note_saved_and_audited(login_as):
     assert AuditEntry.objects.get(action="deadletter.note").reason == "ask HQ"
     assert b"ask HQ" in client.get("/dead-letters/").content
     assert login_as("Viewers").post("/dead-letters/note/", {"grouping": "reason", "key": "k"}).status_code == 403
+
+
+# --- CSV export safety (issue 15) ------------------------------------------------------------------
+
+
+def test_export_refuses_invalid_filters_before_streaming(login_as):
+    response = login_as("Viewers").get("/messages/export.csv?received_after=99999-01-01&entity_key=a%00b")
+    assert response.status_code == 400 and not response.streaming
+    assert b"entity_key" in response.content
+
+
+def test_export_neutralises_formulas(login_as):
+    """Terminal-controlled text starting with = + - @ tab or CR would run in a spreadsheet (OWASP)."""
+    m = MessageFactory(
+        message_id="=1+1",
+        entity_key='=HYPERLINK("http://x","y")',
+        message_type="+1",
+        last_error="@SUM(1)",
+        trace_id="\t-1",
+        sequence=-5,
+        state=S.FAILED,
+    )
+    plain = MessageFactory(message_id="m-plain", entity_key="SKU-1", sequence=7, state=S.FAILED, last_error="\rboom")
+    response = login_as("Viewers").get("/messages/export.csv?state=Failed")
+    header, *rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    cells = {int(r[0]): dict(zip(header, r, strict=True)) for r in rows}
+    hostile = cells[m.pk]
+    assert hostile["message_id"] == "'=1+1"
+    assert hostile["entity_key"] == '\'=HYPERLINK("http://x","y")'
+    assert hostile["message_type"] == "'+1" and hostile["last_error"] == "'@SUM(1)" and hostile["trace_id"] == "'\t-1"
+    assert hostile["sequence"] == "-5"  # a number the database returns stays a number
+    assert cells[plain.pk]["message_id"] == "m-plain" and cells[plain.pk]["entity_key"] == "SKU-1"
+    assert cells[plain.pk]["last_error"] == "'\rboom" and cells[plain.pk]["state"] == "Failed"
