@@ -59,15 +59,9 @@ def _filter_query(request) -> str:
 @console_view(VIEW)
 def message_list(request):
     fs = _filterset(request.GET)
-    notice = ""
-    if fs.is_valid():
-        qs = fs.qs
-    else:
-        # Keep the operator's input on screen and say what is wrong; show nothing rather than everything.
-        qs = Message.objects.none()
-        notice = "Some filters are not valid: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in fs.errors.items())
+    # An invalid filter shows nothing (not everything) and says why; the operator's input stays on screen.
     page = keyset_page(
-        qs,
+        fs.selected,
         sort=request.GET.get("sort"),
         allowed=selectors.MESSAGE_SORTS,
         default="-received_at",
@@ -80,7 +74,7 @@ def message_list(request):
         "filter": fs,
         "table": table,
         "page": page,
-        "notice": notice or page.notice,
+        "notice": "; ".join(n for n in (fs.notice, page.notice) if n),
         "filter_query": _filter_query(request),
         "list_url": request.path,
         "bulk": True,
@@ -100,7 +94,7 @@ def message_count(request):
     """How many messages match, counted up to a cap (loaded lazily so the table never waits)."""
     fs = _filterset(request.GET)
     if not fs.is_valid():
-        return HttpResponse("")
+        return HttpResponse("filters not valid")
     cap = 10_000
     n, more = selectors.message_count_capped(queryset=fs.qs, cap=cap)
     text = f"more than {cap:,} match" if more else f"{n:,} match" if n != 1 else "1 matches"
@@ -183,7 +177,7 @@ def message_bulk(request):
 def _pretty(payload: str) -> tuple[str, bool]:
     try:
         return json.dumps(json.loads(payload), indent=2, ensure_ascii=False, sort_keys=False), True
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes: shown as stored
         return payload, False
 
 
