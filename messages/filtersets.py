@@ -6,10 +6,12 @@ import django_filters
 from django import forms
 
 from messages.models import DeadLetter, Message, MessageState
+from syncadmin.filtersets import ConsoleFilterSet
+from syncadmin.validation import parse_id
 from terminals.models import Terminal
 
 
-class MessageFilterSet(django_filters.FilterSet):
+class MessageFilterSet(ConsoleFilterSet):
     q = django_filters.CharFilter(method="filter_message_id", label="Message id")
     state = django_filters.ChoiceFilter(choices=MessageState.choices, empty_label="Any state")
     terminal = django_filters.ModelChoiceFilter(
@@ -37,8 +39,9 @@ class MessageFilterSet(django_filters.FilterSet):
         # The unique index is (terminal, message_id): naming the (few) terminals lets the
         # database probe it once per terminal instead of scanning the table.
         by_terminal_id = queryset.filter(terminal_id__in=Terminal.objects.values("pk"), message_id=value)
-        if value.isdigit() and len(value) < 19:
-            return queryset.filter(pk__in=by_terminal_id.values("pk")) | queryset.filter(pk=int(value))
+        pk = parse_id(value)  # ASCII digits within the id range only: "²" or "①" is a terminal's id at most
+        if pk is not None:
+            return queryset.filter(pk__in=by_terminal_id.values("pk")) | queryset.filter(pk=pk)
         return by_terminal_id
 
     def filter_group(self, queryset, name, value):

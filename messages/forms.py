@@ -6,11 +6,17 @@ import json
 
 from django import forms
 
+from syncadmin.validation import IdListField
+
 REASON_ATTRS = {"placeholder": "Why? (kept in the audit log)", "autocomplete": "off"}
 
 
 class RetryForm(forms.Form):
     reason = forms.CharField(max_length=1000, required=False, widget=forms.TextInput(attrs=REASON_ATTRS))
+
+
+class RestoreForm(RetryForm):
+    """Restore takes the same optional reason as retry."""
 
 
 class DiscardForm(forms.Form):
@@ -23,15 +29,11 @@ class BulkActionForm(forms.Form):
 
     action = forms.ChoiceField(choices=ACTIONS)
     scope = forms.ChoiceField(choices=SCOPES, required=False)
-    select = forms.TypedMultipleChoiceField(coerce=int, required=False)
+    # Any possible id is accepted (whether it exists is the service's concern); "²", "-1" or 10**30 is a form error.
+    select = IdListField(required=False)
     query = forms.CharField(required=False, max_length=4000)
     reason = forms.CharField(max_length=1000, required=False)
     confirmed = forms.BooleanField(required=False)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        # Any integer id is acceptable here; whether it exists is the service's concern.
-        self.fields["select"].valid_value = lambda value: True
 
     def clean(self):
         data = super().clean()
@@ -53,6 +55,8 @@ class EditPayloadForm(forms.Form):
             json.loads(value)
         except ValueError as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc}") from exc
+        except RecursionError as exc:  # "[[[[…" nested deeper than the parser's stack
+            raise forms.ValidationError("Not valid JSON: nested too deeply.") from exc
         return value
 
 

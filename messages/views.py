@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, QueryDict, StreamingHttpResponse
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -29,6 +28,7 @@ from messages.services.console import (
 from messages.tables import DeadLetterGroupTable, MessageTable
 from messages.views_scale import bulk_job_panel
 from syncadmin.console import actor_of, bind_table_context, console_view, render_list, wants_fragment
+from syncadmin.exports import csv_response
 from syncadmin.pagination import keyset_page
 from syncadmin.selectors import deadletter_group_notes
 from syncadmin.services import deadletter_group_note_set
@@ -60,15 +60,9 @@ def _filter_query(request) -> str:
 @console_view(VIEW)
 def message_list(request):
     fs = _filterset(request.GET)
-    notice = ""
-    if fs.is_valid():
-        qs = fs.qs
-    else:
-        # Keep the operator's input on screen and say what is wrong; show nothing rather than everything.
-        qs = Message.objects.none()
-        notice = "Some filters are not valid: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in fs.errors.items())
+    # An invalid filter shows nothing (not everything) and says why; the operator's input stays on screen.
     page = keyset_page(
-        qs,
+        fs.selected,
         sort=request.GET.get("sort"),
         allowed=selectors.MESSAGE_SORTS,
         default="-received_at",
@@ -81,7 +75,7 @@ def message_list(request):
         "filter": fs,
         "table": table,
         "page": page,
-        "notice": notice or page.notice,
+        "notice": "; ".join(n for n in (fs.notice, page.notice) if n),
         "filter_query": _filter_query(request),
         "list_url": request.path,
         "bulk": True,
@@ -101,16 +95,11 @@ def message_count(request):
     """How many messages match, counted up to a cap (loaded lazily so the table never waits)."""
     fs = _filterset(request.GET)
     if not fs.is_valid():
-        return HttpResponse("")
+        return HttpResponse("filters not valid")
     cap = 10_000
     n, more = selectors.message_count_capped(queryset=fs.qs, cap=cap)
     text = f"more than {cap:,} match" if more else f"{n:,} match" if n != 1 else "1 matches"
     return HttpResponse(text)
-
-
-class _Echo:
-    def write(self, value):
-        return value
 
 
 @never_cache  # the messages' keys and errors, as a file: never stored by a browser or a proxy
@@ -121,18 +110,12 @@ def message_export(request):
     fs = _filterset(request.GET)
     if not fs.is_valid():
         return HttpResponse("Invalid filters: " + fs.errors.as_text(), status=400, content_type="text/plain")
-    header = [name for name, _ in selectors.MESSAGE_EXPORT_COLUMNS]
-    writer = csv.writer(_Echo())
-
-    def rows():
-        yield writer.writerow(header)
-        for row in selectors.message_export_rows(queryset=fs.qs):
-            yield writer.writerow(["" if v is None else v.isoformat() if hasattr(v, "isoformat") else v for v in row])
-
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="messages-{stamp}.csv"'
-    return response
+    return csv_response(
+        header=[name for name, _ in selectors.MESSAGE_EXPORT_COLUMNS],
+        rows=selectors.message_export_rows(queryset=fs.qs),
+        filename=f"messages-{stamp}.csv",
+    )
 
 
 # --- bulk actions -----------------------------------------------------------------------------
@@ -196,7 +179,7 @@ def message_bulk(request):
 def _pretty(payload: str) -> tuple[str, bool]:
     try:
         return json.dumps(json.loads(payload), indent=2, ensure_ascii=False, sort_keys=False), True
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes: shown as stored
         return payload, False
 
 

@@ -15,6 +15,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from messages import selectors_scale
+from messages.forms import RestoreForm
 from messages.models import BulkJob, Message
 from messages.services.bulk import ACTION_PERMS, BulkRefused, bulk_job_cancel
 from messages.services.console import message_operator_restore
@@ -99,7 +100,12 @@ def message_restore_view(request, pk: int):
     from messages.views import _after_action  # the detail page's own re-render
 
     message = get_object_or_404(Message, pk=pk)
-    reason = (request.POST.get("reason") or "").strip()[:1000]
+    form = RestoreForm(request.POST)
+    if not form.is_valid():
+        return _after_action(
+            request, pk, status=400, flash="The reason is not valid: " + form.errors.as_text(), flash_level="err"
+        )
+    reason = form.cleaned_data["reason"].strip()
     changed = message_operator_restore(message_ids=[message.pk], actor=actor_of(request), reason=reason)
     flash = "Restored: the message is queued again." if changed else f"Nothing changed: the message is {message.state}."
     return _after_action(request, pk, flash=flash, flash_level="ok" if changed else "warn")

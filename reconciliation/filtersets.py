@@ -3,9 +3,10 @@
 import django_filters
 
 from reconciliation.models import Discrepancy, DiscrepancyKind, ReconciliationRun, RunStatus, RunTrigger
+from syncadmin.filtersets import ConsoleFilterSet
 
 
-class DiscrepancyFilterSet(django_filters.FilterSet):
+class DiscrepancyFilterSet(ConsoleFilterSet):
     terminal = django_filters.CharFilter(field_name="terminal_code", lookup_expr="istartswith", label="Terminal")
     entity_type = django_filters.CharFilter(field_name="entity_type", lookup_expr="exact", label="Entity type")
     kind = django_filters.MultipleChoiceFilter(choices=DiscrepancyKind.choices)
@@ -16,7 +17,7 @@ class DiscrepancyFilterSet(django_filters.FilterSet):
         fields = ["terminal", "entity_type", "kind", "explained"]
 
 
-class ReconciliationRunFilterSet(django_filters.FilterSet):
+class ReconciliationRunFilterSet(ConsoleFilterSet):
     status = django_filters.ChoiceFilter(choices=RunStatus.choices)
     trigger = django_filters.ChoiceFilter(choices=RunTrigger.choices)
 

@@ -20,14 +20,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
-from django_tables2 import RequestConfig
 
 from reconciliation import selectors, services
 from reconciliation.filtersets import DiscrepancyFilterSet, ReconciliationRunFilterSet
 from reconciliation.forms import CellForm, ExplainForm, RecountForm, ResyncForm
 from reconciliation.models import Discrepancy, ReconciliationRun
 from reconciliation.tables import DiscrepancyTable, ReconciliationRunTable, cell_url
-from syncadmin.console import wants_fragment
+from syncadmin.console import paginate_table, wants_fragment
 from terminals.models import Terminal
 
 VIEW = "reconciliation.view_discrepancy"
@@ -49,11 +48,14 @@ def _actor(request) -> str:
 
 
 def _list(request, *, table, filterset, template, context):
-    """netbox style: the full page, or only the table for an htmx request."""
-    RequestConfig(request, paginate={"per_page": PER_PAGE}).configure(table)
+    """netbox style: the full page, or only the table for an htmx request.
+
+    ``table`` holds ``filterset.selected``: an invalid filter lists nothing and the notice says why.
+    """
+    paginate_table(request, table, per_page=PER_PAGE)
     if wants_fragment(request):
-        return render(request, "htmx/table.html", {"table": table})
-    return render(request, template, {**context, "table": table, "filter": filterset})
+        return render(request, "htmx/table.html", {"table": table, "notice": filterset.notice})
+    return render(request, template, {**context, "table": table, "filter": filterset, "notice": filterset.notice})
 
 
 # --- pages ---------------------------------------------------------------------------------------
@@ -141,10 +143,9 @@ def _label(state: str, counter: int, reported, recount: int) -> str:
 @permission_required(VIEW, raise_exception=True)
 def discrepancy_list(request):
     filterset = DiscrepancyFilterSet(request.GET or None, queryset=selectors.discrepancy_current())
-    qs = filterset.qs if filterset.is_bound and filterset.is_valid() else filterset.queryset
     return _list(
         request,
-        table=DiscrepancyTable(qs),
+        table=DiscrepancyTable(filterset.selected),
         filterset=filterset,
         template="reconciliation/discrepancy_list.html",
         context={"run": selectors.run_latest_done()},
@@ -156,10 +157,9 @@ def discrepancy_list(request):
 @permission_required(VIEW, raise_exception=True)
 def run_list(request):
     filterset = ReconciliationRunFilterSet(request.GET or None, queryset=selectors.run_list())
-    qs = filterset.qs if filterset.is_bound and filterset.is_valid() else filterset.queryset
     return _list(
         request,
-        table=ReconciliationRunTable(qs),
+        table=ReconciliationRunTable(filterset.selected),
         filterset=filterset,
         template="reconciliation/run_list.html",
         context={"can_run": request.user.has_perm("reconciliation.run_reconciliation")},
@@ -172,10 +172,9 @@ def run_list(request):
 def run_detail(request, pk: int):
     run = get_object_or_404(ReconciliationRun.objects.defer("matrix"), pk=pk)
     filterset = DiscrepancyFilterSet(request.GET or None, queryset=Discrepancy.objects.filter(run=run))
-    qs = filterset.qs if filterset.is_bound and filterset.is_valid() else filterset.queryset
     return _list(
         request,
-        table=DiscrepancyTable(qs),
+        table=DiscrepancyTable(filterset.selected),
         filterset=filterset,
         template="reconciliation/run_detail.html",
         context={"run": run},

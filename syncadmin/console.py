@@ -6,7 +6,10 @@ from functools import wraps
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import EmptyPage
 from django.shortcuts import render
+
+from syncadmin.validation import parse_id
 
 
 def console_view(*perms: str):
@@ -56,4 +59,24 @@ def bind_table_context(table, request):
     from django.template import Context
 
     table.context = Context({"request": request, "perms": PermWrapper(request.user), "csrf_token": get_token(request)})
+    return table
+
+
+def paginate_table(request, table, *, per_page: int):
+    """Sort and page a django-tables2 table from the query string (``?sort=``, ``?page=``).
+
+    Used instead of django-tables2's RequestConfig, which also takes the page size from
+    ``?per_page=`` (a negative one raised EmptyPage, a 500; a huge one would read a whole table
+    into one page): the console's page size is a setting, not a request parameter. A page
+    number that is not one shows the first page, one past the end the last (the pager says
+    which page is shown), as RequestConfig's silent mode does.
+    """
+    table.request = request
+    order_by = request.GET.getlist(table.prefixed_order_by_field)
+    if order_by:
+        table.order_by = order_by
+    try:
+        table.paginate(page=parse_id(request.GET.get(table.prefixed_page_field)) or 1, per_page=per_page)
+    except EmptyPage:
+        table.page = table.paginator.page(table.paginator.num_pages)
     return table

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
-from django.db.models import Q, QuerySet
+from django.db.models import IntegerField, Q, QuerySet
+
+from syncadmin.validation import ID_MAX, database_refuses
 
 
 @dataclass
@@ -35,6 +37,12 @@ class KeysetPage:
         return bool(self.next_cursor or self.prev_cursor)
 
 
+NOT_VALID = "that page link is not valid any more; showing the first page"
+# Far above any cursor _encode writes (a 128-character key, JSON-escaped, in base64), and a bound
+# on what a hostile link makes the decoder parse.
+CURSOR_MAX_CHARS = 4096
+
+
 def _encode(value, pk) -> str:
     if isinstance(value, datetime):
         value = value.isoformat()
@@ -43,12 +51,34 @@ def _encode(value, pk) -> str:
 
 
 def _decode(cursor: str, model_field):
+    """(value, pk) from a cursor, or ValueError: only a cursor ``_encode`` could have written passes.
+
+    The value must have the JSON type ``_encode`` writes for the field (an integer for integer
+    fields, a string otherwise), the pk must be a possible id, and the field's value must be one
+    the database accepts (no NUL in text, a 64-bit integer, a datetime with its zone): anything
+    else would be a query error (a 500) or a silently wrong page.
+    """
+    if len(cursor) > CURSOR_MAX_CHARS:
+        raise ValueError(NOT_VALID)
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value, pk = json.loads(raw)
-        return model_field.to_python(value), int(pk)
-    except (ValueError, TypeError, binascii.Error, ValidationError) as exc:
-        raise ValueError("that page link is not valid any more; showing the first page") from exc
+        decoded = json.loads(raw)
+    except (ValueError, binascii.Error, RecursionError) as exc:
+        raise ValueError(NOT_VALID) from exc
+    if not (isinstance(decoded, list) and len(decoded) == 2):
+        raise ValueError(NOT_VALID)
+    value, pk = decoded
+    if type(pk) is not int or not 1 <= pk <= ID_MAX:
+        raise ValueError(NOT_VALID)
+    if type(value) is not (int if isinstance(model_field, IntegerField) else str):
+        raise ValueError(NOT_VALID)
+    try:
+        value = model_field.to_python(value)
+    except (ValueError, TypeError, OverflowError, ValidationError) as exc:
+        raise ValueError(NOT_VALID) from exc
+    if value is None or database_refuses(value):
+        raise ValueError(NOT_VALID)
+    return value, pk
 
 
 def keyset_page(
@@ -66,9 +96,12 @@ def keyset_page(
     ``allowed`` maps the public sort names to model fields; those fields must be NOT NULL.
     ``after`` is the cursor of the last row of the previous page, ``before`` the first row of the next.
     """
-    sort = sort if sort and sort.lstrip("-") in allowed else default
+    notices = []
+    if sort and sort.removeprefix("-") not in allowed:
+        notices.append("that column cannot be sorted on; showing the default order")
+    sort = sort if sort and sort.removeprefix("-") in allowed else default
     desc = sort.startswith("-")
-    field_name = allowed[sort.lstrip("-")]
+    field_name = allowed[sort.removeprefix("-")]
     model_field = queryset.model._meta.get_field(field_name)
     page = KeysetPage(rows=[], sort=sort, per_page=per_page, sortable=list(allowed))
 
@@ -83,8 +116,9 @@ def keyset_page(
             qs = _beyond(qs, field_name, value, pk, forward=desc)
             backwards = True
     except ValueError as exc:
-        page.notice = str(exc)
+        notices.append(str(exc))
         qs, after, before = queryset, None, None
+    page.notice = "; ".join(notices)
 
     ascending = desc == backwards  # descending sort read backwards is an ascending read
     order = [field_name, "pk"] if ascending else [f"-{field_name}", "-pk"]

@@ -61,9 +61,8 @@ def dashboard(request):
 @console_view("syncadmin.view_auditentry")
 def audit_list(request):
     fs = AuditEntryFilterSet(request.GET, queryset=selectors.audit_entry_queryset())
-    qs = fs.qs if fs.is_valid() else fs.queryset.none()
     page = keyset_page(
-        qs,
+        fs.selected,
         sort="-at",
         allowed={"at": "at"},
         default="-at",
@@ -71,5 +70,6 @@ def audit_list(request):
         after=request.GET.get("after"),
         before=request.GET.get("before"),
     )
-    context = {"filter": fs, "table": AuditEntryTable(page.rows), "page": page, "notice": page.notice}
+    notice = "; ".join(n for n in (fs.notice, page.notice) if n)
+    context = {"filter": fs, "table": AuditEntryTable(page.rows), "page": page, "notice": notice}
     return render_list(request, "syncadmin/audit_list.html", context)

@@ -3,10 +3,11 @@ from __future__ import annotations
 import django_filters
 from django.db.models import Q
 
+from syncadmin.filtersets import ConsoleFilterSet
 from terminals.models import Terminal
 
 
-class TerminalFilterSet(django_filters.FilterSet):
+class TerminalFilterSet(ConsoleFilterSet):
     q = django_filters.CharFilter(method="search", label="Search")
 
     class Meta:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
-from django_tables2 import RequestConfig
 
 from messages.selectors import message_counts_for_terminals, message_list_queryset, message_pending_updates
 from messages.services import db_now
 from messages.tables import MessageTable
-from syncadmin.console import actor_of, console_view, render_list
+from syncadmin.console import actor_of, console_view, paginate_table, render_list
 from terminals.filtersets import TerminalFilterSet
 from terminals.forms import ReasonForm, TerminalCreateForm, TerminalEditForm
 from terminals.models import Terminal
@@ -40,11 +40,15 @@ STATUSES = [("", "Any status"), ("online", "Online"), ("offline", "Offline"), ("
 def terminal_list(request):
     now = db_now()
     status = request.GET.get("status", "")
+    notices = []
+    if status not in dict(STATUSES):
+        notices.append(f"unknown status {status[:40]!r}; showing every status")
+        status = ""
     fs = TerminalFilterSet(request.GET, queryset=terminal_list_queryset(status=status, now=now))
-    qs = fs.qs if fs.is_valid() else Terminal.objects.none()
+    notices.insert(0, fs.notice)
     threshold = terminal_online_threshold(now=now)
-    table = TerminalTable(qs, threshold=threshold)
-    RequestConfig(request, paginate={"per_page": settings.CONSOLE_PAGE_SIZE}).configure(table)
+    table = TerminalTable(fs.selected, threshold=threshold)
+    paginate_table(request, table, per_page=settings.CONSOLE_PAGE_SIZE)
     # Counts only for the terminals on this page: one grouped query, not one per row.
     page_ids = [row.record.pk for row in table.page.object_list]
     table.counts = message_counts_for_terminals(terminal_ids=page_ids)
@@ -57,6 +61,7 @@ def terminal_list(request):
         "offline_seconds": settings.TERMINAL_OFFLINE_SECONDS,
         "threshold": threshold,
         "row_template": "terminals/_terminal_rows.html",
+        "notice": "; ".join(n for n in notices if n),
     }
     return render_list(request, "terminals/terminal_list.html", context)
 
@@ -101,7 +106,9 @@ def terminal_edit_view(request, pk: int):
 def terminal_toggle_view(request, pk: int):
     terminal = get_object_or_404(Terminal, pk=pk)
     form = ReasonForm(request.POST)
-    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    if not form.is_valid():  # never act with the operator's reason silently dropped
+        return HttpResponseBadRequest("The reason is not valid: " + form.errors.as_text(), content_type="text/plain")
+    reason = form.cleaned_data["reason"]
     enable = request.POST.get("enabled") == "1"
     terminal_set_enabled(terminal=terminal, enabled=enable, actor=actor_of(request), reason=reason)
     if request.htmx:
@@ -115,7 +122,9 @@ def terminal_toggle_view(request, pk: int):
 def terminal_rotate_view(request, pk: int):
     terminal = get_object_or_404(Terminal, pk=pk)
     form = ReasonForm(request.POST)
-    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    if not form.is_valid():  # never act with the operator's reason silently dropped
+        return HttpResponseBadRequest("The reason is not valid: " + form.errors.as_text(), content_type="text/plain")
+    reason = form.cleaned_data["reason"]
     key = terminal_operator_rotate_key(terminal=terminal, actor=actor_of(request), reason=reason)
     if request.htmx:
         # The key panel, plus the header again out of band so "Key rotated" shows the new time.

@@ -382,3 +382,110 @@ def test_group_note_saved_and_audited(login_as):
     assert AuditEntry.objects.get(action="deadletter.note").reason == "ask HQ"
     assert b"ask HQ" in client.get("/dead-letters/").content
     assert login_as("Viewers").post("/dead-letters/note/", {"grouping": "reason", "key": "k"}).status_code == 403
+
+
+# --- hostile input: a form error or a notice, never a 500 (issue 15) ---------------------------------
+
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+
+
+@pytest.mark.parametrize("q", ["²", "①", "١٢"])
+def test_unicode_digits_search_terminal_ids_only(login_as, q):
+    """``"²".isdigit()`` is true and ``int("²")`` fails: the list, the count and the export were 500s."""
+    match = MessageFactory(message_id=q)
+    MessageFactory()
+    client = login_as("Viewers")
+    response = client.get("/messages/", {"q": q}, **HX)
+    assert response.status_code == 200 and [m.pk for m in response.context["page"].rows] == [match.pk]
+    assert client.get("/messages/count/", {"q": q}).content == b"1 matches"
+    export = client.get("/messages/export.csv", {"q": q})
+    rows = list(csv.reader(io.StringIO(b"".join(export.streaming_content).decode())))
+    assert export.status_code == 200 and [r[0] for r in rows[1:]] == [str(match.pk)]
+
+
+def test_hub_id_search_takes_ascii_digits_only(login_as):
+    m = MessageFactory()
+    # int() reads Arabic-Indic digits: "٣" silently found the message with id 3.
+    response = login_as("Viewers").get("/messages/", {"q": str(m.pk).translate(ARABIC_INDIC)}, **HX)
+    assert response.context["page"].rows == []
+    assert [x.pk for x in login_as("Viewers").get("/messages/", {"q": str(m.pk)}, **HX).context["page"].rows] == [m.pk]
+
+
+def test_cursor_with_nul_is_the_link_not_valid_notice(login_as):
+    """On PostgreSQL this cursor (["a\\u0000b", 5] under a text sort) was a DataError."""
+    m = MessageFactory()
+    response = login_as("Viewers").get("/messages/?sort=entity_key&after=WyJhXHUwMDAwYiIsIDVd", **HX)
+    assert response.status_code == 200
+    assert [x.pk for x in response.context["page"].rows] == [m.pk]
+    assert b"not valid any more" in response.content
+
+
+@pytest.mark.parametrize("bad", [str(10**30), str(-(10**30)), str(2**63), "-1", "0", "²"])
+def test_bulk_selection_that_cannot_be_an_id_is_a_form_error(login_as, bad):
+    """On SQLite ``select=10**30`` was an OverflowError binding it."""
+    dl = DeadLetterFactory()
+    response = login_as("superuser").post(
+        "/messages/bulk/", {"action": "retry", "select": [dl.message.pk, bad], "confirmed": "1"}
+    )
+    assert response.status_code == 200 and "Not a valid id" in response.content.decode()
+    assert Message.objects.get(pk=dl.message.pk).state == S.DEAD_LETTERED and not AuditEntry.objects.exists()
+
+
+def test_bulk_over_a_unicode_digit_filter_counts_nothing(login_as):
+    DeadLetterFactory()
+    response = login_as("superuser").post("/messages/bulk/", {"action": "retry", "scope": "filter", "query": "q=²"})
+    assert response.status_code == 200 and response.context["count"] == 0
+
+
+def test_restore_reason_with_nul_is_refused(login_as):
+    """PostgreSQL refuses NUL in text: the reason reached the audit row unchecked (a DataError)."""
+    m = MessageFactory(state=S.DISCARDED)
+    response = login_as("superuser").post(f"/messages/{m.pk}/restore/", {"reason": "a\x00b"})
+    assert response.status_code == 400 and b"reason is not valid" in response.content
+    assert Message.objects.get(pk=m.pk).state == S.DISCARDED and not AuditEntry.objects.exists()
+
+
+def test_edit_with_json_nested_too_deep_is_a_form_error(login_as):
+    dl = DeadLetterFactory()
+    response = login_as("superuser").post(
+        f"/messages/{dl.message.pk}/edit/", {"payload": "[" * 100_000 + "]" * 100_000, "reason": "x"}
+    )
+    assert response.status_code == 400 and b"nested too deeply" in response.content
+
+
+def test_detail_of_a_payload_nested_too_deep_shows_it_as_stored(login_as):
+    m = MessageFactory(payload="[" * 100_000 + "]" * 100_000)
+    assert login_as("Viewers").get(f"/messages/{m.pk}/").status_code == 200
+
+
+# --- CSV export safety (issue 15) ------------------------------------------------------------------
+
+
+def test_export_refuses_invalid_filters_before_streaming(login_as):
+    response = login_as("Viewers").get("/messages/export.csv?received_after=99999-01-01&entity_key=a%00b")
+    assert response.status_code == 400 and not response.streaming
+    assert b"entity_key" in response.content
+
+
+def test_export_neutralises_formulas(login_as):
+    """Terminal-controlled text starting with = + - @ tab or CR would run in a spreadsheet (OWASP)."""
+    m = MessageFactory(
+        message_id="=1+1",
+        entity_key='=HYPERLINK("http://x","y")',
+        message_type="+1",
+        last_error="@SUM(1)",
+        trace_id="\t-1",
+        sequence=-5,
+        state=S.FAILED,
+    )
+    plain = MessageFactory(message_id="m-plain", entity_key="SKU-1", sequence=7, state=S.FAILED, last_error="\rboom")
+    response = login_as("Viewers").get("/messages/export.csv?state=Failed")
+    header, *rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    cells = {int(r[0]): dict(zip(header, r, strict=True)) for r in rows}
+    hostile = cells[m.pk]
+    assert hostile["message_id"] == "'=1+1"
+    assert hostile["entity_key"] == '\'=HYPERLINK("http://x","y")'
+    assert hostile["message_type"] == "'+1" and hostile["last_error"] == "'@SUM(1)" and hostile["trace_id"] == "'\t-1"
+    assert hostile["sequence"] == "-5"  # a number the database returns stays a number
+    assert cells[plain.pk]["message_id"] == "m-plain" and cells[plain.pk]["entity_key"] == "SKU-1"
+    assert cells[plain.pk]["last_error"] == "'\rboom" and cells[plain.pk]["state"] == "Failed"

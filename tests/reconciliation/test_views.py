@@ -195,3 +195,26 @@ def test_matrix_escapes_terminal_codes_and_reported_types(client):
     assert "&lt;b&gt;T&amp;1&lt;/b&gt;" in html and "terminal=%3Cb%3ET%261%3C%2Fb%3E" in html
     cell = client.get(reverse("reconciliation:cell"), {"terminal": "<b>T&1</b>", "entity_type": 'x"><script>y'})
     assert cell.status_code == 200 and "<script>y" not in cell.content.decode()
+
+
+# --- hostile input (issue 15) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["reconciliation:discrepancies", "reconciliation:runs"])
+def test_invalid_filter_lists_nothing_and_says_why(client, gap, name):
+    user_with(client, "val", VIEWER)
+    # An invalid filter used to be ignored: the page listed every row as if it had applied.
+    response = client.get(reverse(name), {"kind": "bogus", "status": "bogus"})
+    assert response.status_code == 200 and b"Some filters are not valid" in response.content
+    assert len(response.context["table"].page.object_list) == 0
+    assert len(client.get(reverse(name)).context["table"].page.object_list) == 1
+
+
+@pytest.mark.parametrize("per_page", ["-1", str(-(2**63) - 1)])
+def test_request_cannot_set_the_page_size(client, gap, per_page):
+    user_with(client, "pp", VIEWER)
+    for name in ("reconciliation:discrepancies", "reconciliation:runs"):
+        assert client.get(reverse(name), {"per_page": per_page}).status_code == 200  # was EmptyPage: a 500
+    assert (
+        client.get(reverse("reconciliation:run_detail", args=[gap.run_id]), {"per_page": per_page}).status_code == 200
+    )

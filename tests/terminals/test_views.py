@@ -122,3 +122,36 @@ def test_superuser_can_do_everything(login_as):
     client = login_as("superuser")
     assert client.post(f"/terminals/{t.pk}/rotate-key/").status_code == 200
     assert client.get("/admin/").status_code == 200
+
+
+# --- hostile input (issue 15) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("per_page", ["-1", "0", str(-(2**63) - 1), "99999999"])
+def test_page_size_is_the_consoles_not_the_requests(login_as, settings, per_page):
+    settings.CONSOLE_PAGE_SIZE = 2
+    for i in range(3):
+        TerminalFactory(code=f"PP{i}")
+    response = login_as("Viewers").get(f"/terminals/?per_page={per_page}")
+    assert response.status_code == 200  # a negative per_page was EmptyPage: a 500
+    assert len(response.context["table"].page.object_list) == 2
+
+
+def test_unknown_status_and_invalid_search_say_so(login_as):
+    TerminalFactory(code="S1")
+    client = login_as("Viewers")
+    response = client.get("/terminals/?status=bogus")
+    assert response.status_code == 200 and b"unknown status" in response.content
+    assert len(response.context["table"].page.object_list) == 1
+    response = client.get("/terminals/?q=a%00b")
+    assert b"Some filters are not valid" in response.content and len(response.context["table"].page.object_list) == 0
+
+
+@pytest.mark.parametrize("action", ["enabled", "rotate-key"])
+def test_invalid_reason_is_refused_not_dropped(login_as, action):
+    t = TerminalFactory(code="NUL1")
+    before = Terminal.objects.get(pk=t.pk).api_key_hash
+    response = login_as("Terminal admins").post(f"/terminals/{t.pk}/{action}/", {"enabled": "0", "reason": "a\x00b"})
+    assert response.status_code == 400 and b"reason is not valid" in response.content
+    t.refresh_from_db()
+    assert t.enabled and t.api_key_hash == before and not AuditEntry.objects.exists()
