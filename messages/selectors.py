@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from django.db import connections
@@ -19,6 +18,7 @@ from messages.models import (
     UpdateState,
 )
 from messages.services import db_now
+from syncadmin.jsontext import json_parse
 
 
 def message_due_count(*, limit: int) -> int:
@@ -172,7 +172,7 @@ def message_retry_outlook(*, message: Message) -> RetryOutlook:
         return RetryOutlook("fail", f"No handler is registered for {message.message_type!r}: a retry will fail again.")
     if message.message_type.partition(".")[2] != "delete":
         try:
-            parsed = json.loads(message.payload) if message.payload.strip() else None
+            parsed = json_parse(message.payload) if message.payload.strip() else None
         except ValueError as exc:
             return RetryOutlook("fail", f"The payload is not valid JSON ({exc}): fix it with Edit & retry.")
         if not isinstance(parsed, dict):

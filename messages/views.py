@@ -29,6 +29,7 @@ from messages.tables import DeadLetterGroupTable, MessageTable
 from messages.views_scale import bulk_job_panel
 from syncadmin.console import actor_of, bind_table_context, console_view, render_list, wants_fragment
 from syncadmin.exports import csv_response
+from syncadmin.jsontext import json_parse
 from syncadmin.pagination import keyset_page
 from syncadmin.selectors import deadletter_group_notes
 from syncadmin.services import deadletter_group_note_set
@@ -178,8 +179,8 @@ def message_bulk(request):
 
 def _pretty(payload: str) -> tuple[str, bool]:
     try:
-        return json.dumps(json.loads(payload), indent=2, ensure_ascii=False, sort_keys=False), True
-    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes: shown as stored
+        return json.dumps(json_parse(payload), indent=2, ensure_ascii=False, sort_keys=False), True
+    except ValueError:  # not JSON (or nested deeper than the parser goes): shown as stored
         return payload, False
 
 

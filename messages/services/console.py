@@ -5,7 +5,6 @@ leaves an audit entry: who did it, why, and on what selection.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
 from django.db import transaction
@@ -14,6 +13,7 @@ from messages.models import DeadLetter, Message, MessageState
 from messages.services.ingest import wake_workers
 from messages.services.operator import message_discard, message_restore, message_retry
 from messages.services.transitions import db_now, message_transition
+from syncadmin.jsontext import json_parse
 from syncadmin.services import audit_record
 
 
@@ -80,7 +80,7 @@ def message_edit_and_retry(*, message_id: int, payload: str, actor: str, reason:
     if not reason or not reason.strip():
         raise ActionRefused("a reason is required to edit a payload")
     try:
-        json.loads(payload)
+        json_parse(payload)
     except ValueError as exc:
         raise ActionRefused(f"the new payload is not valid JSON: {exc}") from exc
     with transaction.atomic():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import re
@@ -31,6 +30,7 @@ from messages.services.transitions import (
     message_claim_due,
     message_transition,
 )
+from syncadmin.jsontext import json_parse
 from syncadmin.observability import engine as observe
 from syncadmin.routers import central_alias
 
@@ -307,14 +307,9 @@ def _prepare(messages: Sequence[Message]) -> tuple[list[Item], list[tuple[Messag
             rejected.append((m, PermanentError(f"no handler for message type {m.message_type!r}")))
             continue
         try:
-            payload = json.loads(m.payload) if m.payload.strip() else None
+            payload = json_parse(m.payload) if m.payload.strip() else None
         except ValueError as exc:
             rejected.append((m, PermanentError(f"payload is not valid JSON: {exc}")))
-            continue
-        except RecursionError:
-            # A payload nested deeper than Python's recursion limit ('[' * 100000, a few hundred KB)
-            # raised out of the batch, which then waited for its lease (before message_process_claimed).
-            rejected.append((m, PermanentError("payload is not valid JSON: nested too deeply")))
             continue
         entity, _, op = m.message_type.partition(".")
         items.append(Item(message=m, terminal_code=m.terminal.code, entity_type=entity, op=op, payload=payload))

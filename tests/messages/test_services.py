@@ -9,7 +9,8 @@ from messages import services
 from messages.handlers import PermanentError, registry
 from messages.models import CentralEntity, DeadLetter, EntityCounter, Message, MessageEvent, MessageState
 from messages.services import Envelope, IllegalTransition, ingest, processing
-from tests.factories import MessageFactory, TerminalFactory
+from messages.services.console import ActionRefused, message_edit_and_retry
+from tests.factories import DeadLetterFactory, MessageFactory, TerminalFactory
 
 S = MessageState
 pytestmark = pytest.mark.django_db
@@ -537,3 +538,11 @@ def test_new_central_rows_are_written_in_one_global_order_whatever_the_sequences
     new_rows = [rows for rows in written if rows]
     assert new_rows and all(rows == sorted(rows) for rows in new_rows), written
     assert CentralEntity.objects.count() == 6
+
+
+def test_edit_and_retry_refuses_json_nested_too_deep(terminal):
+    # Any caller of the service (a form, a script, a future API) gets the service's refusal, not a RecursionError.
+    dl = DeadLetterFactory(message__terminal=terminal)
+    with pytest.raises(ActionRefused, match="not valid JSON: nested too deeply"):
+        message_edit_and_retry(message_id=dl.message.pk, payload="[" * 100_000 + "]" * 100_000, actor="t", reason="r")
+    assert Message.objects.get(pk=dl.message.pk).state == MessageState.DEAD_LETTERED

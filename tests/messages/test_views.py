@@ -458,6 +458,14 @@ def test_detail_of_a_payload_nested_too_deep_shows_it_as_stored(login_as):
     assert login_as("Viewers").get(f"/messages/{m.pk}/").status_code == 200
 
 
+def test_a_dead_letter_nested_too_deep_says_a_retry_would_fail(login_as):
+    # The retry outlook parses the payload too (json.loads raised RecursionError there: a 500).
+    dl = DeadLetterFactory(message__payload="[" * 100_000 + "]" * 100_000)
+    response = login_as("Support").get(f"/messages/{dl.message.pk}/")
+    assert response.status_code == 200
+    assert b"The payload is not valid JSON (nested too deeply)" in response.content
+
+
 # --- CSV export safety (issue 15) ------------------------------------------------------------------
 
 
