@@ -27,22 +27,19 @@ class Page:
     url: str
 
 
+def url_patterns(resolver=None, prefix: str = "", namespace: str | None = None):
+    """(route, namespaced name, converter names) of every URL pattern of the project, the admin's included."""
+    for entry in (resolver or get_resolver()).url_patterns:
+        if isinstance(entry, URLResolver):
+            yield from url_patterns(entry, prefix + str(entry.pattern), entry.namespace or namespace)
+        elif isinstance(entry, URLPattern):
+            name = f"{namespace}:{entry.name}" if namespace and entry.name else entry.name or ""
+            yield prefix + str(entry.pattern), name, list(getattr(entry.pattern, "converters", {}))
+
+
 def url_names() -> list[tuple[str, list[str]]]:
     """(namespaced name, converter names) of every URL pattern outside the admin."""
-    found: list[tuple[str, list[str]]] = []
-
-    def walk(resolver, namespace: str | None) -> None:
-        for entry in resolver.url_patterns:
-            if isinstance(entry, URLResolver):
-                if str(entry.pattern).startswith(SKIPPED_PREFIXES):
-                    continue
-                walk(entry, entry.namespace or namespace)
-            elif isinstance(entry, URLPattern):
-                name = f"{namespace}:{entry.name}" if namespace else entry.name
-                found.append((name, list(getattr(entry.pattern, "converters", {}))))
-
-    walk(get_resolver(), None)
-    return found
+    return [(name, converters) for route, name, converters in url_patterns() if not route.startswith(SKIPPED_PREFIXES)]
 
 
 def console_objects() -> dict[str, int]:

@@ -36,7 +36,7 @@ from django import forms
 from django.db import transaction
 from django.http import QueryDict
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import reverse
 from django.utils.datastructures import MultiValueDict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -45,6 +45,7 @@ from messages.models import MessageState
 from reconciliation import services as recon
 from reconciliation.models import Discrepancy, RunTrigger
 from syncadmin.services import audit_record
+from tests.console_pages import url_patterns
 from tests.factories import (
     BulkJobFactory,
     DeadLetterFactory,
@@ -124,20 +125,11 @@ HOSTILE = [
 # --- the pages -----------------------------------------------------------------------------------
 
 
-def _walk(resolver, prefix="", namespace=""):
-    for p in resolver.url_patterns:
-        if isinstance(p, URLResolver):
-            ns = f"{namespace}{p.namespace}:" if p.namespace else namespace
-            yield from _walk(p, prefix + str(p.pattern), ns)
-        elif isinstance(p, URLPattern):
-            yield prefix + str(p.pattern), f"{namespace}{p.name}" if p.name else ""
-
-
 def _excluded(route: str, name: str) -> bool:
     return any(route.startswith(key) or name == key for key in NOT_CONSOLE)
 
 
-ALL_PATTERNS = list(_walk(get_resolver()))
+ALL_PATTERNS = [(route, name) for route, name, _ in url_patterns()]
 PAGES = [(route, name) for route, name in ALL_PATTERNS if not _excluded(route, name)]
 
 
