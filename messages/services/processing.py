@@ -239,6 +239,30 @@ def failure_group_key(error_class: str, reason: str) -> str:
     return f"{error_class}: {_NORMALISE.sub('#', reason.splitlines()[0] if reason else '')}"[:255]
 
 
+def _fail(
+    message: Message, *, worker: str, reason: str, error_class: str, traceback: str, delay: float, now, savepoint=True
+) -> None:
+    """Processing -> Failed for a message this worker still leases: due again after ``delay`` seconds."""
+    message_transition(
+        message_ids=[message.pk],
+        from_state=S.PROCESSING,
+        to_state=S.FAILED,
+        actor=worker,
+        reason=f"{reason} (retry in {delay:.0f}s)" if delay else reason,
+        error_class=error_class,
+        traceback=traceback,
+        fields={
+            "lease_owner": "",
+            "lease_expires_at": None,
+            "last_error": reason,
+            "next_attempt_at": now + timedelta(seconds=delay),
+        },
+        only_if={"lease_owner": worker},
+        now=now,
+        savepoint=savepoint,
+    )
+
+
 def _dead_letter(message: Message, *, actor: str, reason: str, error_class: str, traceback: str = "", now) -> None:
     """Dead-letter a message its worker holds (Processing), with its DeadLetter row."""
     message_transition(
@@ -444,25 +468,8 @@ def _finish(
             result.dead_lettered += 1
             outcomes[m.pk] = ("dead_lettered", reason)
         else:
-            delay = backoff_seconds(m.attempts)
-            message_transition(
-                message_ids=[m.pk],
-                from_state=S.PROCESSING,
-                to_state=S.FAILED,
-                actor=worker,
-                reason=f"{reason} (retry in {delay:.0f}s)",
-                error_class=error_class,
-                traceback=trace,
-                fields={
-                    "lease_owner": "",
-                    "lease_expires_at": None,
-                    "last_error": reason,
-                    "next_attempt_at": now + timedelta(seconds=delay),
-                },
-                only_if={"lease_owner": worker},
-                now=now,
-                savepoint=False,
-            )
+            _fail(m, worker=worker, reason=reason, error_class=error_class, traceback=trace,
+                  delay=backoff_seconds(m.attempts), now=now, savepoint=False)  # fmt: skip
             result.failed += 1
             outcomes[m.pk] = ("failed", reason)
     observe.batch_finished(messages=messages, outcomes=outcomes, started=started, now=now, worker=worker)
@@ -567,23 +574,7 @@ def message_release(*, messages: Sequence[Message], worker: str, error: BaseExce
                              error_class=error_class, traceback=trace, now=now)  # fmt: skip
         for m in retry:  # one transition per message: each has its own due time
             delay = backoff_seconds(m.attempts) if _is_infrastructure_error(error) else 0.0
-            message_transition(
-                message_ids=[m.pk],
-                from_state=S.PROCESSING,
-                to_state=S.FAILED,
-                actor=worker,
-                reason=f"{reason} (retry in {delay:.0f}s)" if delay else reason,
-                error_class=error_class,
-                traceback=trace,
-                fields={
-                    "lease_owner": "",
-                    "lease_expires_at": None,
-                    "last_error": reason,
-                    "next_attempt_at": now + timedelta(seconds=delay),
-                },
-                only_if={"lease_owner": worker},
-                now=now,
-            )
+            _fail(m, worker=worker, reason=reason, error_class=error_class, traceback=trace, delay=delay, now=now)
     if held:
         log.warning(
             "released %s message(s) of %s after %s: %s (%s of them dead-lettered, their attempts used)",
