@@ -211,6 +211,8 @@ class TerminalSyncService(ServiceBase):
                 terminal_time=info.TerminalTime,
             )
         except terminal_services.InvalidHeartbeat as exc:
+            # Its heartbeats are refused until its clock is set: say so where support will look.
+            log.warning("heartbeat refused: terminal=%s: %s", terminal.code, exc)
             raise Fault(INVALID_REQUEST, str(exc)) from None
         return HeartbeatReply(ServerTime=server_time, PendingUpdates=outbound.update_pending_count(terminal=terminal))
 

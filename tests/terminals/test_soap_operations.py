@@ -236,8 +236,9 @@ def test_report_counts_dated_in_the_future_is_refused_whole_and_never_pins_the_l
     assert reported_latest()[(terminal.code, "product")].count == 6
 
 
-def test_a_heartbeat_from_a_terminal_clock_far_ahead_is_refused(term_a, zeep_client):
+def test_a_heartbeat_from_a_terminal_clock_far_ahead_is_refused(term_a, zeep_client, caplog):
     terminal, key = term_a
+    caplog.set_level("WARNING", logger="terminals.soap")
     with pytest.raises(Fault) as exc:
         zeep_client(terminal.code, key).service.Heartbeat(
             info={"AppVersion": "4.2.1", "LocalBacklog": 1, "TerminalTime": datetime.now(UTC) + timedelta(hours=2)}
@@ -246,6 +247,10 @@ def test_a_heartbeat_from_a_terminal_clock_far_ahead_is_refused(term_a, zeep_cli
     assert "TerminalTime" in exc.value.message and "more than 900 s ahead of the hub's clock" in exc.value.message
     terminal.refresh_from_db()
     assert (terminal.last_heartbeat_at, terminal.app_version, terminal.clock_skew_seconds) == (None, "", None)
+    # Nothing of it is stored, so the log is where support sees why this terminal's heartbeats stopped.
+    assert [r.getMessage() for r in caplog.records if r.name == "terminals.soap" and r.levelname == "WARNING"] == [
+        f"heartbeat refused: terminal={terminal.code}: {exc.value.message}"
+    ]
 
 
 # --- tenant isolation ----------------------------------------------------------------------------------------
