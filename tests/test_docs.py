@@ -11,11 +11,17 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from django.test import Client
+from lxml import etree
+
+from terminals.soap.contract import CONTRACT_FAULTS, NS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 SETTINGS_REFERENCE = DOCS / "operations" / "settings.md"
+INTEGRATOR_GUIDE = DOCS / "terminal-api.md"
+XS = "{http://www.w3.org/2001/XMLSchema}"
 README_LIMIT = 12 * 1024
 
 # Top-level entries that are not the repository's own files (made by a run, a build or a tool).
@@ -166,3 +172,64 @@ def test_the_asset_check_sees_an_external_font():
     parser = AssetReferences()
     parser.feed('<link rel="stylesheet" href="https://fonts.googleapis.com/css?family=Roboto"><a href="https://x.org">')
     assert [u for u in parser.urls if is_external(u)] == ["https://fonts.googleapis.com/css?family=Roboto"]
+
+
+def table_rows(text: str, heading: str) -> list[list[str]]:
+    """The cells of the first table under a heading (code spans unwrapped), header row left out."""
+    section = text.split(heading, 1)[1]
+    rows = []
+    for line in section.split("\n\n|", 1)[1].split("\n\n", 1)[0].splitlines():
+        cells = [c.strip() for c in ("|" + line if not line.startswith("|") else line).strip("|").split("|")]
+        if set("".join(cells)) <= set("- "):
+            continue
+        rows.append(cells)
+    return rows[1:]
+
+
+def code(cell: str) -> str:
+    match = re.match(r"^`([^`]+)`", cell)
+    return match[1] if match else ""
+
+
+@pytest.fixture(scope="module")
+def wsdl_types():
+    """{complexType name: [(element name, type name without prefix)]} of the served WSDL's own namespace."""
+    answer = Client().get("/soap/terminal/v1/?wsdl")
+    assert answer.status_code == 200
+    schema = next(s for s in etree.fromstring(answer.content).iter(f"{XS}schema") if s.get("targetNamespace") == NS)
+    return {
+        t.get("name"): [(e.get("name"), e.get("type").split(":")[-1]) for e in t.iter(f"{XS}element")]
+        for t in schema.findall(f"{XS}complexType")
+    }
+
+
+def test_the_integrator_guide_lists_every_type_and_field_of_the_wsdl(wsdl_types):
+    operations = {name for name in wsdl_types if f"{name}Response" in wsdl_types}
+    data_types = {
+        name: fields
+        for name, fields in wsdl_types.items()
+        if name not in operations and not name.endswith(("Response", "Array"))
+    }
+    documented, current = set(), ""
+    for cells in table_rows(INTEGRATOR_GUIDE.read_text(), "\n## Types\n"):
+        current = code(cells[0]) or current
+        documented.add((current, code(cells[1]), code(cells[2]).removeprefix("xs:")))
+    served = {(name, field, kind) for name, fields in data_types.items() for field, kind in fields}
+    assert documented == served
+
+
+def test_the_integrator_guide_lists_every_operation_with_its_argument_and_reply(wsdl_types):
+    operations = {name for name in wsdl_types if f"{name}Response" in wsdl_types}
+    rows = table_rows(INTEGRATOR_GUIDE.read_text(), "\n## Operations\n")
+    documented = {
+        code(op): (re.findall(r"`([^`]+)`", arg)[:2], code(reply)) for op, arg, reply in (r[:3] for r in rows)
+    }
+    served = {
+        op: ([wsdl_types[op][0][0], wsdl_types[op][0][1]], wsdl_types[f"{op}Response"][0][1]) for op in operations
+    }
+    assert documented == served
+
+
+def test_the_integrator_guide_lists_every_fault_code():
+    rows = table_rows(INTEGRATOR_GUIDE.read_text(), "\n## Faults\n")
+    assert {code(cells[0]) for cells in rows} == CONTRACT_FAULTS | {"Server"}
