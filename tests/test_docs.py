@@ -3,6 +3,8 @@ host, every repository path they cite exists, every setting is in the settings r
 README stays short. When a module moves, the path test names every page that still cites the old
 path."""
 
+import contextlib
+import io
 import os
 import re
 import subprocess
@@ -14,6 +16,9 @@ import pytest
 from django.test import Client
 from lxml import etree
 
+from messages.models import Message
+from messages.outbound import update_create
+from terminals.services import terminal_create
 from terminals.soap.contract import CONTRACT_FAULTS, NS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -233,3 +238,20 @@ def test_the_integrator_guide_lists_every_operation_with_its_argument_and_reply(
 def test_the_integrator_guide_lists_every_fault_code():
     rows = table_rows(INTEGRATOR_GUIDE.read_text(), "\n## Faults\n")
     assert {code(cells[0]) for cells in rows} == CONTRACT_FAULTS | {"Server"}
+
+
+def test_the_integrator_guides_zeep_example_runs_against_a_live_hub(live_server, transactional_db):
+    guide = INTEGRATOR_GUIDE.read_text()
+    example = re.search(r"## Python: zeep\n.*?```python\n(.*?)```", guide, re.DOTALL)[1]
+    terminal, key = terminal_create(code="STORE12-T3")
+    update_create(terminal=terminal, update_type="resync.request", entity_key="product", payload="{}")
+    example = example.replace("https://hub.example.com", live_server.url).replace('"the-api-key"', repr(key))
+    namespace, printed = {}, io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(example, str(INTEGRATOR_GUIDE), "exec"), namespace)  # the page's code, as an integrator runs it
+    namespace["client"].transport.session.close()
+    assert [(r.MessageId, r.Status) for r in namespace["results"]] == [("T3-000123", "Accepted")]
+    assert Message.objects.get(terminal=terminal, message_id="T3-000123").sequence == 17
+    assert namespace["statuses"][1].State == "Unknown"
+    assert namespace["acknowledged"] == 1 and namespace["received"] == 1  # single-field replies: bare ints
+    assert "Client.InvalidRequest" in printed.getvalue()
