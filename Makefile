@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PG_URL ?= postgres://postgres@127.0.0.1:5432/syncadmin
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test test-sqlite test-postgres install lint bench chaos chaos-long lock upgrade-deps
+.PHONY: run test test-sqlite test-postgres install lint docs bench chaos chaos-long lock upgrade-deps
 
 # requirements-dev.txt pins and hashes everything (runtime, tests, pip itself): pip checks every
 # download against the lock's hashes, so nothing floats and nothing is swapped on the way.
@@ -30,6 +30,12 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
+# The docs: a broken link or anchor fails (never add --quiet: it hides the warnings --strict counts).
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+## The docs site (docs/, mkdocs.yml) on http://127.0.0.1:8001/, rebuilt on every change.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve -a 127.0.0.1:8001
 
 test-sqlite: install
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)

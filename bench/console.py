@@ -220,7 +220,7 @@ def main() -> None:
         if median >= 200 and not label.startswith("reference"):
             slow.append(label)
         print(f"{label:58s} {median:8.1f} ms{flag}")
-    # Filters that no index serves are reported, not hidden (see README, "The operations console").
+    # Filters that no index serves are reported, not hidden (see docs/console.md, "Known limits").
     for label, url in [
         ("(no index) entity key only", "/messages/?entity_key=KEY-4242"),
         ("(no index) error text contains", "/messages/?error=price+42+is"),

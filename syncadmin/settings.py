@@ -3,7 +3,7 @@
 Every knob comes from the environment (12-factor), parsed by django-environ. The defaults
 run a safe demo on one machine: SQLite in ``var/`` and django-q2's ORM broker. For
 production set at least DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DATABASE_URL and Q_BROKER
-(see README, "Running in production", and deploy/.env.example).
+(see docs/operations/production.md, docs/operations/settings.md and deploy/.env.example).
 """
 
 import ipaddress
@@ -326,7 +326,7 @@ CONSOLE_PAGE_SIZE = env.int("CONSOLE_PAGE_SIZE", default=50)
 # The dashboard re-renders its figures through htmx every this many seconds.
 CONSOLE_REFRESH_SECONDS = env.int("CONSOLE_REFRESH_SECONDS", default=5)
 
-# --- Console security headers and idle sessions (README, "Security headers") -------------------
+# --- Console security headers and idle sessions (docs/console.md, "Security headers") ----------
 # A console user idle this long is logged out (0: never). The page's own polls (the dashboard's
 # refresh, a bulk job's progress) are not activity: syncadmin/console_middleware.py.
 CONSOLE_SESSION_IDLE_MINUTES = env.int("CONSOLE_SESSION_IDLE_MINUTES", default=60)
@@ -357,7 +357,7 @@ CONTENT_SECURITY_POLICY = {
 }
 
 
-# --- Observability (README, "Observability") ------------------------------------------------------
+# --- Observability (docs/operations/observability.md) ---------------------------------------------
 # /metrics answers only a scraper that presents this bearer token and/or comes from an allowed
 # address (IPs or CIDRs, matched against the client address: REMOTE_ADDR, or X-Forwarded-For
 # from a trusted proxy only). When both are set, both are required; when neither is set, /metrics

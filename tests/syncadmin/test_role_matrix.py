@@ -1,7 +1,7 @@
 """Every console action × every role: forbidden answers 403 and changes nothing; allowed is not 403.
 
-The matrix is the access model of README "The operations console" (and the reconciliation
-section): Viewers only read; Support retry, discard, annotate dead letters and run/resync/explain
+The matrix is the access model of docs/console.md, "Who may do what" (and docs/reconciliation.md):
+Viewers only read; Support retry, discard, annotate dead letters and run/resync/explain
 reconciliation; Terminal admins also edit payloads, restore, manage terminals, rotate keys and
 recount counters.
 """
