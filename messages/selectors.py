@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import connections
-from django.db.models import Count, Max, Min, Q
+from django.db.models import Count, Max, Min, Q, Sum
+from django.utils import timezone
 
+from messages.handlers import registry
+from messages.metrics import reason_label
 from messages.models import (
+    ACTION_STATES,
     PENDING_STATES,
+    BulkJob,
+    BulkJobState,
     CentralEntity,
     DeadLetter,
+    DeadLetterGroupNote,
     Message,
     MessageEvent,
     MessageState,
     OutboundUpdate,
+    PurgeRun,
     UpdateState,
 )
-from messages.services import db_now
-from syncadmin.jsontext import json_parse
+from syncadmin.lib.clock import db_now
+from syncadmin.lib.jsontext import json_parse
+from syncadmin.lib.routers import central_alias
+from syncadmin.lib.sql import per_vendor
 
 
 def message_due_count(*, limit: int) -> int:
@@ -29,15 +40,6 @@ def message_due_count(*, limit: int) -> int:
     return len(due) + len(expired)
 
 
-# The states as literals, not parameters: a partial index (message_due_idx, message_lease_idx) is only
-# used for a WHERE its planner can see implies the index's own. SQLite is also told the index by name.
-_DUE_EXISTS_SQL = (
-    "SELECT 1 FROM {table}{due_index} WHERE state IN ('{received}', '{failed}') AND next_attempt_at <= {now}"
-    " UNION ALL SELECT 1 FROM {table}{lease_index} WHERE state = '{processing}' AND lease_expires_at < {now}"
-    " LIMIT 1"
-)
-
-
 def message_due_exists() -> bool:
     """Whether anything is due now: a pending message whose time has come, or an expired lease.
 
@@ -45,27 +47,52 @@ def message_due_exists() -> bool:
     found nothing) of the lease index. Each worker cluster runs it every SYNC_DUE_CHECK_SECONDS
     (messages/cluster.py). Database clock.
     """
-    conn = connections[Message.objects.db]
-    if conn.vendor not in ("postgresql", "sqlite"):
-        now = db_now()
-        return (
-            Message.objects.filter(state__in=PENDING_STATES, next_attempt_at__lte=now).exists()
-            or Message.objects.filter(state=MessageState.PROCESSING, lease_expires_at__lt=now).exists()
-        )
-    sqlite = conn.vendor == "sqlite"
+    return _due_exists(Message.objects.db)
+
+
+@per_vendor
+def _due_exists(using: str) -> bool:
+    now = db_now(using)
+    return (
+        Message.objects.using(using).filter(state__in=PENDING_STATES, next_attempt_at__lte=now).exists()
+        or Message.objects.using(using).filter(state=MessageState.PROCESSING, lease_expires_at__lt=now).exists()
+    )
+
+
+# The states as literals, not parameters: a partial index (message_due_idx, message_lease_idx) is only
+# used for a WHERE its planner can see implies the index's own.
+_DUE_EXISTS_SQL = (
+    "SELECT 1 FROM {table}{due_index} WHERE state IN ('{received}', '{failed}') AND next_attempt_at <= {now}"
+    " UNION ALL SELECT 1 FROM {table}{lease_index} WHERE state = '{processing}' AND lease_expires_at < {now}"
+    " LIMIT 1"
+)
+
+
+def _due_exists_sql(using: str, *, indexed_by: bool, now: str, params: list) -> bool:
     sql = _DUE_EXISTS_SQL.format(
         table=Message._meta.db_table,
-        due_index=" INDEXED BY message_due_idx" if sqlite else "",
-        lease_index=" INDEXED BY message_lease_idx" if sqlite else "",
+        due_index=" INDEXED BY message_due_idx" if indexed_by else "",
+        lease_index=" INDEXED BY message_lease_idx" if indexed_by else "",
         received=MessageState.RECEIVED.value,
         failed=MessageState.FAILED.value,
         processing=MessageState.PROCESSING.value,
-        now="%s" if sqlite else "statement_timestamp()",
+        now=now,
     )
-    params = [conn.ops.adapt_datetimefield_value(db_now())] * 2 if sqlite else []
-    with conn.cursor() as cursor:
+    with connections[using].cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone() is not None
+
+
+@_due_exists.vendor("postgresql")
+def _due_exists_postgresql(using: str) -> bool:
+    return _due_exists_sql(using, indexed_by=False, now="statement_timestamp()", params=[])
+
+
+@_due_exists.vendor("sqlite")
+def _due_exists_sqlite(using: str) -> bool:
+    # SQLite is also told the index by name.
+    now = connections[using].ops.adapt_datetimefield_value(db_now(using))
+    return _due_exists_sql(using, indexed_by=True, now="%s", params=[now, now])
 
 
 def message_lease_expiry_seconds() -> float | None:
@@ -147,11 +174,8 @@ def message_count_capped(*, queryset, cap: int) -> tuple[int, bool]:
 
 
 def message_actionable_ids(*, queryset, action: str):
-    """The ids among ``queryset`` that ``action`` (retry|discard) would change, as a values queryset."""
-    from messages.services import DISCARDABLE_STATES, RETRYABLE_STATES
-
-    states = {"retry": RETRYABLE_STATES, "discard": DISCARDABLE_STATES, "restore": (MessageState.DISCARDED,)}[action]
-    return queryset.filter(state__in=states).order_by().values_list("pk", flat=True)
+    """The ids among ``queryset`` that ``action`` (retry|discard|restore) would change, as a values queryset."""
+    return queryset.filter(state__in=ACTION_STATES[action]).order_by().values_list("pk", flat=True)
 
 
 @dataclass
@@ -165,9 +189,6 @@ class RetryOutlook:
 
 def message_retry_outlook(*, message: Message) -> RetryOutlook:
     """Will a retry change anything? A newer stored sequence makes it a no-op; a bad payload fails again."""
-    from messages.handlers import registry
-    from syncadmin.routers import central_alias
-
     if registry.resolve(message.message_type) is None:
         return RetryOutlook("fail", f"No handler is registered for {message.message_type!r}: a retry will fail again.")
     if message.message_type.partition(".")[2] != "delete":
@@ -230,6 +251,11 @@ def deadletter_groups(*, grouping: str) -> list[dict]:
     ]
 
 
+def deadletter_group_notes(*, grouping: str) -> dict[str, DeadLetterGroupNote]:
+    """The operators' notes on the dead-letter groups of ``grouping``, by group key."""
+    return {n.key: n for n in DeadLetterGroupNote.objects.filter(grouping=grouping)}
+
+
 def deadletter_open_count() -> int:
     return DeadLetter.objects.filter(resolution="").count()
 
@@ -279,13 +305,6 @@ def message_counts_for_terminals(*, terminal_ids: list[int]) -> dict[int, dict[s
     return out
 
 
-def terminal_codes() -> list[str]:
-    """Every terminal's code, for the message list's terminal filter."""
-    from terminals.models import Terminal
-
-    return list(Terminal.objects.order_by("code").values_list("code", flat=True))
-
-
 def message_state_counts_fast(*, exact_below: int = 200_000) -> tuple[dict[str, int], set[str]]:
     """Messages per state for the dashboard, without scanning the whole table.
 
@@ -295,21 +314,112 @@ def message_state_counts_fast(*, exact_below: int = 200_000) -> tuple[dict[str, 
     total minus the exact others (returned in the second value as "estimated") instead of a
     GROUP BY over a million rows. Smaller tables and other databases are counted exactly.
     """
-    from django.db import connection
-
     others = [s for s in MessageState.values if s != MessageState.PROCESSED]
     counts = dict(Message.objects.filter(state__in=others).values_list("state").annotate(n=Count("pk")).order_by())
     counts = {s: counts.get(s, 0) for s in MessageState.values}
     estimated: set[str] = set()
-    total = None
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [Message._meta.db_table])
-            row = cursor.fetchone()
-            total = row[0] if row and row[0] and row[0] > 0 else None
+    total = _message_rows_estimate(Message.objects.db)
     if total is not None and total >= exact_below:
         counts[MessageState.PROCESSED] = max(total - sum(counts.values()), 0)
         estimated.add(MessageState.PROCESSED)
     else:
         counts[MessageState.PROCESSED] = Message.objects.filter(state=MessageState.PROCESSED).count()
     return counts, estimated
+
+
+@per_vendor
+def _message_rows_estimate(using: str) -> int | None:
+    """The planner's estimate of the message table's rows, where the database keeps one (else None)."""
+    return None
+
+
+@_message_rows_estimate.vendor("postgresql")
+def _message_rows_estimate_postgresql(using: str) -> int | None:
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [Message._meta.db_table])
+        row = cursor.fetchone()
+    return row[0] if row and row[0] and row[0] > 0 else None
+
+
+# --- for /metrics, /healthz and the sample (each one an index probe or a small scan) ------------
+
+
+def message_backlog_ages() -> dict[str, datetime | None]:
+    """The oldest waiting message's receipt time and the earliest due time of the backlog.
+
+    One LIMIT 1 probe per pending state on (state, received_at), and one on the partial
+    index of due work: constant time whatever the table or backlog size.
+    """
+    oldest = [
+        Message.objects.filter(state=state).order_by("received_at").values_list("received_at", flat=True).first()
+        for state in PENDING_STATES
+    ]
+    oldest = [t for t in oldest if t is not None]
+    due = (
+        Message.objects.filter(state__in=PENDING_STATES, next_attempt_at__isnull=False)
+        .order_by("next_attempt_at")
+        .values_list("next_attempt_at", flat=True)
+        .first()
+    )
+    return {"oldest_received_at": min(oldest) if oldest else None, "oldest_due_at": due}
+
+
+def deadletter_open_by_reason() -> list[tuple[str, int]]:
+    """Unresolved dead letters grouped by error class (the open ones only: a small set)."""
+    counts: dict[str, int] = {}
+    for error_class, n in (
+        DeadLetter.objects.filter(resolution="").values_list("error_class").annotate(n=Count("pk")).order_by()
+    ):
+        label = reason_label(error_class)
+        counts[label] = counts.get(label, 0) + n
+    return sorted(counts.items())
+
+
+# --- background bulk jobs and retention runs (the console's progress and history) ----------------
+
+
+@dataclass
+class Progress:
+    total: int | None  # None until the worker has counted the selection
+    done: int
+    changed: int
+    percent: float
+    rate: float | None  # messages per second since the job started
+    eta_seconds: float | None
+    elapsed_seconds: float | None
+
+
+def bulk_job_progress(*, job: BulkJob) -> Progress:
+    """done / total / rate / ETA of a job, as the progress partial shows them."""
+    end = job.finished_at or timezone.now()
+    elapsed = (end - job.started_at).total_seconds() if job.started_at else None
+    rate = job.done / elapsed if elapsed and job.done else None
+    remaining = max((job.total or 0) - job.done, 0)
+    eta = remaining / rate if rate and not job.finished else None
+    if job.total:
+        percent = min(100.0, 100.0 * job.done / job.total)
+    else:
+        percent = 100.0 if job.state == BulkJobState.DONE else 0.0
+    return Progress(job.total, job.done, job.changed, round(percent, 1), rate, eta, elapsed)
+
+
+def bulk_job_list_queryset():
+    return BulkJob.objects.order_by("-created_at", "-pk")
+
+
+def bulk_jobs_active() -> list[BulkJob]:
+    return list(BulkJob.objects.filter(state__in=(BulkJobState.PENDING, BulkJobState.RUNNING)).order_by("pk"))
+
+
+def purge_run_list_queryset():
+    return PurgeRun.objects.order_by("-started_at", "-pk")
+
+
+def purge_totals(*, since) -> dict:
+    """Rows removed by the purge runs since ``since`` (the retention page's summary)."""
+    return PurgeRun.objects.filter(started_at__gte=since).aggregate(
+        runs=Count("pk"),
+        messages=Sum("messages_removed"),
+        events=Sum("events_removed"),
+        dead_letters=Sum("deadletters_removed"),
+    )

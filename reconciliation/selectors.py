@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connections
-from django.db.models import Count, F, Q, Window
+from django.db.models import Count, F, Max, Q, Window
 from django.db.models.functions import RowNumber
 
 from messages.models import CentralEntity, EntityCounter, Message, MessageState
@@ -21,7 +21,7 @@ from reconciliation.models import (
     ReportedCount,
     RunStatus,
 )
-from syncadmin.routers import central_alias
+from syncadmin.lib.routers import central_alias
 from terminals.models import Terminal
 
 Cell = tuple[str, str]  # (terminal code, entity type)
@@ -173,6 +173,20 @@ def discrepancy_open_count() -> int:
     return Discrepancy.objects.filter(run=run, kind__in=OPEN_KINDS, explained_at__isnull=True).count()
 
 
+def discrepancy_open_count_by_terminal() -> dict[str, int]:
+    """``discrepancy_open_count`` per terminal code (an input of the terminal health score)."""
+    run = run_latest_done()
+    if run is None:
+        return {}
+    rows = (
+        Discrepancy.objects.filter(run=run, kind__in=OPEN_KINDS, explained_at__isnull=True)
+        .values_list("terminal_code")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    return dict(rows)
+
+
 @dataclass
 class HistoryPoint:
     run: ReconciliationRun
@@ -213,6 +227,25 @@ def cell_recent_messages(*, terminal_code: str, entity_type: str, limit: int = 2
         .only("pk", "message_id", "message_type", "entity_key", "sequence", "state", "created_at", "received_at")
         .order_by("-received_at", "-pk")[:limit]
     )
+
+
+def terminal_latest_reported_counts(*, terminal: Terminal) -> list:
+    """The newest ReportedCount per entity type this terminal reported."""
+    latest = (
+        ReportedCount.objects.filter(terminal=terminal).values("entity_type").annotate(as_of=Max("as_of")).order_by()
+    )
+    wanted = Q()
+    for row in latest:
+        wanted |= Q(entity_type=row["entity_type"], as_of=row["as_of"])
+    if not latest:
+        return []
+    rows = ReportedCount.objects.filter(terminal=terminal).filter(wanted).order_by("entity_type", "-received_at")
+    seen, out = set(), []
+    for r in rows:
+        if r.entity_type not in seen:
+            seen.add(r.entity_type)
+            out.append(r)
+    return out
 
 
 def cell_state(*, terminal_code: str, entity_type: str) -> dict:

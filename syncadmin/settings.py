@@ -115,7 +115,7 @@ TEMPLATES = [
 DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'syncadmin.sqlite3'}")}
 if env.str("CENTRAL_DATABASE_URL", default=""):
     DATABASES["central"] = env.db_url("CENTRAL_DATABASE_URL")
-DATABASE_ROUTERS = ["syncadmin.routers.CentralStoreRouter"]
+DATABASE_ROUTERS = ["syncadmin.lib.routers.CentralStoreRouter"]
 
 
 def _tune_database(db: dict) -> None:
@@ -136,7 +136,7 @@ def _tune_database(db: dict) -> None:
         # A connection that died with a database restart is detected before use.
         db.setdefault("CONN_HEALTH_CHECKS", True)
         db.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
-        # The engine's hot statements are prepared on the server (syncadmin/fastsql.py); Django's
+        # The engine's hot statements are prepared on the server (syncadmin/lib/fastsql.py); Django's
         # own queries never are. "off" behind a PgBouncer that pools transactions and is older
         # than 1.21: it cannot carry prepared statements from one transaction to the next.
         # psycopg prepares only what asks for it: its automatic threshold is never reached.
@@ -226,7 +226,7 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-# Lockouts (syncadmin/login_throttle.py): AXES_FAILURE_LIMIT failures lock one username from one
+# Lockouts (syncadmin/lib/login_throttle.py): AXES_FAILURE_LIMIT failures lock one username from one
 # address; SYNC_LOGIN_IP_FAILURE_LIMIT failures over any usernames lock the address (a password
 # spray; higher, as one office NAT has several staff). Never a username alone: nobody elsewhere
 # can lock an account out. Both counts forget failures older than the cool-off; a successful
@@ -237,10 +237,10 @@ if AXES_FAILURE_LIMIT < 1 or SYNC_LOGIN_IP_FAILURE_LIMIT < 1:
     raise environ.ImproperlyConfigured("AXES_FAILURE_LIMIT and SYNC_LOGIN_IP_FAILURE_LIMIT must be at least 1")
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)  # hours; then the lock lifts itself
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
-AXES_HANDLER = "syncadmin.login_throttle.LoginThrottleHandler"
+AXES_HANDLER = "syncadmin.lib.login_throttle.LoginThrottleHandler"
 AXES_RESET_ON_SUCCESS = True
 # The client address is the same one /metrics and the logs use (see SYNC_TRUSTED_PROXIES).
-AXES_CLIENT_IP_CALLABLE = "syncadmin.client_address.client_ip"
+AXES_CLIENT_IP_CALLABLE = "syncadmin.lib.client_address.client_ip"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -252,7 +252,7 @@ AUTH_PASSWORD_VALIDATORS = [
 # The reverse proxies in front of the web nodes (IPs or CIDRs): a request from one of them comes
 # from the right-most X-Forwarded-For entry that is not a trusted proxy; any other request comes
 # from REMOTE_ADDR and its X-Forwarded-For is ignored. Empty: X-Forwarded-For is never read.
-# Used for login lockouts, the /metrics allow-list and log lines (syncadmin/client_address.py).
+# Used for login lockouts, the /metrics allow-list and log lines (syncadmin/lib/client_address.py).
 SYNC_TRUSTED_PROXIES = env.list("SYNC_TRUSTED_PROXIES", default=[])
 for _proxy in SYNC_TRUSTED_PROXIES:
     try:
@@ -302,12 +302,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "context": {"()": "syncadmin.observability.logs.ContextFilter"},
-        "health_polls": {"()": "syncadmin.observability.logs.HealthPollFilter"},
+        "context": {"()": "syncadmin.lib.logs.ContextFilter"},
+        "health_polls": {"()": "syncadmin.lib.logs.HealthPollFilter"},
     },
     "formatters": {
-        "json": {"()": "syncadmin.observability.logs.JsonFormatter"},
-        "plain": {"()": "syncadmin.observability.logs.PlainFormatter"},
+        "json": {"()": "syncadmin.lib.logs.JsonFormatter"},
+        "plain": {"()": "syncadmin.lib.logs.PlainFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
@@ -328,7 +328,7 @@ CONSOLE_REFRESH_SECONDS = env.int("CONSOLE_REFRESH_SECONDS", default=5)
 
 # --- Console security headers and idle sessions (README, "Security headers") -------------------
 # A console user idle this long is logged out (0: never). The page's own polls (the dashboard's
-# refresh, a bulk job's progress) are not activity: syncadmin/console_middleware.py.
+# refresh, a bulk job's progress) are not activity: syncadmin/lib/middleware.py.
 CONSOLE_SESSION_IDLE_MINUTES = env.int("CONSOLE_SESSION_IDLE_MINUTES", default=60)
 INSTALLED_APPS += ["csp"]
 # After django-htmx's middleware (the idle check reads request.htmx, the user and the messages),
@@ -336,8 +336,8 @@ INSTALLED_APPS += ["csp"]
 _after_htmx = MIDDLEWARE.index("django_htmx.middleware.HtmxMiddleware") + 1
 MIDDLEWARE[_after_htmx:_after_htmx] = [
     "csp.middleware.CSPMiddleware",
-    "syncadmin.console_middleware.HtmxVaryMiddleware",
-    "syncadmin.console_middleware.IdleSessionMiddleware",
+    "syncadmin.lib.middleware.HtmxVaryMiddleware",
+    "syncadmin.lib.middleware.IdleSessionMiddleware",
 ]
 # django-csp 4: every script and stylesheet is a static file of ours; no inline script or style,
 # no eval (htmx runs with allowEval off), no plugins, no framing, forms post only here.

@@ -4,9 +4,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from messages import tasks_scale
+from messages import tasks
+from messages.filtersets import message_filter_queryset
 from messages.models import BulkJob, BulkJobItem, BulkJobState, DeadLetter, Message, MessageEvent, MessageState
-from messages.selectors_scale import bulk_job_progress
+from messages.selectors import bulk_job_progress
 from messages.services import bulk as services_bulk
 from messages.services.bulk import BulkRefused, bulk_action_start, bulk_job_cancel, bulk_job_execute
 from messages.services.console import message_operator_restore
@@ -20,11 +21,21 @@ HX = {"HTTP_HX_REQUEST": "true"}
 GROUP_QUERY = "state=DeadLettered&group=ValueError%3A+price+%23+is+negative"
 
 
+def start(**kwargs):
+    """bulk_action_start with the console's message filter, as the bulk view calls it."""
+    return bulk_action_start(message_filter=message_filter_queryset, **kwargs)
+
+
+def execute(**kwargs):
+    """bulk_job_execute with the console's message filter, as the job's task calls it."""
+    return bulk_job_execute(message_filter=message_filter_queryset, **kwargs)
+
+
 @pytest.fixture
 def enqueued(monkeypatch):
     """Record the tasks the services enqueue instead of sending them to the broker."""
     calls = []
-    monkeypatch.setattr(tasks_scale, "enqueue_bulk_job", lambda job_id, token="": calls.append((job_id, token)))
+    monkeypatch.setattr(services_bulk, "bulk_job_enqueue", lambda job_id, token="": calls.append((job_id, token)))
     return calls
 
 
@@ -66,7 +77,7 @@ def test_operator_restore_is_audited_once():
 
 def test_small_bulk_runs_in_the_request_and_is_audited_once(small_jobs, enqueued):
     ids = dead_letters(3)
-    outcome = bulk_action_start(
+    outcome = start(
         action="retry", params={"scope": "filter", "query": "state=DeadLettered", "filters": {"state": "DeadLettered"}},
         actor="user:s",
     )  # fmt: skip
@@ -79,13 +90,13 @@ def test_small_bulk_runs_in_the_request_and_is_audited_once(small_jobs, enqueued
 def test_discard_needs_a_reason_before_anything_happens(small_jobs, enqueued):
     dead_letters(5)
     with pytest.raises(BulkRefused):
-        bulk_action_start(action="discard", params={"scope": "filter", "query": ""}, actor="user:s", reason=" ")
+        start(action="discard", params={"scope": "filter", "query": ""}, actor="user:s", reason=" ")
     assert not BulkJob.objects.exists() and not AuditEntry.objects.exists()
 
 
 def test_invalid_filter_is_refused(small_jobs):
     with pytest.raises(BulkRefused, match="not valid"):
-        bulk_action_start(action="retry", params={"scope": "filter", "query": "state=Nonsense"}, actor="user:s")
+        start(action="retry", params={"scope": "filter", "query": "state=Nonsense"}, actor="user:s")
 
 
 # --- large selections become jobs ---------------------------------------------------------------
@@ -94,7 +105,7 @@ def test_invalid_filter_is_refused(small_jobs):
 def test_over_the_threshold_a_job_is_queued_after_commit(small_jobs, enqueued, django_capture_on_commit_callbacks):
     dead_letters(4)
     with django_capture_on_commit_callbacks(execute=True):
-        outcome = bulk_action_start(
+        outcome = start(
             action="retry", params={"scope": "filter", "query": "state=DeadLettered"}, actor="user:s", reason="fixed"
         )
     job = outcome.job
@@ -114,7 +125,7 @@ def test_job_runs_in_chunks_and_audits_once_with_totals_and_filter(small_jobs, e
         services_bulk, "_apply_action", lambda action, chunk, *a: sizes.append(len(chunk)) or real(action, chunk, *a)
     )
     job = BulkJobFactory(params={"scope": "filter", "query": GROUP_QUERY, "filters": {"group": "ValueError…"}})
-    job = bulk_job_execute(job_id=job.pk)
+    job = execute(job_id=job.pk)
     assert sizes == [2, 2, 1]  # CONSOLE_BULK_JOB_CHUNK = 2, in id order
     assert (job.state, job.total, job.done, job.changed, job.last_id) == (J.DONE, 5, 5, 5, max(ids))
     assert not BulkJobItem.objects.exists()  # each chunk removed its own items
@@ -142,7 +153,7 @@ def test_each_chunk_is_its_own_transaction(small_jobs, enqueued, monkeypatch):
         return changed
 
     monkeypatch.setattr(services_bulk, "_apply_action", failing_third)
-    job = bulk_job_execute(job_id=BulkJobFactory().pk)
+    job = execute(job_id=BulkJobFactory().pk)
     assert job.state == J.FAILED and "database went away" in job.error
     # The two committed chunks stay; the failed third one rolled back completely.
     assert job.done == 4 and job.changed == 4
@@ -161,7 +172,7 @@ def test_the_filter_runs_once_not_per_chunk(small_jobs, enqueued, django_assert_
     from django.test.utils import CaptureQueriesContext
 
     with CaptureQueriesContext(connection) as ctx:
-        job = bulk_job_execute(job_id=job.pk)
+        job = execute(job_id=job.pk)
     assert job.changed == 3
     scans = [q["sql"] for q in ctx.captured_queries if "LIKE" in q["sql"].upper()]
     assert len(scans) == 1 and scans[0].upper().startswith("INSERT")  # the one snapshot
@@ -176,7 +187,7 @@ def test_selection_is_frozen_when_the_job_starts(small_jobs, enqueued, monkeypat
         return real(action, chunk, *a)
 
     monkeypatch.setattr(services_bulk, "_apply_action", arrive_midway)
-    job = bulk_job_execute(job_id=BulkJobFactory().pk)
+    job = execute(job_id=BulkJobFactory().pk)
     assert (job.total, job.changed) == (3, 3)
     assert Message.objects.filter(state=S.DEAD_LETTERED).count() == 2  # the newcomers are left alone
 
@@ -184,10 +195,10 @@ def test_selection_is_frozen_when_the_job_starts(small_jobs, enqueued, monkeypat
 def test_discard_and_restore_jobs(small_jobs, enqueued):
     ids = dead_letters(4)
     job = BulkJobFactory(action="discard", reason="terminal wiped")
-    assert bulk_job_execute(job_id=job.pk).changed == 4
+    assert execute(job_id=job.pk).changed == 4
     assert set(Message.objects.filter(pk__in=ids).values_list("state", flat=True)) == {S.DISCARDED}
     restore = BulkJobFactory(action="restore", params={"scope": "filter", "query": "state=Discarded"})
-    assert bulk_job_execute(job_id=restore.pk).changed == 4
+    assert execute(job_id=restore.pk).changed == 4
     assert set(Message.objects.filter(pk__in=ids).values_list("state", flat=True)) == {S.RECEIVED}
     assert [e.action for e in AuditEntry.objects.order_by("pk")] == ["message.discard", "message.restore"]
 
@@ -196,7 +207,7 @@ def test_selected_scope_job(small_jobs, enqueued):
     ids = dead_letters(4)
     done = MessageFactory(state=S.PROCESSED).pk
     job = BulkJobFactory(params={"scope": "selected", "ids": [*ids, done]})
-    job = bulk_job_execute(job_id=job.pk)
+    job = execute(job_id=job.pk)
     assert (job.state, job.total, job.done, job.changed) == (J.DONE, 4, 4, 4)  # the frozen selection: actionable only
     assert Message.objects.get(pk=done).state == S.PROCESSED
 
@@ -209,7 +220,7 @@ def test_cancel_a_pending_job_ends_it_and_audits_once(small_jobs, enqueued):
     job = bulk_job_cancel(job_id=BulkJobFactory().pk, actor="user:boss")
     assert job.state == J.CANCELLED and job.cancelled_by == "user:boss"
     # A task arriving afterwards does nothing.
-    assert bulk_job_execute(job_id=job.pk).state == J.CANCELLED
+    assert execute(job_id=job.pk).state == J.CANCELLED
     assert Message.objects.filter(state=S.DEAD_LETTERED).count() == 4
     entry = AuditEntry.objects.get()
     assert entry.detail["state"] == J.CANCELLED and entry.detail["cancelled_by"] == "user:boss"
@@ -228,7 +239,7 @@ def test_cancel_a_running_job_stops_it_between_chunks(small_jobs, enqueued, monk
         return changed
 
     monkeypatch.setattr(services_bulk, "_apply_action", cancel_after_first)
-    job = bulk_job_execute(job_id=job.pk)
+    job = execute(job_id=job.pk)
     assert (job.state, job.done, job.changed) == (J.CANCELLED, 2, 2)
     assert Message.objects.filter(state=S.DEAD_LETTERED).count() == 3
     assert AuditEntry.objects.get().detail["state"] == J.CANCELLED
@@ -237,12 +248,12 @@ def test_cancel_a_running_job_stops_it_between_chunks(small_jobs, enqueued, monk
 def test_out_of_time_hands_over_to_a_new_task_and_stale_tasks_do_nothing(small_jobs, enqueued):
     dead_letters(5)
     job = BulkJobFactory()
-    job = bulk_job_execute(job_id=job.pk, max_seconds=0)  # counts the selection, then hands over
+    job = execute(job_id=job.pk, max_seconds=0)  # counts the selection, then hands over
     assert job.state == J.RUNNING and job.total == 5 and job.done == 0
     assert len(enqueued) == 1 and enqueued[0][1] == job.runner != ""
     # The original task redelivered (old token): nothing happens.
-    assert bulk_job_execute(job_id=job.pk, token="").done == 0
-    job = bulk_job_execute(job_id=job.pk, token=enqueued[0][1])
+    assert execute(job_id=job.pk, token="").done == 0
+    job = execute(job_id=job.pk, token=enqueued[0][1])
     assert (job.state, job.changed) == (J.DONE, 5)
     assert AuditEntry.objects.count() == 1
 
@@ -254,17 +265,17 @@ def test_stalled_jobs_are_resumed(small_jobs, enqueued):
     dead = BulkJobFactory(created_at=old, state=J.RUNNING, runner="gone", heartbeat_at=old)  # worker killed
     fresh = BulkJobFactory()  # just created: its task is on the way
     finished = BulkJobFactory(created_at=old, state=J.DONE)
-    assert tasks_scale.bulk_jobs_resume() == 2
+    assert tasks.bulk_jobs_resume() == 2
     assert {pk for pk, _ in enqueued} == {lost.pk, dead.pk}
     tokens = dict(enqueued)
     assert BulkJob.objects.get(pk=dead.pk).runner == tokens[dead.pk] != "gone"
     assert fresh.pk not in tokens and finished.pk not in tokens
-    assert bulk_job_execute(job_id=dead.pk, token="gone").done == 0  # the dead worker's token is void
+    assert execute(job_id=dead.pk, token="gone").done == 0  # the dead worker's token is void
 
 
 def test_task_wrapper_runs_the_job(small_jobs, enqueued):
     dead_letters(4)
-    assert tasks_scale.bulk_job_run(BulkJobFactory().pk) == J.DONE
+    assert tasks.bulk_job_run(BulkJobFactory().pk) == J.DONE
 
 
 # --- console ------------------------------------------------------------------------------------
@@ -301,7 +312,7 @@ def test_progress_partial_polls_until_finished(login_as, small_jobs, enqueued):
     assert b"msg/s" in running.content and b"s left" in running.content
     assert running.context["progress"].percent == 50.0
     assert b"Cancel job" not in running.content  # a Viewer may not
-    bulk_job_execute(job_id=job.pk, token="")  # (job row has no runner: the token "" matches)
+    execute(job_id=job.pk, token="")  # (job row has no runner: the token "" matches)
     done = client.get(f"/bulk-jobs/{job.pk}/", **HX)
     assert b"every 1s" not in done.content and b"Done" in done.content
     assert done["HX-Trigger"] == "messagesChanged"

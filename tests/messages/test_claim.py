@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from messages import services
 from messages.models import Message, MessageEvent, MessageState
-from messages.services import processing, transitions
+from messages.services import claim
 from tests.messages.test_services import env, make_due
 
 S = MessageState
@@ -21,7 +21,7 @@ def claim_plan() -> str:
     qs = (
         Message.objects.filter(state__in=("Received", "Failed"), next_attempt_at__lte=timezone.now())
         .select_related("terminal")
-        .only(*processing.CLAIM_FIELDS)
+        .only(*claim.CLAIM_FIELDS)
         .order_by("next_attempt_at")
         .select_for_update(skip_locked=True, of=("self",))
     )[:100]
@@ -45,7 +45,7 @@ def test_a_backlog_is_claimed_without_sorting_it_even_when_the_planner_would(ter
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL random_page_cost = 1000")
-        processing._prefer_index_order("default")
+        claim._prefer_index_order("default")
         plan = claim_plan()
     assert "Sort" not in plan and "message_due_idx" in plan, plan
     batch = services.message_claim(worker="w1", limit=100)
@@ -66,7 +66,7 @@ def test_the_queue_tables_are_vacuumed_and_analysed_early():
 
 def test_the_claim_moves_locks_and_records_in_one_statement(terminal, settings, monkeypatch):
     settings.SYNC_LEASE_SECONDS = 45
-    monkeypatch.setattr(processing, "_next_expired_check", float("inf"))  # the periodic lease check
+    monkeypatch.setattr(claim, "_next_expired_check", float("inf"))  # the periodic lease check
     services.message_ingest_batch(terminal=terminal, envelopes=[env("f", "F"), env("r1", "A"), env("r2", "B")])
     failed = Message.objects.get(message_id="f")
     Message.objects.filter(pk=failed.pk).update(state=S.FAILED, attempts=2)
@@ -102,7 +102,7 @@ def test_the_claim_moves_locks_and_records_in_one_statement(terminal, settings, 
 def test_the_claim_is_prepared_once_with_a_plan_that_walks_the_due_index(terminal, monkeypatch):
     """Planning the claim cost more than running it, on every claim: it is prepared, with one
     generic plan per connection, made under the settings that rule out sorting the backlog."""
-    monkeypatch.setattr(processing, "_next_expired_check", float("inf"))  # the periodic lease check
+    monkeypatch.setattr(claim, "_next_expired_check", float("inf"))  # the periodic lease check
     services.message_ingest_batch(terminal=terminal, envelopes=[env(f"m{i}", f"K{i}") for i in range(30)])
     with connection.cursor() as cursor:
         cursor.execute("SET random_page_cost = 1000")  # the stale-statistics hazard, for the whole session
@@ -119,7 +119,7 @@ def test_the_claim_is_prepared_once_with_a_plan_that_walks_the_due_index(termina
         assert generic >= 3 and custom == 0  # planned once, not per claim
         with transaction.atomic():
             cursor.execute("SET LOCAL random_page_cost = 1000")
-            cursor.execute(transitions._CLAIM_PLAN_SQL)
+            cursor.execute(claim._CLAIM_PLAN_SQL)
             values = ["Processing", "w", 60, "Processing", "w", "message_transitions", "Received", "a", "Failed", "b"]
             assert arity == len(values)
             cursor.execute(f"EXPLAIN EXECUTE {name}({', '.join(['%s'] * arity)})", values)

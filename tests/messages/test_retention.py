@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django_q.models import Schedule
 
-from messages import services, tasks_scale
+from messages import services, tasks
 from messages.models import CentralEntity, DeadLetter, EntityCounter, Message, MessageEvent, MessageState, PurgeRun
 from messages.services import retention as services_retention
 from messages.services.retention import purge_run
@@ -129,10 +129,10 @@ def test_the_task_queues_a_follow_up_when_more_is_left(monkeypatch, settings):
     for _ in range(3):
         old(S.PROCESSED)
     queued = []
-    monkeypatch.setattr(tasks_scale, "async_task", lambda *a, **k: queued.append(a))
-    assert tasks_scale.purge() == 2
-    assert queued == [(tasks_scale.PURGE_TASK, "continuation")]
-    assert tasks_scale.purge("continuation") == 1 and len(queued) == 1
+    monkeypatch.setattr(tasks, "async_task", lambda *a, **k: queued.append(a))
+    assert tasks.purge() == 2
+    assert queued == [(tasks.PURGE_TASK, "continuation")]
+    assert tasks.purge("continuation") == 1 and len(queued) == 1
 
 
 def test_purge_command(capsys):
@@ -145,12 +145,12 @@ def test_purge_command(capsys):
 
 
 def test_schedules_exist_after_migrate():
-    from messages.schedules_scale import ensure_schedules
+    from syncadmin.lib.schedules import ensure_schedules
 
     ensure_schedules()
     purge = Schedule.objects.get(name="sync-retention-purge")
-    assert purge.func == "messages.tasks_scale.purge" and purge.minutes == 15
-    assert Schedule.objects.get(name="sync-bulk-jobs-resume").func == "messages.tasks_scale.bulk_jobs_resume"
+    assert purge.func == "messages.tasks.purge" and purge.minutes == 15
+    assert Schedule.objects.get(name="sync-bulk-jobs-resume").func == "messages.tasks.bulk_jobs_resume"
 
 
 def test_retention_page_lists_runs(login_as):
@@ -183,7 +183,7 @@ def test_candidate_query_uses_the_state_updated_index():
 
 def test_metrics_state_counts_stay_exact_through_a_purge(terminal):
     """/metrics counts messages per state from transitions: a purge must take its rows out too."""
-    from syncadmin.observability.counters import message_state_counts
+    from messages.metrics import message_state_counts
 
     services.message_ingest_batch(terminal=terminal, envelopes=[env(f"p{i}", key=f"K{i}") for i in range(6)])
     drain_all()

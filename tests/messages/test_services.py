@@ -8,8 +8,9 @@ from django.db import DatabaseError, connection, transaction
 from messages import services
 from messages.handlers import PermanentError, registry
 from messages.models import CentralEntity, DeadLetter, EntityCounter, Message, MessageEvent, MessageState
-from messages.services import Envelope, IllegalTransition, ingest, processing
+from messages.services import Envelope, IllegalTransition, claim, ingest, processing
 from messages.services.console import ActionRefused, message_edit_and_retry
+from syncadmin.lib.clock import db_now
 from tests.factories import DeadLetterFactory, MessageFactory, TerminalFactory
 
 S = MessageState
@@ -395,7 +396,7 @@ def test_released_messages_are_due_at_once_with_the_attempt_counted(terminal, mo
     monkeypatch.setattr(processing, "_finish", broken)
     result = services.message_process_claimed(messages=batch, worker="w1")
     assert (result.released, result.processed) == (3, 0)
-    now = services.db_now()
+    now = db_now()
     for m in Message.objects.all():
         assert (m.state, m.attempts, m.lease_owner, m.lease_expires_at) == (S.FAILED, 1, "", None)
         assert m.next_attempt_at <= now and "KeyError" in m.last_error
@@ -486,7 +487,7 @@ def test_ingest_is_atomic_when_a_step_after_the_messages_insert_fails(terminal, 
 
 def test_on_commit_wakes_workers_only_after_commit(terminal, monkeypatch, django_capture_on_commit_callbacks):
     woke = []
-    monkeypatch.setattr("messages.tasks.enqueue_drain", lambda count=1: woke.append(count))
+    monkeypatch.setattr("messages.services.wakeup.enqueue_drain", lambda count=1: woke.append(count))
     with django_capture_on_commit_callbacks(execute=True):
         with transaction.atomic():
             services.message_ingest_batch(terminal=terminal, envelopes=[env("a")])
@@ -496,7 +497,7 @@ def test_on_commit_wakes_workers_only_after_commit(terminal, monkeypatch, django
 
 def test_a_batch_costs_the_same_number_of_queries_whatever_its_size(terminal, monkeypatch):
     """No per-message query on the hot path (an N+1 here once cost a query per message)."""
-    monkeypatch.setattr(processing, "_next_expired_check", float("inf"))  # the periodic lease check
+    monkeypatch.setattr(claim, "_next_expired_check", float("inf"))  # the periodic lease check
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -521,13 +522,13 @@ def test_new_central_rows_are_written_in_one_global_order_whatever_the_sequences
 
     other = TerminalFactory(code="T-2")
     written = []
-    real = handlers._central_write
+    real = handlers.central_write
 
     def spy(*, new, **kwargs):
         written.append([(r.entity_type, r.entity_key, r.terminal_code) for r in new])
         return real(new=new, **kwargs)
 
-    monkeypatch.setattr(handlers, "_central_write", spy)
+    monkeypatch.setattr(handlers, "central_write", spy)
     # batch 1: T-2's K1 has the lower sequence; batch 2: terminal's K1 has the lower one
     services.message_ingest_batch(terminal=other, envelopes=[env("a", "K1", seq=1), env("b", "K2", seq=9)])
     services.message_ingest_batch(terminal=terminal, envelopes=[env("c", "K1", seq=5), env("d", "K0", seq=2)])

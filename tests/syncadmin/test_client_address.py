@@ -1,4 +1,4 @@
-"""The client address behind trusted proxies (syncadmin/client_address.py)."""
+"""The client address behind trusted proxies (syncadmin/lib/client_address.py)."""
 
 import ipaddress
 import os
@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from syncadmin.client_address import client_ip_from_meta
+from syncadmin.lib.client_address import client_ip_from_meta
 
 TRUSTED = ["127.0.0.1", "10.0.0.0/8", "fd00::/8"]
 

@@ -42,6 +42,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from messages.models import MessageState
+from reconciliation import reports
 from reconciliation import services as recon
 from reconciliation.models import Discrepancy, RunTrigger
 from syncadmin.services import audit_record
@@ -151,7 +152,7 @@ def world(db, settings):
     terminal = TerminalFactory(code="T0001")
     ingest(terminal, env("a", "A"), env("b", "B"))
     drain_all()
-    recon.reported_counts_store(terminal=terminal, counts=[("product", 5, datetime.now(UTC) + timedelta(seconds=1))])
+    reports.reported_counts_store(terminal=terminal, counts=[("product", 5, datetime.now(UTC) + timedelta(seconds=1))])
     run = recon.run_now(trigger=RunTrigger.COMMAND, triggered_by="test")
     dead = DeadLetterFactory(message__terminal=terminal)
     for state in (MessageState.FAILED, MessageState.DISCARDED, MessageState.RECEIVED):

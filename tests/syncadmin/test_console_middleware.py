@@ -7,8 +7,8 @@ import pytest
 from django.urls import reverse
 
 from messages.models import MessageState
-from syncadmin import console_middleware
-from syncadmin.console_middleware import IDLE_SESSION_KEY, POLL_HEADER
+from syncadmin.lib import middleware as console_middleware
+from syncadmin.lib.middleware import IDLE_SESSION_KEY, POLL_HEADER
 from tests.factories import DeadLetterFactory
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""CSV exports (syncadmin/exports.py): no cell a spreadsheet runs as a formula; nothing streams before the query ran."""
+"""CSV exports (syncadmin/lib/exports.py): no cell a spreadsheet runs as a formula; nothing streams before the query."""
 
 import csv
 import io
@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from syncadmin.exports import csv_cell, csv_response
+from syncadmin.lib.exports import csv_cell, csv_response
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from messages.models import Message
+from messages.services.sampling import metric_sample_write
 from syncadmin.models import MetricSample
 from syncadmin.observability import health
-from syncadmin.observability.sampling import metric_sample_write
 from tests.factories import MessageFactory
 from tests.messages.test_services import drain_all
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django_q.models import Schedule
 
+from syncadmin.lib.schedules import ensure_schedules
 from syncadmin.models import MetricSample
 from syncadmin.observability.health import cluster_stats_visible
-from syncadmin.observability.schedules import ensure_schedules
 from tests.processes import postgres_url, start_qcluster, stop
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

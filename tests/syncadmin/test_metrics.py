@@ -9,16 +9,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from messages import services
 from messages.handlers import registry
+from messages.metrics import message_state_counts
 from messages.models import Message, MessageState
-from syncadmin.models import MetricCounter
-from syncadmin.observability import soap_request_observed
-from syncadmin.observability.counters import (
-    message_state_counts,
+from reconciliation.terminal_health import terminal_health_snapshot_write
+from syncadmin.lib.counters import (
     metric_counter_add,
     metric_counter_totals,
     metric_counters_fold,
 )
-from syncadmin.observability.sampling import terminal_health_snapshot_write
+from syncadmin.models import MetricCounter
+from terminals.soap.observed import soap_request_observed
 from tests.factories import TerminalFactory
 from tests.messages.test_services import drain_all, env, make_due
 

@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from messages.models import Message
-from syncadmin.pagination import _decode, _encode, keyset_page
-from syncadmin.validation import ID_MAX, database_refuses
+from syncadmin.lib.pagination import _decode, _encode, keyset_page
+from syncadmin.lib.validation import ID_MAX, database_refuses
 from tests.factories import MessageFactory
 
 pytestmark = pytest.mark.django_db

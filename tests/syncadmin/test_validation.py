@@ -1,4 +1,4 @@
-"""The console's shared input rules (syncadmin/validation.py)."""
+"""The console's shared input rules (syncadmin/lib/validation.py)."""
 
 import re
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -9,7 +9,7 @@ from django import forms
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncadmin.validation import ID_MAX, IdListField, database_refuses, parse_id
+from syncadmin.lib.validation import ID_MAX, IdListField, database_refuses, parse_id
 
 
 @given(st.text(st.characters(exclude_categories=("Cs",))))

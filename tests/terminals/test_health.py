@@ -8,9 +8,9 @@ from django.template import Context, Template
 from django.test.utils import CaptureQueriesContext
 
 from messages.models import Message, MessageState
-from syncadmin.observability.sampling import terminal_health_snapshot_write
+from reconciliation import terminal_health as health_module
+from reconciliation.terminal_health import terminal_health, terminal_health_snapshot_write
 from terminals.selectors import (
-    terminal_health,
     terminal_health_snapshot,
     terminal_health_summary,
     terminal_status_counts,
@@ -106,15 +106,8 @@ def test_client_version_and_reconciliation_drift(settings, monkeypatch):
     assert health[old.pk].level == "degraded" and "older than 2.10.0" in health[old.pk].reasons[0]
     assert health[new.pk].level == "healthy"
 
-    import reconciliation
-
-    class FakeReconciliationSelectors:  # the reconciliation app's reads, as that app provides them
-        @staticmethod
-        def discrepancy_open_count_by_terminal():
-            return {new.pk: 12, "OLDV": 1}
-
-    monkeypatch.setitem(__import__("sys").modules, "reconciliation.selectors", FakeReconciliationSelectors)
-    monkeypatch.setattr(reconciliation, "selectors", FakeReconciliationSelectors, raising=False)
+    # the reconciliation app's open discrepancies per terminal (by pk or code)
+    monkeypatch.setattr(health_module, "discrepancy_open_count_by_terminal", lambda: {new.pk: 12, "OLDV": 1})
     health = terminal_health()
     assert health[new.pk].drift == 12 and health[new.pk].level == "failing"
     assert health[old.pk].drift == 1 and health[old.pk].level == "degraded"

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from syncadmin.observability.counters import message_state_recount
+from messages.metrics import message_state_recount
 
 
 class Command(BaseCommand):

@@ -12,14 +12,17 @@ one base row per series so the table, and a scrape, stay small.
 from __future__ import annotations
 
 import json
+import threading
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from itertools import islice
 
 from django.db import connections, router, transaction
 from django.db.models import Sum
 
-from syncadmin.fastsql import server_binding_cursor
+from syncadmin.lib.fastsql import server_binding_cursor
+from syncadmin.lib.sql import per_vendor
 from syncadmin.models import MetricCounter
 
 LABEL_VALUE_MAX = 64
@@ -44,23 +47,31 @@ def metric_counter_add(*, rows: Iterable[tuple[str, dict | None, float]]) -> int
     worker batch, and bulk_create's model instances cost twice the statement's CPU.
     """
     values = [(name, labels_key(labels), float(value)) for name, labels, value in rows if value]
-    if not values:
-        return 0
-    conn = connections[router.db_for_write(MetricCounter)]
-    if conn.vendor == "postgresql":
-        # Values as arrays bound in binary on the server (syncadmin/fastsql.py): one short
-        # statement text whatever the number of rows, and no quoting of the labels in Python.
-        with server_binding_cursor(conn.alias, prepare=True) as cursor:
-            cursor.execute(
-                f"INSERT INTO {MetricCounter._meta.db_table} (name, labels, value, base)"
-                " SELECT n, l, v, false FROM unnest(%b::text[], %b::text[], %b::float8[]) AS u(n, l, v)",
-                [[v[0] for v in values], [v[1] for v in values], [v[2] for v in values]],
-            )
-        return len(values)
-    if conn.vendor != "sqlite":
-        MetricCounter.objects.bulk_create([MetricCounter(name=n, labels=lb, value=v) for n, lb, v in values])
-        return len(values)
-    with conn.cursor() as cursor:
+    if values:
+        _deltas_insert(router.db_for_write(MetricCounter), values)
+    return len(values)
+
+
+@per_vendor
+def _deltas_insert(using: str, values: list[tuple[str, str, float]]) -> None:
+    MetricCounter.objects.using(using).bulk_create([MetricCounter(name=n, labels=lb, value=v) for n, lb, v in values])
+
+
+@_deltas_insert.vendor("postgresql")
+def _deltas_insert_postgresql(using: str, values: list[tuple[str, str, float]]) -> None:
+    # Values as arrays bound in binary on the server (syncadmin/lib/fastsql.py): one short
+    # statement text whatever the number of rows, and no quoting of the labels in Python.
+    with server_binding_cursor(using, prepare=True) as cursor:
+        cursor.execute(
+            f"INSERT INTO {MetricCounter._meta.db_table} (name, labels, value, base)"
+            " SELECT n, l, v, false FROM unnest(%b::text[], %b::text[], %b::float8[]) AS u(n, l, v)",
+            [[v[0] for v in values], [v[1] for v in values], [v[2] for v in values]],
+        )
+
+
+@_deltas_insert.vendor("sqlite")
+def _deltas_insert_sqlite(using: str, values: list[tuple[str, str, float]]) -> None:
+    with connections[using].cursor() as cursor:
         for start in range(0, len(values), 200):  # well inside SQLite's limit on parameters
             chunk = values[start : start + 200]
             cursor.execute(
@@ -68,7 +79,37 @@ def metric_counter_add(*, rows: Iterable[tuple[str, dict | None, float]]) -> int
                 + ", ".join(["(%s, %s, %s, %s)"] * len(chunk)),
                 [v for name, labels, value in chunk for v in (name, labels, value, False)],
             )
-    return len(values)
+
+
+_local = threading.local()
+
+
+@contextmanager
+def collected() -> Iterator[None]:
+    """Gather the metric deltas of a block and write them as one INSERT when it ends.
+
+    Enter it inside the transaction whose changes it counts (``with transaction.atomic(),
+    collected():``): the INSERT then runs just before that transaction commits, and if the
+    block raises nothing is written (the transaction is rolling back anyway). A claim or a
+    batch otherwise writes one delta INSERT per transition plus one for the batch.
+    """
+    stack = _local.__dict__.setdefault("stack", [])
+    rows: list = []
+    stack.append(rows)
+    try:
+        yield
+    finally:
+        stack.pop()
+    metric_deltas_add(rows)
+
+
+def metric_deltas_add(rows: list) -> None:
+    """Count (name, labels, value) rows: now, or when the innermost ``collected()`` block ends."""
+    stack = getattr(_local, "stack", None)
+    if stack:
+        stack[-1].extend(rows)
+    else:
+        metric_counter_add(rows=rows)
 
 
 # Delta rows folded per transaction, and at most per fold (the sample task's run).
@@ -106,26 +147,19 @@ def metric_counters_fold(*, limit: int = FOLD_LIMIT, chunk: int = FOLD_CHUNK) ->
 def _deltas_take(size: int) -> tuple[dict[tuple[str, str], float], int]:
     """Delete up to ``size`` delta rows (locked, SKIP LOCKED); return their sums per series and
     how many there were. Call inside a transaction."""
-    table = MetricCounter._meta.db_table
-    conn = connections[MetricCounter.objects.db]
-    if conn.vendor == "postgresql":
-        with conn.cursor() as cursor:
-            cursor.execute(
-                f"WITH fresh AS (SELECT id FROM {table} WHERE NOT base ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED),"
-                f" gone AS (DELETE FROM {table} AS m USING fresh WHERE m.id = fresh.id"
-                " RETURNING m.name, m.labels, m.value)"
-                " SELECT name, labels, sum(value), count(*) FROM gone GROUP BY name, labels",
-                [size],
-            )
-            rows = cursor.fetchall()
-        return {(name, labels): value for name, labels, value, _ in rows}, sum(n for *_, n in rows)
+    return _deltas_delete(MetricCounter.objects.db, size)
+
+
+@per_vendor
+def _deltas_delete(using: str, size: int) -> tuple[dict[tuple[str, str], float], int]:
     qs = (
-        MetricCounter.objects.select_for_update(skip_locked=True)
+        MetricCounter.objects.using(using)
+        .select_for_update(skip_locked=True)
         .filter(base=False)
         .order_by("pk")
         .values_list("pk", "name", "labels", "value")
     )
-    if conn.features.supports_select_for_update_with_limit:
+    if connections[using].features.supports_select_for_update_with_limit:
         fresh = list(qs[:size])
     else:  # Oracle: FOR UPDATE cannot take FETCH FIRST; rows lock as they are fetched
         fresh = list(islice(qs.iterator(chunk_size=1000), size))
@@ -134,8 +168,24 @@ def _deltas_take(size: int) -> tuple[dict[tuple[str, str], float], int]:
         sums[(name, labels)] += value
     pks = [row[0] for row in fresh]
     for i in range(0, len(pks), 1000):
-        MetricCounter.objects.filter(pk__in=pks[i : i + 1000]).delete()
+        MetricCounter.objects.using(using).filter(pk__in=pks[i : i + 1000]).delete()
     return dict(sums), len(fresh)
+
+
+@_deltas_delete.vendor("postgresql")
+def _deltas_delete_postgresql(using: str, size: int) -> tuple[dict[tuple[str, str], float], int]:
+    # The rows are summed by the statement that deletes them.
+    table = MetricCounter._meta.db_table
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            f"WITH fresh AS (SELECT id FROM {table} WHERE NOT base ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED),"
+            f" gone AS (DELETE FROM {table} AS m USING fresh WHERE m.id = fresh.id"
+            " RETURNING m.name, m.labels, m.value)"
+            " SELECT name, labels, sum(value), count(*) FROM gone GROUP BY name, labels",
+            [size],
+        )
+        rows = cursor.fetchall()
+    return {(name, labels): value for name, labels, value, _ in rows}, sum(n for *_, n in rows)
 
 
 def _bases_add(sums: dict[tuple[str, str], float]) -> None:
@@ -167,44 +217,3 @@ def metric_counter_totals() -> dict[str, dict[str, float]]:
     ):
         totals[name][labels] = total
     return totals
-
-
-def message_state_counts(totals: dict[str, dict[str, float]] | None = None) -> dict[str, int]:
-    """Messages per state from the counters: seed + transitions in - transitions out."""
-    from messages.models import MessageState
-
-    totals = metric_counter_totals() if totals is None else totals
-    counts = {state: 0.0 for state in MessageState.values}
-    for key, value in totals.get("message_state_seed", {}).items():
-        state = labels_parse(key).get("state")
-        if state in counts:
-            counts[state] += value
-    for key, value in totals.get("message_transitions", {}).items():
-        labels = labels_parse(key)
-        if labels.get("to") in counts:
-            counts[labels["to"]] += value
-        if labels.get("from") in counts:
-            counts[labels["from"]] -= value
-    return {state: int(round(n)) for state, n in counts.items()}
-
-
-def message_state_recount() -> dict[str, int]:
-    """Recount messages per state from the message table and reset the counters to it.
-
-    A full scan: for a maintenance window (after a bulk delete or a restore), with the
-    workers stopped, via ``manage.py metrics_recount``. Other series are left alone.
-    """
-    from django.db.models import Count
-
-    from messages.models import Message
-
-    with transaction.atomic():
-        MetricCounter.objects.filter(name__in=["message_state_seed", "message_transitions"]).delete()
-        rows = list(Message.objects.values_list("state").annotate(n=Count("pk")).order_by())
-        MetricCounter.objects.bulk_create(
-            [
-                MetricCounter(name="message_state_seed", labels=labels_key({"state": s}), value=n, base=True)
-                for s, n in rows
-            ]
-        )
-    return dict(rows)

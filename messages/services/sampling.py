@@ -1,7 +1,9 @@
 """The once-a-minute sample: folds the counters, writes a MetricSample, prunes old ones.
 
 The row it writes is also the worker cluster's heartbeat (/healthz): it only appears when
-the cluster's scheduler and at least one of its workers are alive.
+the cluster's scheduler and at least one of its workers are alive. The sample task
+(syncadmin/observability/tasks.py) then stores every terminal's health score as of the
+sample's time (reconciliation/terminal_health.py).
 """
 
 from __future__ import annotations
@@ -11,15 +13,15 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from syncadmin.models import MetricSample, TerminalHealthSnapshot
-from syncadmin.observability import selectors
-from syncadmin.observability.counters import labels_parse, message_state_counts, metric_counters_fold
+from messages.metrics import message_state_counts
+from messages.selectors import message_backlog_ages
+from syncadmin.lib.clock import db_now
+from syncadmin.lib.counters import labels_parse, metric_counters_fold
+from syncadmin.models import MetricSample
 
 
 def metric_sample_write() -> MetricSample:
     """Write the sample for now; returns it. Safe to run twice at once (folding is exact)."""
-    from messages.services import db_now
-
     folded = metric_counters_fold()
     processed = failed = 0.0
     for (name, key), value in folded.items():
@@ -31,7 +33,7 @@ def metric_sample_write() -> MetricSample:
         elif labels.get("from") == "Processing" and labels.get("to") in ("Failed", "DeadLettered"):
             failed += value
     states = message_state_counts()
-    ages = selectors.backlog_ages()
+    ages = message_backlog_ages()
     now = db_now()
     oldest = ages["oldest_received_at"]
     fields = {
@@ -48,24 +50,4 @@ def metric_sample_write() -> MetricSample:
         now += timedelta(microseconds=1)
         sample = MetricSample.objects.create(at=now, **fields)
     MetricSample.objects.filter(at__lt=now - timedelta(days=settings.SYNC_METRIC_SAMPLE_RETENTION_DAYS)).delete()
-    terminal_health_snapshot_write(now=now)
     return sample
-
-
-def terminal_health_snapshot_write(*, now=None) -> int:
-    """Store every terminal's health score (replacing the previous snapshot); returns how many."""
-    from messages.services import db_now
-    from terminals.selectors import terminal_health
-
-    now = now or db_now()
-    healths = terminal_health(now=now)
-    with transaction.atomic():
-        TerminalHealthSnapshot.objects.all().delete()
-        TerminalHealthSnapshot.objects.bulk_create(
-            [
-                TerminalHealthSnapshot(terminal_id=pk, level=h.level, reasons=h.reasons, computed_at=now)
-                for pk, h in healths.items()
-            ],
-            batch_size=1000,
-        )
-    return len(healths)

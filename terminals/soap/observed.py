@@ -1,4 +1,13 @@
-"""Hooks for the SOAP layer (terminals/soap/): timing, counting, tracing, log context."""
+"""Every SOAP call observed: timed and counted (by operation and fault code), traced, and logged in its context.
+
+- ``soap_request(operation, headers=request.META)``: context manager for a SOAP call that times
+  it, counts it, opens its span and sets the log context; yields a ``SoapCall`` whose
+  ``trace_id`` goes to ``message_ingest_batch(trace_id=...)``.
+- ``soap_request_observed(operation, fault_code, seconds)``: count one answered SOAP call
+  (the view counts the requests refused before any operation ran).
+
+The counts are this process's (syncadmin/lib/process_metrics.py): /metrics shows them.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +15,39 @@ import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
-from syncadmin.observability import tracing
-from syncadmin.observability.logs import log_context
+from opentelemetry.trace import Status, StatusCode
+from prometheus_client import Counter, Histogram
+
+from syncadmin.lib import tracing
+from syncadmin.lib.logs import log_context
+from syncadmin.lib.process_metrics import PROCESS_REGISTRY
+from terminals.soap.contract import CONTRACT_FAULTS, OPERATIONS
+
+SOAP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+SOAP_REQUESTS = Counter(
+    "syncadmin_soap_requests",
+    "SOAP requests answered, by operation and fault code (none = success).",
+    ["operation", "fault_code"],
+    registry=PROCESS_REGISTRY,
+)
+SOAP_SECONDS = Histogram(
+    "syncadmin_soap_request_seconds",
+    "Time to answer a SOAP request, by operation.",
+    ["operation"],
+    buckets=SOAP_BUCKETS,
+    registry=PROCESS_REGISTRY,
+)
 
 
 def soap_request_observed(operation: str, fault_code: str | None, seconds: float) -> None:
-    """Count one answered SOAP request (fault_code None = success) and its duration."""
-    from syncadmin.observability.metrics import soap_request_observed as observe
+    """Count one answered SOAP request (fault_code None = success) and its duration.
 
-    observe(operation, fault_code, seconds)
+    Operations and fault codes outside the contract are counted as 'other' (bounds the labels).
+    """
+    op = operation if operation in OPERATIONS else "other"
+    fault = "none" if not fault_code else (fault_code if fault_code in CONTRACT_FAULTS else "other")
+    SOAP_REQUESTS.labels(operation=op, fault_code=fault).inc()
+    SOAP_SECONDS.labels(operation=op).observe(max(seconds, 0.0))
 
 
 @dataclass
@@ -58,8 +91,6 @@ def soap_request(operation: str, *, headers=None, terminal_code: str = ""):
             raise
         finally:
             if call.span is not None and call.fault_code:
-                from opentelemetry.trace import Status, StatusCode
-
                 call.span.set_attribute("rpc.soap.fault_code", call.fault_code)
                 call.span.set_status(Status(StatusCode.ERROR, call.fault_code))
             soap_request_observed(operation, call.fault_code, time.perf_counter() - started)

@@ -15,7 +15,7 @@ both counts) and nothing else: django-axes' default would also clear every other
 failures from that address, so anyone with one valid account could reset a spray, or a guess at
 a colleague's password, by logging in between tries.
 
-The client address comes from settings.AXES_CLIENT_IP_CALLABLE (syncadmin.client_address).
+The client address comes from settings.AXES_CLIENT_IP_CALLABLE (syncadmin.lib.client_address).
 This module imports no app.
 """
 

@@ -18,6 +18,7 @@ good. Off for every statement when DATABASE_PREPARED_STATEMENTS=off (settings.py
 from __future__ import annotations
 
 from django.db import connections
+from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.backends.utils import CursorWrapper
 
 _classes: dict[bool, type] = {}
@@ -25,7 +26,6 @@ _classes: dict[bool, type] = {}
 
 def _cursor_class(prepare: bool) -> type:
     if prepare not in _classes:
-        from django.db.backends.postgresql.base import ServerBindingCursor
 
         class Cursor(ServerBindingCursor):
             def execute(self, query, params=None, **kwargs):

@@ -1,8 +1,9 @@
-"""Instrumentation calls the queue engine (messages/services.py) makes.
+"""The queue engine's metrics, log lines and spans: what it counts in its own transactions.
 
-Each call runs inside the engine's transaction: what it counts commits or rolls back with
-the change it describes (the per-message log lines and spans are written once it has committed).
-Costs: one multi-row INSERT into MetricCounter per call, or per
+The engine (messages/services/) calls these inside the transaction of the change they describe:
+what they count commits or rolls back with it (the per-message log lines and spans are written
+once it has committed); /metrics and the once-a-minute sample read the counts back
+(``message_state_counts``). Costs: one multi-row INSERT into MetricCounter per call, or per
 transaction inside ``collected()`` (the claim and the batch use it); the log lines only when
 their level is enabled; the spans only when tracing is on.
 """
@@ -11,17 +12,24 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import Count
 
-from syncadmin.observability import tracing
-from syncadmin.observability.counters import labels_key, metric_counter_add
+from messages.handlers import registry
+from messages.models import Message, MessageState
+from syncadmin.lib import tracing
+from syncadmin.lib.counters import (
+    labels_key,
+    labels_parse,
+    metric_counter_totals,
+    metric_deltas_add,
+)
+from syncadmin.models import MetricCounter
 
 log = logging.getLogger("messages.processing")
 
@@ -40,8 +48,6 @@ def reason_label(error_class: str) -> str:
 
 def type_label(message_type: str) -> str:
     """The message type, or 'unhandled' for types no handler resolves (bounds the label set)."""
-    from messages.handlers import registry
-
     return message_type if registry.resolve(message_type) is not None else "unhandled"
 
 
@@ -50,36 +56,6 @@ def _bucket(value: float, buckets: Sequence[float]) -> str:
         if value <= b:
             return repr(b)
     return "+Inf"
-
-
-_local = threading.local()
-
-
-@contextmanager
-def collected() -> Iterator[None]:
-    """Gather the metric deltas of a block and write them as one INSERT when it ends.
-
-    Enter it inside the transaction whose changes it counts (``with transaction.atomic(),
-    collected():``): the INSERT then runs just before that transaction commits, and if the
-    block raises nothing is written (the transaction is rolling back anyway). A claim or a
-    batch otherwise writes one delta INSERT per transition plus one for the batch.
-    """
-    stack = _local.__dict__.setdefault("stack", [])
-    rows: list = []
-    stack.append(rows)
-    try:
-        yield
-    finally:
-        stack.pop()
-    _add(rows)
-
-
-def _add(rows: list) -> None:
-    stack = getattr(_local, "stack", None)
-    if stack:
-        stack[-1].extend(rows)
-    else:
-        metric_counter_add(rows=rows)
 
 
 def _transition_labels(from_state: str, to_state: str) -> dict:
@@ -99,7 +75,7 @@ def transition_recorded(*, from_state: str, to_state: str, count: int, error_cla
     rows = [("message_transitions", _transition_labels(from_state, to_state), count)]
     if to_state == "DeadLettered":
         rows.append(("dead_letters", {"reason": reason_label(error_class)}, count))
-    _add(rows)
+    metric_deltas_add(rows)
 
 
 def batch_finished(
@@ -135,7 +111,7 @@ def batch_finished(
             ] += 1
             counts[("message_latency_seconds_sum", (("message_type", t),))] += latency
             counts[("message_latency_seconds_count", (("message_type", t),))] += 1
-    _add([(name, dict(labels), value) for (name, labels), value in counts.items()])
+    metric_deltas_add([(name, dict(labels), value) for (name, labels), value in counts.items()])
     end_ns = time.time_ns()
 
     def emit() -> None:
@@ -179,3 +155,41 @@ def _log_outcomes(entries, worker: str) -> None:
                 "worker": worker,
             },
         )
+
+
+# --- messages per state, from the counters -----------------------------------------------------
+
+
+def message_state_counts(totals: dict[str, dict[str, float]] | None = None) -> dict[str, int]:
+    """Messages per state from the counters: seed + transitions in - transitions out."""
+    totals = metric_counter_totals() if totals is None else totals
+    counts = {state: 0.0 for state in MessageState.values}
+    for key, value in totals.get("message_state_seed", {}).items():
+        state = labels_parse(key).get("state")
+        if state in counts:
+            counts[state] += value
+    for key, value in totals.get("message_transitions", {}).items():
+        labels = labels_parse(key)
+        if labels.get("to") in counts:
+            counts[labels["to"]] += value
+        if labels.get("from") in counts:
+            counts[labels["from"]] -= value
+    return {state: int(round(n)) for state, n in counts.items()}
+
+
+def message_state_recount() -> dict[str, int]:
+    """Recount messages per state from the message table and reset the counters to it.
+
+    A full scan: for a maintenance window (after a bulk delete or a restore), with the
+    workers stopped, via ``manage.py metrics_recount``. Other series are left alone.
+    """
+    with transaction.atomic():
+        MetricCounter.objects.filter(name__in=["message_state_seed", "message_transitions"]).delete()
+        rows = list(Message.objects.values_list("state").annotate(n=Count("pk")).order_by())
+        MetricCounter.objects.bulk_create(
+            [
+                MetricCounter(name="message_state_seed", labels=labels_key({"state": s}), value=n, base=True)
+                for s, n in rows
+            ]
+        )
+    return dict(rows)

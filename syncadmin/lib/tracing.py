@@ -18,6 +18,12 @@ from collections.abc import Mapping
 from contextlib import contextmanager
 
 from django.conf import settings
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +44,10 @@ def setup() -> bool:
     exporter_name = settings.SYNC_TRACING_EXPORTER
     if not exporter_name:
         return False
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
     if exporter_name == "console":
-        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
         exporter = ConsoleSpanExporter()
     elif exporter_name == "otlp":
         # Reads OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT / _HEADERS / _TIMEOUT itself.
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
         exporter = OTLPSpanExporter()
     else:
         log.warning("OTEL_TRACES_EXPORTER=%s is not supported (otlp, console, none); tracing stays off", exporter_name)
@@ -67,10 +67,6 @@ def configure(span_processor=None, *, set_global: bool = False):
     if span_processor is None:
         _tracer = None
         return previous
-    from opentelemetry import trace
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-
     provider = TracerProvider(resource=Resource.create({"service.name": settings.OTEL_SERVICE_NAME}))
     provider.add_span_processor(span_processor)
     if set_global:
@@ -86,9 +82,6 @@ def restore(previous) -> None:
 
 def _root_context(trace_id: str):
     """A remote parent in trace ``trace_id``: the virtual root every span of that trace hangs under."""
-    from opentelemetry import trace
-    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
-
     tid = int(trace_id, 16)
     span_id = (tid & 0xFFFFFFFFFFFFFFFF) or 1  # derived from the trace id: the same in every process
     parent = SpanContext(trace_id=tid, span_id=span_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
@@ -129,8 +122,6 @@ def soap_span(operation: str, *, trace_id: str, terminal_code: str = ""):
 
 
 def _span_kind(name: str):
-    from opentelemetry.trace import SpanKind
-
     return getattr(SpanKind, name)
 
 
@@ -142,8 +133,6 @@ def message_spans(*, entries, start_ns: int, end_ns: int, worker: str) -> None:
     """
     if _tracer is None:
         return
-    from opentelemetry.trace import Status, StatusCode
-
     size = len(entries)
     for message, outcome, reason in entries:
         trace_id = message.trace_id if _valid_trace_id(message.trace_id or "") else new_trace_id()

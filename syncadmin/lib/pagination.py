@@ -18,7 +18,7 @@ from datetime import datetime
 from django.core.exceptions import ValidationError
 from django.db.models import IntegerField, Q, QuerySet
 
-from syncadmin.validation import ID_MAX, database_refuses
+from syncadmin.lib.validation import ID_MAX, database_refuses
 
 
 @dataclass

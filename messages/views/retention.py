@@ -1,0 +1,37 @@
+"""The retention page: the purge's settings and its runs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from messages import selectors
+from messages.tables import PurgeRunTable
+from syncadmin.lib.console import console_view
+from syncadmin.lib.listing import Keyset, ListPage
+
+VIEW_PURGES = "queue_messages.view_purgerun"
+
+
+@require_GET
+@console_view(VIEW_PURGES)
+def retention(request):
+    listing = ListPage(
+        request,
+        table=PurgeRunTable,
+        table_kwargs={"orderable": False},
+        rows=selectors.purge_run_list_queryset(),
+        keyset=Keyset({"started_at": "started_at"}, "-started_at", sortable=False),
+        per_page=settings.CONSOLE_PAGE_SIZE,
+    )
+    context = {
+        "retention_days": settings.SYNC_RETENTION_DAYS,
+        "deadletter_days": settings.SYNC_DEADLETTER_RETENTION_DAYS,
+        "batch": settings.SYNC_RETENTION_BATCH,
+        "interval": settings.SYNC_RETENTION_INTERVAL_MINUTES,
+        "last_day": selectors.purge_totals(since=timezone.now() - timedelta(days=1)),
+    }
+    return listing.render("messages/retention.html", context)
