@@ -7,13 +7,12 @@ production set at least DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DATABASE_URL an
 """
 
 import ipaddress
-import os
-import secrets
-import tempfile
 from pathlib import Path
 
 import csp.constants
 import environ
+
+from syncadmin.lib.secret_key import demo_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -22,38 +21,9 @@ VAR_DIR = Path(env.str("SYNC_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
-def _demo_secret_key() -> str:
-    """A random key kept in var/ so a demo never runs on a published default key.
-
-    Several processes start at once (web server, workers, `manage.py` commands), so the file
-    must appear whole and only once: the key is written to a private temporary file, which is
-    then hard-linked to its name. link() fails if the name exists, so the first process wins and
-    every other one reads the winner's key; nobody ever reads a half-written (empty) file, and no
-    two processes sign with different keys (django-q2 would reject the other's tasks).
-    """
-    path = VAR_DIR / "secret_key"
-    if not path.exists():
-        fd, tmp = tempfile.mkstemp(dir=VAR_DIR, prefix=".secret_key.")  # mode 0600
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(50))
-                f.flush()
-                os.fsync(f.fileno())
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass  # another process won the race: use its key
-        finally:
-            os.unlink(tmp)
-    key = path.read_text().strip()
-    if not key:
-        raise environ.ImproperlyConfigured(f"{path} is empty: delete it (a new key is made) or set DJANGO_SECRET_KEY")
-    return key
-
-
 # --- Core Django -------------------------------------------------------------------------
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or _demo_secret_key()
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or demo_secret_key(VAR_DIR)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 

@@ -11,10 +11,10 @@ from django.http import QueryDict
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_POST
 
-from messages import selectors
 from messages.filtersets import message_filter_queryset, message_filterset
 from messages.forms import BulkActionForm
 from messages.models import ACTION_PERMS, VIEW_PERM, BulkJob
+from messages.selectors import bulk as bulk_selectors
 from messages.services.bulk import BulkRefused, actionable, bulk_action_start, bulk_job_cancel, job_queryset
 from messages.tables import BulkJobTable
 from syncadmin.lib.console import actor_of, console_view, wants_fragment
@@ -83,7 +83,7 @@ def message_bulk(request):
 def _job_context(request, job: BulkJob, **extra) -> dict:
     return {
         "job": job,
-        "progress": selectors.bulk_job_progress(job=job),
+        "progress": bulk_selectors.bulk_job_progress(job=job),
         "can_cancel": not job.finished and request.user.has_perm(ACTION_PERMS[job.action]),
         **extra,
     }
@@ -127,12 +127,12 @@ def bulk_job_list(request):
         request,
         table=BulkJobTable,
         table_kwargs={"orderable": False},
-        rows=selectors.bulk_job_list_queryset(),
+        rows=bulk_selectors.bulk_job_list_queryset(),
         keyset=Keyset({"created_at": "created_at"}, "-created_at", sortable=False),
         per_page=settings.CONSOLE_PAGE_SIZE,
     )
     context = {
-        "active": selectors.bulk_jobs_active(),
+        "active": bulk_selectors.bulk_jobs_active(),
         "threshold": settings.CONSOLE_BULK_JOB_THRESHOLD,
         "chunk": settings.CONSOLE_BULK_JOB_CHUNK,
     }

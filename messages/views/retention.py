@@ -8,7 +8,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from messages import selectors
+from messages.selectors import retention as selectors
 from messages.tables import PurgeRunTable
 from syncadmin.lib.console import console_view
 from syncadmin.lib.listing import Keyset, ListPage

@@ -7,7 +7,7 @@ import pytest
 from messages import tasks
 from messages.filtersets import message_filter_queryset
 from messages.models import BulkJob, BulkJobItem, BulkJobState, DeadLetter, Message, MessageEvent, MessageState
-from messages.selectors import bulk_job_progress
+from messages.selectors.bulk import bulk_job_progress
 from messages.services import bulk as services_bulk
 from messages.services.bulk import BulkRefused, bulk_action_start, bulk_job_cancel, bulk_job_execute
 from messages.services.console import message_operator_restore
