@@ -21,7 +21,7 @@ from messages.models import EntityCounter, Message, MessageEvent, MessageState
 from messages.services import ingest as ingest_service
 from messages.services import wakeup
 from tests.factories import TerminalFactory
-from tests.messages.test_services import env
+from tests.messages.helpers import env
 from tests.processes import ROOT, group_alive, kill_group, postgres_url, start_qcluster, stop, wait_until
 
 S = MessageState

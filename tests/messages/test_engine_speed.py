@@ -15,7 +15,7 @@ from messages import handlers, services, tasks
 from messages.central_store import CENTRAL_LOCK_SQL
 from messages.models import CentralEntity, EntityCounter, Message, MessageState
 from messages.services import claim, processing, wakeup
-from tests.messages.test_services import counter, env
+from tests.messages.helpers import counter, env
 from tests.processes import ROOT
 
 S = MessageState

@@ -16,7 +16,7 @@ from messages import services
 from messages.models import MessageEvent, MessageState
 from messages.services import operator as operator_services
 from syncadmin.lib.clock import db_now
-from tests.messages.test_services import env
+from tests.messages.helpers import env
 
 S = MessageState
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

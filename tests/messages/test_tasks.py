@@ -11,7 +11,7 @@ from messages.handlers import registry
 from messages.models import CentralEntity, DeadLetter, EntityCounter, Message, MessageEvent, MessageState
 from messages.services import failures, processing, wakeup
 from syncadmin.lib.clock import db_now
-from tests.messages.test_services import env
+from tests.messages.helpers import env
 
 S = MessageState
 pytestmark = pytest.mark.django_db

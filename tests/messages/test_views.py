@@ -325,7 +325,7 @@ def test_bulk_without_selection_is_a_clear_error(login_as):
 
 
 def test_bulk_over_the_threshold_becomes_a_background_job(login_as, settings, monkeypatch):
-    # The old CONSOLE_BULK_MAX refusal is gone: a large selection runs as a job (tests/messages/test_bulk.py).
+    # The old CONSOLE_BULK_MAX refusal is gone: a large selection runs as a job (tests/messages/services/test_bulk.py).
     from messages.models import BulkJob
     from messages.services import bulk as services_bulk
 

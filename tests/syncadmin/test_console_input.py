@@ -67,7 +67,7 @@ NOT_CONSOLE = {
     "admin/": "Django's own admin (superusers only)",
     "terminal-soap": "the terminals' SOAP API: tests/terminals/ and tests/chaos/test_hostile_input.py",
     "metrics": "Prometheus scrape endpoint, reads no parameter",
-    "healthz": "load-balancer probe, tested in tests/syncadmin/test_health.py",
+    "healthz": "load-balancer probe, tested in tests/syncadmin/observability/test_health.py",
     "login": "django's login view behind django-axes, tested in tests/messages/test_views.py",
     "logout": "django's logout view",
 }

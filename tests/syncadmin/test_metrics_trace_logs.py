@@ -19,7 +19,7 @@ from syncadmin.lib.logs import ContextFilter, JsonFormatter, PlainFormatter, log
 from syncadmin.lib.schedules import ensure_schedules
 from syncadmin.models import MetricCounter, MetricSample
 from terminals.soap.observed import soap_request
-from tests.messages.test_services import drain_all, env
+from tests.messages.helpers import drain_all, env
 
 pytestmark = pytest.mark.django_db
 

@@ -315,7 +315,7 @@ def hub_without_database(tmp_path):
         "SYNC_VAR_DIR": str(tmp_path),
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
     }
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "syncadmin.wsgi:application"],
         cwd=root,

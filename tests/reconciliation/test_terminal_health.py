@@ -1,4 +1,4 @@
-"""Terminal health score: each input, the thresholds, the query count and the badge."""
+"""reconciliation/terminal_health.py: each input of the health score, the thresholds, the query count, the badge."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from messages.models import Message, MessageState
 from reconciliation import terminal_health as health_module
+from reconciliation.models import Discrepancy, ReconciliationRun
 from reconciliation.terminal_health import terminal_health, terminal_health_snapshot_write
 from terminals.selectors import (
     terminal_health_snapshot,
@@ -111,6 +112,29 @@ def test_client_version_and_reconciliation_drift(settings, monkeypatch):
     health = terminal_health()
     assert health[new.pk].drift == 12 and health[new.pk].level == "failing"
     assert health[old.pk].drift == 1 and health[old.pk].level == "degraded"
+
+
+def test_the_open_discrepancies_of_the_latest_run_are_the_terminals_drift(settings):
+    """The drift input used to be read through an import guarded by ``except (ImportError, AttributeError)``
+    of a selector that did not exist: every terminal's drift was silently None whatever the runs found."""
+    settings.SYNC_HEALTH_DRIFT_DEGRADED, settings.SYNC_HEALTH_DRIFT_FAILING = 2, 10
+    drifting, calm = seen("DRIFT"), seen("CALM")
+    now = datetime.now(UTC)
+    old = ReconciliationRun.objects.create(trigger="command", status="done", created_at=ago(99), finished_at=ago(98))
+    run = ReconciliationRun.objects.create(trigger="command", status="done", created_at=now, finished_at=now)
+    for r, kind, explained in [
+        (run, "gap", None),
+        (run, "counter_drift", None),
+        (run, "stale", now),  # explained: looked at already
+        (run, "in_flight", None),  # resolves itself
+        (old, "gap", None),  # an earlier run's
+    ]:
+        Discrepancy.objects.create(run=r, terminal_code="DRIFT", entity_type=kind, kind=kind, terminal_count=3,
+                                   central_count=1, recount=1, delta=2, explained_at=explained)  # fmt: skip
+    health = terminal_health()
+    assert (health[drifting.pk].drift, health[drifting.pk].level) == (2, "degraded")
+    assert "2 open reconciliation discrepancies" in health[drifting.pk].reasons
+    assert (health[calm.pk].drift, health[calm.pk].level) == (0, "healthy")
 
 
 def test_health_of_all_terminals_takes_a_fixed_number_of_queries():

@@ -20,7 +20,7 @@ from syncadmin.lib.counters import (
 from syncadmin.models import MetricCounter
 from terminals.soap.observed import soap_request_observed
 from tests.factories import TerminalFactory
-from tests.messages.test_services import drain_all, env, make_due
+from tests.messages.helpers import drain_all, env, make_due
 
 S = MessageState
 pytestmark = pytest.mark.django_db

@@ -4,7 +4,7 @@ import pytest
 
 from messages import selectors, services
 from messages.models import Message, MessageState
-from tests.messages.test_services import env
+from tests.messages.helpers import env
 
 S = MessageState
 pytestmark = pytest.mark.django_db

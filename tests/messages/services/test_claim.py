@@ -1,6 +1,7 @@
-"""PostgreSQL: the one-statement claim, and the due index walked in order whatever the statistics say."""
+"""messages/services/claim.py: PostgreSQL's one-statement claim and the due index walked in order whatever
+the statistics say; a lease that ran out is claimed again with its attempt counted."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection, transaction
@@ -8,13 +9,13 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from messages import services
-from messages.models import Message, MessageEvent, MessageState
+from messages.models import DeadLetter, Message, MessageEvent, MessageState
 from messages.services import claim
-from tests.messages.test_services import env, make_due
+from tests.messages.helpers import counter, env, make_due
 
 S = MessageState
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
+pytestmark = pytest.mark.django_db
 
 
 def claim_plan() -> str:
@@ -31,6 +32,7 @@ def claim_plan() -> str:
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
+@pytest.mark.postgres
 def test_a_backlog_is_claimed_without_sorting_it_even_when_the_planner_would(terminal):
     for start in range(0, 3000, 500):
         services.message_ingest_batch(
@@ -52,6 +54,7 @@ def test_a_backlog_is_claimed_without_sorting_it_even_when_the_planner_would(ter
     assert len(batch) == 100 and all(int(m.message_id[1:]) < 500 for m in batch)  # the oldest due first
 
 
+@pytest.mark.postgres
 def test_the_queue_tables_are_vacuumed_and_analysed_early():
     with connection.cursor() as cursor:
         cursor.execute(
@@ -64,6 +67,7 @@ def test_the_queue_tables_are_vacuumed_and_analysed_early():
         assert "autovacuum_vacuum_scale_factor=0.02" in options[table], options
 
 
+@pytest.mark.postgres
 def test_the_claim_moves_locks_and_records_in_one_statement(terminal, settings, monkeypatch):
     settings.SYNC_LEASE_SECONDS = 45
     monkeypatch.setattr(claim, "_next_expired_check", float("inf"))  # the periodic lease check
@@ -99,6 +103,7 @@ def test_the_claim_moves_locks_and_records_in_one_statement(terminal, settings, 
     assert services.message_claim(worker="w2", limit=10) == []  # nothing left due
 
 
+@pytest.mark.postgres
 def test_the_claim_is_prepared_once_with_a_plan_that_walks_the_due_index(terminal, monkeypatch):
     """Planning the claim cost more than running it, on every claim: it is prepared, with one
     generic plan per connection, made under the settings that rule out sorting the backlog."""
@@ -127,3 +132,27 @@ def test_the_claim_is_prepared_once_with_a_plan_that_walks_the_due_index(termina
     assert "message_due_idx" in plan and "Sort" not in plan, plan
     # made on a small table, it must not update the claimed rows through a scan of all messages
     assert "Seq Scan on queue_messages_message" not in plan, plan
+
+
+def test_killed_worker_lease_is_recovered_with_the_attempt_recorded(terminal, settings):
+    settings.SYNC_MAX_ATTEMPTS = 2
+    services.message_ingest_batch(terminal=terminal, envelopes=[env("a", "A"), env("b", "B")])
+    claimed = services.message_claim(worker="dead-worker", limit=10)
+    assert len(claimed) == 2
+    # the worker dies here; nothing else can take its messages while the lease holds
+    assert services.message_claim(worker="w2", limit=10) == []
+    Message.objects.update(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    first = services.message_claim(worker="w2", limit=10)
+    assert len(first) == 1  # expired leases are taken one at a time
+    ev = MessageEvent.objects.filter(message=first[0]).last()
+    assert (ev.from_state, ev.to_state, ev.attempt) == (S.PROCESSING, S.PROCESSING, 2)
+    assert "lease of dead-worker expired" in ev.reason
+    services.message_process_batch(messages=first, worker="w2")
+    # the other one dies again and has now used its attempts: dead-lettered, not re-run
+    second = Message.objects.get(state=S.PROCESSING)
+    Message.objects.filter(pk=second.pk).update(attempts=2)
+    assert services.message_claim(worker="w3", limit=10) == []
+    second.refresh_from_db()
+    assert second.state == S.DEAD_LETTERED
+    assert DeadLetter.objects.get(message=second).error_class == "LeaseExpired"
+    assert counter(terminal) == 1

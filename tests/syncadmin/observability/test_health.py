@@ -10,7 +10,7 @@ from messages.services.sampling import metric_sample_write
 from syncadmin.models import MetricSample
 from syncadmin.observability import health
 from tests.factories import MessageFactory
-from tests.messages.test_services import drain_all
+from tests.messages.helpers import drain_all
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ import pytest
 
 from messages.models import Message
 from tests.terminals.helpers import envelope, fault_of, post_raw, security_header
-from tests.terminals.test_soap_hardening import submit_body
+from tests.terminals.soap.test_guard import submit_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,7 +12,7 @@ from messages.services import retention as services_retention
 from messages.services.retention import purge_run
 from tests.conftest import database_vendor
 from tests.factories import DeadLetterFactory, MessageFactory, PurgeRunFactory
-from tests.messages.test_services import drain_all, env
+from tests.messages.helpers import drain_all, env
 
 S = MessageState
 pytestmark = pytest.mark.django_db
