@@ -65,7 +65,6 @@ def audit_list(request):
         request,
         table=AuditEntryTable,
         filterset=AuditEntryFilterSet(request.GET, queryset=selectors.audit_entry_queryset()),
-        keyset=Keyset({"at": "at"}, "-at", sortable=False),
-        per_page=settings.CONSOLE_PAGE_SIZE,
+        keyset=Keyset.newest_first("at"),
     )
     return listing.render("syncadmin/audit_list.html")

@@ -1,26 +1,13 @@
 # DeadLetterGroupNote moves from the syncadmin app to this one (issue 16). Its table stays as it is
 # (syncadmin_deadlettergroupnote, created by syncadmin 0002): only Django's idea of which app owns
-# the model changes. syncadmin 0005 removes it from that app's state once this has added it here.
+# the model changes. syncadmin 0005 removes it from that app's state and moves its content type.
 
 from django.db import migrations, models
-
-
-def content_type_to(app_label):
-    """Move the model's content type (and so its permissions and their group grants) between apps."""
-
-    def move(apps, schema_editor):
-        ContentType = apps.get_model("contenttypes", "ContentType")
-        old = "syncadmin" if app_label == "queue_messages" else "queue_messages"
-        if not ContentType.objects.filter(app_label=app_label, model="deadlettergroupnote").exists():
-            ContentType.objects.filter(app_label=old, model="deadlettergroupnote").update(app_label=app_label)
-
-    return move
 
 
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("contenttypes", "0002_remove_content_type_name"),
         ("queue_messages", "0006_fewer_index_writes"),
         ("syncadmin", "0004_merge_console_observability"),
     ]
@@ -48,5 +35,4 @@ class Migration(migrations.Migration):
             ],
             database_operations=[],
         ),
-        migrations.RunPython(content_type_to("queue_messages"), content_type_to("syncadmin")),
     ]

@@ -123,14 +123,8 @@ def bulk_job_cancel_view(request, pk: int):
 @require_GET
 @console_view(VIEW_JOBS)
 def bulk_job_list(request):
-    listing = ListPage(
-        request,
-        table=BulkJobTable,
-        table_kwargs={"orderable": False},
-        rows=bulk_selectors.bulk_job_list_queryset(),
-        keyset=Keyset({"created_at": "created_at"}, "-created_at", sortable=False),
-        per_page=settings.CONSOLE_PAGE_SIZE,
-    )
+    jobs = bulk_selectors.bulk_job_list_queryset()
+    listing = ListPage(request, table=BulkJobTable, rows=jobs, keyset=Keyset.newest_first("created_at"))
     context = {
         "active": bulk_selectors.bulk_jobs_active(),
         "threshold": settings.CONSOLE_BULK_JOB_THRESHOLD,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.http import HttpResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -37,7 +36,6 @@ def message_list(request):
         table_kwargs={"orderable": False},
         filterset=message_filterset(request.GET),
         keyset=Keyset(selectors.MESSAGE_SORTS, "-received_at"),
-        per_page=settings.CONSOLE_PAGE_SIZE,
     )
     context = {
         "filter_query": filter_query(request),

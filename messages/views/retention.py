@@ -19,14 +19,8 @@ VIEW_PURGES = "queue_messages.view_purgerun"
 @require_GET
 @console_view(VIEW_PURGES)
 def retention(request):
-    listing = ListPage(
-        request,
-        table=PurgeRunTable,
-        table_kwargs={"orderable": False},
-        rows=selectors.purge_run_list_queryset(),
-        keyset=Keyset({"started_at": "started_at"}, "-started_at", sortable=False),
-        per_page=settings.CONSOLE_PAGE_SIZE,
-    )
+    runs = selectors.purge_run_list_queryset()
+    listing = ListPage(request, table=PurgeRunTable, rows=runs, keyset=Keyset.newest_first("started_at"))
     context = {
         "retention_days": settings.SYNC_RETENTION_DAYS,
         "deadletter_days": settings.SYNC_DEADLETTER_RETENTION_DAYS,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.paginator import EmptyPage
 from django.shortcuts import render
 
@@ -36,6 +37,11 @@ class Keyset:
     default: str
     sortable: bool = True  # False: always the default order, whatever ?sort= says
 
+    @classmethod
+    def newest_first(cls, field: str) -> Keyset:
+        """A history: newest ``field`` first, no other order."""
+        return cls({field: field}, f"-{field}", sortable=False)
+
 
 class ListPage:
     """One console list page: build it (rows paged into ``table``), adjust the table, then ``render``."""
@@ -43,8 +49,9 @@ class ListPage:
     def __init__(self, request, *, table, rows=None, filterset=None, keyset: Keyset | None = None,
                  per_page: int | None = None, table_kwargs: dict | None = None, notices=()):  # fmt: skip
         """With ``keyset``, ``table`` is a django-tables2 Table class, made with the page's rows (the
-        filterset's selection, else ``rows``) and ``table_kwargs``; otherwise it is a Table already,
-        paged here when ``per_page`` is given."""
+        filterset's selection, else ``rows``) and ``table_kwargs``, ``per_page`` of them
+        (CONSOLE_PAGE_SIZE by default); otherwise it is a Table already, paged here when
+        ``per_page`` is given."""
         self.request = request
         self.filterset = filterset
         self.page = None
@@ -55,7 +62,7 @@ class ListPage:
                 sort=request.GET.get("sort") if keyset.sortable else keyset.default,
                 allowed=keyset.sorts,
                 default=keyset.default,
-                per_page=per_page,
+                per_page=per_page or settings.CONSOLE_PAGE_SIZE,
                 after=request.GET.get("after"),
                 before=request.GET.get("before"),
             )

@@ -1,27 +1,14 @@
 # TerminalHealthSnapshot moves from the syncadmin app to this one (issue 16). Its table stays as it
 # is (syncadmin_terminalhealthsnapshot, created by syncadmin 0003): only Django's idea of which app
-# owns the model changes. syncadmin 0005 removes it from that app's state once this has added it here.
+# owns the model changes. syncadmin 0005 removes it from that app's state and moves its content type.
 
 import django.db.models.deletion
 from django.db import migrations, models
 
 
-def content_type_to(app_label):
-    """Move the model's content type (and so its permissions and their group grants) between apps."""
-
-    def move(apps, schema_editor):
-        ContentType = apps.get_model("contenttypes", "ContentType")
-        old = "syncadmin" if app_label == "terminals" else "terminals"
-        if not ContentType.objects.filter(app_label=app_label, model="terminalhealthsnapshot").exists():
-            ContentType.objects.filter(app_label=old, model="terminalhealthsnapshot").update(app_label=app_label)
-
-    return move
-
-
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("contenttypes", "0002_remove_content_type_name"),
         ("terminals", "0002_used_nonce"),
         ("syncadmin", "0004_merge_console_observability"),
     ]
@@ -51,5 +38,4 @@ class Migration(migrations.Migration):
             ],
             database_operations=[],
         ),
-        migrations.RunPython(content_type_to("terminals"), content_type_to("syncadmin")),
     ]

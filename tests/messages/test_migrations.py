@@ -1,9 +1,9 @@
 """queue_messages 0008: the schedules stored under the tasks' old dotted paths run the moved tasks."""
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django_q.models import Schedule
+
+from tests.migrations import migrate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -11,14 +11,8 @@ BEFORE = [("queue_messages", "0007_deadlettergroupnote_from_syncadmin")]
 AFTER = [("queue_messages", "0008_schedule_task_paths")]
 
 
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-
-
 def test_stored_schedule_paths_are_rewritten_to_the_moved_tasks():
-    _migrate(BEFORE)
+    migrate(BEFORE)
     try:
         Schedule.objects.all().delete()
         for name, func in [
@@ -29,7 +23,7 @@ def test_stored_schedule_paths_are_rewritten_to_the_moved_tasks():
         ]:
             Schedule.objects.create(name=name, func=func, schedule_type="I", minutes=1, repeats=-1)
     finally:
-        _migrate(AFTER)
+        migrate(AFTER)
     stored = dict(Schedule.objects.values_list("name", "func"))
     assert stored == {
         "purge": "messages.tasks.purge",

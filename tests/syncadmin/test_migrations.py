@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
+
+from tests.migrations import migrate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,20 +21,12 @@ BEFORE = [
 ]
 
 
-def _migrate(targets=None):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    targets = targets or executor.loader.graph.leaf_nodes()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
 def test_the_moved_models_keep_their_tables_rows_and_content_types():
-    apps = _migrate()
+    apps = migrate()
     ContentType = apps.get_model("contenttypes", "ContentType")
     note_type = ContentType.objects.get_or_create(app_label="queue_messages", model="deadlettergroupnote")[0]
     snapshot_type = ContentType.objects.get_or_create(app_label="terminals", model="terminalhealthsnapshot")[0]
-    apps = _migrate(BEFORE)
+    apps = migrate(BEFORE)
     try:
         # Under the old app: the content types moved back with the models.
         ContentType = apps.get_model("contenttypes", "ContentType")
@@ -48,7 +41,7 @@ def test_the_moved_models_keep_their_tables_rows_and_content_types():
             terminal=terminal, level="degraded", reasons=["no heartbeat yet"], computed_at=datetime.now(UTC)
         )
     finally:
-        apps = _migrate()
+        apps = migrate()
     note = apps.get_model("queue_messages", "DeadLetterGroupNote").objects.get()
     assert (note.grouping, note.key, note.note, note.updated_by) == ("reason", "ValueError: #", "ask HQ", "user:sam")
     snapshot = apps.get_model("terminals", "TerminalHealthSnapshot").objects.get()
