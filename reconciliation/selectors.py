@@ -22,6 +22,7 @@ from reconciliation.models import (
     RunStatus,
 )
 from syncadmin.lib.routers import central_alias
+from syncadmin.lib.sql import per_vendor
 from terminals.models import Terminal
 
 Cell = tuple[str, str]  # (terminal code, entity type)
@@ -61,15 +62,32 @@ def central_recount(*, terminal_code: str | None = None, entity_type: str | None
 
 
 def _reported_latest_qs():
-    qs = ReportedCount.objects.all()
-    if connections[qs.db].vendor == "postgresql":
-        # DISTINCT ON: one sort of the reports, no window bookkeeping.
-        return qs.order_by("terminal_id", "entity_type", "-as_of", "-pk").distinct("terminal_id", "entity_type")
-    return qs.annotate(
-        rn=Window(
-            RowNumber(), partition_by=[F("terminal_id"), F("entity_type")], order_by=[F("as_of").desc(), F("pk").desc()]
+    return _latest_reports(ReportedCount.objects.db)
+
+
+@per_vendor
+def _latest_reports(using: str):
+    return (
+        ReportedCount.objects.using(using)
+        .annotate(
+            rn=Window(
+                RowNumber(),
+                partition_by=[F("terminal_id"), F("entity_type")],
+                order_by=[F("as_of").desc(), F("pk").desc()],
+            )
         )
-    ).filter(rn=1)
+        .filter(rn=1)
+    )
+
+
+@_latest_reports.vendor("postgresql")
+def _latest_reports_postgresql(using: str):
+    # DISTINCT ON: one sort of the reports, no window bookkeeping.
+    return (
+        ReportedCount.objects.using(using)
+        .order_by("terminal_id", "entity_type", "-as_of", "-pk")
+        .distinct("terminal_id", "entity_type")
+    )
 
 
 def reported_latest() -> dict[Cell, Report]:

@@ -13,12 +13,13 @@ import logging
 import threading
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django_q.conf import Conf
 from django_q.status import Stat
 
 from messages.selectors import message_backlog_ages
 from syncadmin.lib.clock import db_now
+from syncadmin.lib.sql import per_vendor
 from syncadmin.selectors import last_sample_at
 
 log = logging.getLogger(__name__)
@@ -32,13 +33,25 @@ _last_healthy_lock = threading.Lock()
 
 def _check_database() -> dict:
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1" if connection.vendor != "oracle" else "SELECT 1 FROM DUAL")
-            cursor.fetchone()
+        _select_one(connection.alias)
         return {"ok": True}
     except Exception as exc:  # any failure here means "not reachable"; never a traceback page
         log.warning("healthz: database unreachable: %s", exc)
         return {"ok": False, "error": type(exc).__name__}
+
+
+@per_vendor
+def _select_one(using: str) -> None:
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+@_select_one.vendor("oracle")
+def _select_one_oracle(using: str) -> None:
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT 1 FROM DUAL")
+        cursor.fetchone()
 
 
 def cluster_stats_visible() -> bool:
