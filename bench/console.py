@@ -127,7 +127,7 @@ def fill(reset: bool) -> None:
 
 def cursor_at(offset: int, where: str = "", params=()) -> str:
     """The keyset cursor of the row at ``offset`` in the list's default order (a "deep page" link)."""
-    from syncadmin.pagination import _encode
+    from syncadmin.lib.pagination import _encode
 
     with connection.cursor() as c:
         c.execute(

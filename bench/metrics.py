@@ -167,7 +167,7 @@ def main():
         while claimed := services.message_claim(worker="bench", limit=100):
             services.message_process_batch(messages=claimed, worker="bench")
 
-    from syncadmin.observability.sampling import metric_sample_write
+    from messages.services.sampling import metric_sample_write
 
     engine_traffic(args.engine_messages * 4 // 5)
     t0 = time.perf_counter()
@@ -198,13 +198,14 @@ def main():
 
         return run
 
-    from syncadmin.observability import counters, selectors
-    from terminals.selectors import terminal_health
+    from messages import selectors
+    from reconciliation.terminal_health import terminal_health
+    from syncadmin.lib import counters
 
     parts = {
         "counter totals (states, histograms...)": counters.metric_counter_totals,
-        "backlog ages (3 index probes)": selectors.backlog_ages,
-        "open dead letters by reason": selectors.dead_letters_open_by_reason,
+        "backlog ages (3 index probes)": selectors.message_backlog_ages,
+        "open dead letters by reason": selectors.deadletter_open_by_reason,
         "(not in a scrape) live terminal health": terminal_health,
     }
     part_times = {name: timed(fn, 10) for name, fn in parts.items()}

@@ -26,7 +26,9 @@ from django_q.conf import Conf
 from django_q.signing import SignedPackage
 from django_q.tasks import async_task
 
-from messages import selectors, tasks
+from messages import drain_slots
+from messages.selectors import message_due_exists
+from messages.services.wakeup import DRAIN_TASK
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +60,8 @@ class DueCheckingSentinel(q_cluster.Sentinel):
     """
 
     def spawn_cluster(self):
-        # Before the workers fork: they inherit the slots their drains register in (tasks.drains_running).
-        tasks.drain_slots_install(q_cluster.get_mp_context().Array("l", 2 * self.pool_size + 2))
+        # Before the workers fork: they inherit the slots their drains register in (drain_slots).
+        drain_slots.slots_install(q_cluster.get_mp_context().Array("l", 2 * self.pool_size + 2))
         super().spawn_cluster()
 
     def guard(self):
@@ -92,13 +94,13 @@ class DueCheckingSentinel(q_cluster.Sentinel):
         itself) or a task waits for a free worker (a drain there would only queue behind it).
         """
         workers = {p.pid for p in list(self.pool) if p.pid is not None}
-        if tasks.drains_running(workers) or not self.task_queue.empty():
+        if drain_slots.drains_running(workers) or not self.task_queue.empty():
             return False
-        if not selectors.message_due_exists() or self.stop_event.is_set():
+        if not message_due_exists() or self.stop_event.is_set():
             return False
         try:
             async_task(
-                tasks.DRAIN_TASK,
+                DRAIN_TASK,
                 group="drain",
                 q_options={"task_name": DUE_CHECK_TASK_NAME, "broker": _OwnWorkers(self.task_queue)},
             )

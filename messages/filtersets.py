@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import django_filters
 from django import forms
+from django.http import QueryDict
 
 from messages.models import DeadLetter, Message, MessageState
+from messages.selectors import message_list_queryset
 from syncadmin.filtersets import ConsoleFilterSet
-from syncadmin.validation import parse_id
+from syncadmin.lib.validation import parse_id
 from terminals.models import Terminal
 
 
@@ -53,3 +55,20 @@ class MessageFilterSet(ConsoleFilterSet):
         if not self.is_bound:
             return {}
         return {k: v for k, v in self.data.items() if k in self.filters and v not in ("", None)}
+
+
+def message_filterset(data) -> MessageFilterSet:
+    """The message list's filters bound to ``data`` (a QueryDict), over the list's base queryset."""
+    return MessageFilterSet(data, queryset=message_list_queryset())
+
+
+def message_filter_queryset(query: str):
+    """The messages the message list's filters in ``query`` (a query string) select.
+
+    What a bulk action or a background bulk job on "all messages matching the filter" runs on
+    (messages/services/bulk.py); ValueError, saying why, when a filter is not valid.
+    """
+    fs = MessageFilterSet(QueryDict(query), queryset=Message.objects.all())
+    if not fs.is_valid():
+        raise ValueError(fs.errors.as_text())
+    return fs.qs

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django import forms
 
-from syncadmin.jsontext import json_parse
-from syncadmin.validation import IdListField
+from syncadmin.lib.jsontext import json_parse
+from syncadmin.lib.validation import IdListField
 
 REASON_ATTRS = {"placeholder": "Why? (kept in the audit log)", "autocomplete": "off"}
 

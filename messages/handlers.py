@@ -11,30 +11,26 @@ change or not at all. Raise ``PermanentError`` for input that will never succeed
 dead-lettered now); any other exception counts as transient and is retried with backoff.
 A handler may be called more than once for the same attempt (a batch that fails is replayed
 one message at a time); its database writes from the failed pass are rolled back.
+
+The central store's SQL (per database) is in messages/central_store.py; this module is the
+public extension API: ``Handler``, ``registry``, ``PermanentError``, ``Item``, ``EntityHandler``.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
-import re
-import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connections
-from django.db.models import F
+from django.db import IntegrityError
 from django.utils import timezone
 
-from messages.models import CentralEntity, EntityCounter, Message
-from syncadmin.fastsql import server_binding_cursor
-from syncadmin.routers import central_alias
-
-ENTITY_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+from messages.central_store import CentralRow, central_lock, central_write, counter_move
+from messages.models import ENTITY_RE, Message
+from syncadmin.lib.routers import central_alias
 
 
 class PermanentError(Exception):
@@ -103,9 +99,9 @@ class EntityHandler(Handler):
 
     def _apply_once(self, items: list[Item], data: dict, db: str, *, first: bool) -> None:
         keys = {(i.entity_type, i.message.entity_key, i.terminal_code) for i in items}
-        current = _central_lock(keys, db=db)
-        new: dict[tuple, _Row] = {}
-        changed: dict[tuple, _Row] = {}
+        current = central_lock(keys, db=db)
+        new: dict[tuple, CentralRow] = {}
+        changed: dict[tuple, CentralRow] = {}
         deltas: dict[tuple, int] = defaultdict(int)  # entity key -> change of its live count
         now = timezone.now()
         # In the unique key's order (terminal included), then by sequence: every worker then
@@ -123,7 +119,7 @@ class EntityHandler(Handler):
                 continue
             was_live = row is not None and not row.deleted
             if row is None:
-                row = current[key] = new[key] = _Row(None, *key, seq, False)
+                row = current[key] = new[key] = CentralRow(None, *key, seq, False)
             elif key not in new:
                 changed[key] = row
             row.last_sequence = seq
@@ -140,7 +136,7 @@ class EntityHandler(Handler):
                 row.text = item.message.payload if row.data is item.payload else None
                 deltas[key] += 0 if was_live else 1
             item.applied = True
-        taken = _central_write(new=list(new.values()), changed=list(changed.values()), now=now, db=db)
+        taken = central_write(new=list(new.values()), changed=list(changed.values()), now=now, db=db)
         moves: dict[tuple[str, str], int] = defaultdict(int)
         for key, delta in deltas.items():
             if key not in taken:
@@ -158,236 +154,6 @@ class EntityHandler(Handler):
             for item in again:
                 item.applied, item.note = False, ""
             self._apply_once(again, data, db, first=False)
-
-
-@dataclass(slots=True)
-class _Row:
-    """A central entity as the apply needs it: its key, sequence and tombstone, then what to write."""
-
-    pk: int | None
-    entity_type: str
-    entity_key: str
-    terminal_code: str
-    last_sequence: int
-    deleted: bool
-    data: Any = None
-    text: str | None = None  # ``data`` as JSON text, when known without encoding it
-    last_message_pk: int | None = None
-
-
-# PostgreSQL: one unique-index probe per key, locked in the keys' sorted order (the one lock order
-# of every worker). LIMIT 1 keeps the planner from merging the probes into one join, which with a
-# young table's statistics it planned as a scan of whole (terminal, type) cells (measured: 4 ms
-# per batch of 100). Not prepared (syncadmin/fastsql.py): its best plan depends on the table.
-CENTRAL_LOCK_SQL = (
-    "SELECT c.* FROM unnest(%b::text[], %b::text[], %b::text[]) AS k(t, e, term) CROSS JOIN LATERAL"
-    " (SELECT id, entity_type, entity_key, terminal_code, last_sequence, deleted"
-    f" FROM {CentralEntity._meta.db_table}"
-    " WHERE terminal_code = k.term AND entity_type = k.t AND entity_key = k.e LIMIT 1 FOR UPDATE) c"
-)
-
-
-def _central_lock(keys: set[tuple[str, str, str]], *, db: str) -> dict[tuple, _Row]:
-    """Lock and read the central rows of ``keys``, in one order for every worker.
-
-    Only the columns the apply decides on: the stored data is overwritten, never read, so it
-    is not loaded (decoding every stored JSON document cost more than the query).
-    """
-    conn = connections[db]
-    if conn.vendor == "postgresql":
-        # The keys as three arrays, bound on the server in binary (syncadmin/fastsql.py): one
-        # short statement text whatever the batch size, where IN lists made a new text, parsed
-        # and quoted again in Python, for every batch.
-        ordered = sorted(keys)
-        with server_binding_cursor(db) as cursor:
-            cursor.execute(
-                CENTRAL_LOCK_SQL, [[k[0] for k in ordered], [k[1] for k in ordered], [k[2] for k in ordered]]
-            )
-            rows = cursor.fetchall()
-    else:
-        rows = (
-            CentralEntity.objects.using(db)
-            .select_for_update()
-            .order_by("pk")
-            .filter(
-                entity_type__in={k[0] for k in keys},
-                entity_key__in={k[1] for k in keys},
-                terminal_code__in={k[2] for k in keys},
-            )
-            .values_list("pk", "entity_type", "entity_key", "terminal_code", "last_sequence", "deleted")
-        )
-    return {(r[1], r[2], r[3]): _Row(*r) for r in rows if (r[1], r[2], r[3]) in keys}
-
-
-_CENTRAL_COLUMNS = ("entity_type", "entity_key", "terminal_code", "data", "last_sequence", "deleted",
-                    "last_message_pk", "updated_at")  # fmt: skip
-_UPSERT = " ON CONFLICT (entity_type, entity_key, terminal_code) DO UPDATE SET " + ", ".join(
-    f"{c} = excluded.{c}" for c in ("data", "last_sequence", "deleted", "last_message_pk", "updated_at")
-)
-
-
-def _central_write(*, new: list[_Row], changed: list[_Row], now, db: str) -> set[tuple]:
-    """Write the batch's new and changed central rows; return the keys of the new rows that
-    another worker created first (PostgreSQL; elsewhere that fails the pass with IntegrityError).
-
-    The changed rows exist and are locked: INSERT … ON CONFLICT DO UPDATE is a one-statement
-    bulk update. The new rows must not be upserted: a row another worker created since
-    ``_central_lock`` was not seen by this batch's sequence checks and counters.
-    """
-    conn = connections[db]
-    if conn.vendor == "postgresql":
-        return _central_write_pg(new=new, changed=changed, now=now, db=db)
-    if conn.vendor == "sqlite":
-        _central_insert(new, db=db, update=False, now=now)
-        _central_insert(changed, db=db, update=True, now=now)
-    else:  # Oracle: no multi-row VALUES, no ON CONFLICT
-
-        def model(r: _Row) -> CentralEntity:
-            return CentralEntity(pk=r.pk, entity_type=r.entity_type, entity_key=r.entity_key,
-                                 terminal_code=r.terminal_code, data=r.data, last_sequence=r.last_sequence,
-                                 deleted=r.deleted, last_message_pk=r.last_message_pk, updated_at=now)  # fmt: skip
-
-        if new:
-            CentralEntity.objects.using(db).bulk_create([model(r) for r in new])
-        if changed:
-            CentralEntity.objects.using(db).bulk_update([model(r) for r in changed], _CENTRAL_COLUMNS[3:])
-    return set()
-
-
-def _central_write_pg(*, new: list[_Row], changed: list[_Row], now, db: str) -> set[tuple]:
-    """PostgreSQL: new rows and changed rows in one statement, values as arrays.
-
-    One round trip instead of two, and a statement text that does not grow with the batch.
-    The parts touch disjoint rows (new and changed keys never overlap), which is what lets
-    data-modifying CTEs share one statement. New rows go in with ON CONFLICT DO NOTHING: one
-    another worker is inserting waits for that worker's commit, then is skipped and reported,
-    where a plain INSERT failed the whole batch (and, three times running, sent it to a replay
-    one message at a time: two workers on one terminal's new entities did that every few
-    seconds, found by bench/engine.py).
-    """
-    table = CentralEntity._meta.db_table
-    columns = ", ".join(_CENTRAL_COLUMNS)
-    rows_sql = (
-        "SELECT t, e, term, d::jsonb, s, del, mpk, %s::timestamptz FROM"
-        " unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[], %b::bool[], %b::bigint[])"
-        " AS u(t, e, term, d, s, del, mpk)"
-    )
-    parts, params = [], []
-    if new:
-        parts.append(
-            f"new_rows AS (INSERT INTO {table} ({columns}) {rows_sql} ON CONFLICT DO NOTHING"
-            " RETURNING entity_type, entity_key, terminal_code)"
-        )
-        params += [now, *_columns(new)]
-    if changed:
-        parts.append(f"changed_rows AS (INSERT INTO {table} ({columns}) {rows_sql}{_UPSERT})")
-        params += [now, *_columns(changed)]
-    if not parts:
-        return set()
-    final = "SELECT entity_type, entity_key, terminal_code FROM new_rows" if new else "SELECT 1"
-    with server_binding_cursor(db, prepare=True) as cursor:
-        cursor.execute(f"WITH {', '.join(parts)} {final}", params)
-        inserted = {tuple(r) for r in cursor.fetchall()} if new else set()
-    return {(r.entity_type, r.entity_key, r.terminal_code) for r in new} - inserted
-
-
-def _columns(rows: list[_Row]) -> list[list]:
-    return [
-        [r.entity_type for r in rows],
-        [r.entity_key for r in rows],
-        [r.terminal_code for r in rows],
-        [json.dumps(r.data) if r.text is None else r.text for r in rows],  # as JSONField writes it
-        [r.last_sequence for r in rows],
-        [r.deleted for r in rows],
-        [r.last_message_pk for r in rows],
-    ]
-
-
-def _central_insert(rows: list[_Row], *, db: str, update: bool, now) -> None:
-    """SQLite: one multi-row INSERT, as an upsert of the changed columns if ``update``."""
-    if not rows:
-        return
-    conn = connections[db]
-    marks = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
-    sql = f"INSERT INTO {CentralEntity._meta.db_table} ({', '.join(_CENTRAL_COLUMNS)}) VALUES {marks}"
-    at = conn.ops.adapt_datetimefield_value(now)
-    params = [v for values in zip(*_columns(rows), strict=True) for v in (*values, at)]
-    with conn.cursor() as cursor:
-        cursor.execute(sql + (_UPSERT if update else ""), params)
-
-
-_COUNTER_TABLE = EntityCounter._meta.db_table
-_COUNTER_INSERT = f"INSERT INTO {_COUNTER_TABLE} (terminal_code, entity_type, live_count, updated_at)"
-_COUNTER_UPSERT = (
-    " ON CONFLICT (terminal_code, entity_type) DO UPDATE"
-    f" SET live_count = {_COUNTER_TABLE}.live_count + excluded.live_count, updated_at = excluded.updated_at"
-)
-_COUNTER_SQL_PG = (
-    f"{_COUNTER_INSERT} SELECT t, e, d, %s::timestamptz"
-    f" FROM unnest(%b::text[], %b::text[], %b::bigint[]) AS u(t, e, d){_COUNTER_UPSERT}"
-)
-
-
-_deferred = threading.local()
-
-
-@contextmanager
-def counters_at_end(using: str) -> Iterator[None]:
-    """Sum the counter moves made inside the block and write them when it ends without error.
-
-    The counters are a batch's hottest rows: every batch from one terminal moves the same few,
-    so a counter locked early in an apply held every other worker on that terminal until the
-    batch committed. Written last, a counter is held for the commit only. For all-or-nothing
-    blocks only: a savepoint rolled back inside would not take its moves back with it.
-    """
-    pending: dict[tuple[str, str], int] = defaultdict(int)
-    stack = _deferred.__dict__.setdefault("stack", [])
-    stack.append((using, pending))
-    try:
-        yield
-    finally:
-        stack.pop()
-    counter_move(deltas=pending, using=using)
-
-
-def counter_move(*, deltas: dict[tuple[str, str], int], using: str) -> None:
-    """Apply (terminal_code, entity_type) -> delta to the live counters, in a fixed order.
-
-    One INSERT ... ON CONFLICT DO UPDATE adds every delta (creating missing counters) in a
-    single statement; rows are sent sorted so concurrent batches lock counters in one order.
-    Inside ``counters_at_end`` the deltas are only added up, and written when it ends.
-    """
-    stack = getattr(_deferred, "stack", None)
-    if stack and stack[-1][0] == using:
-        for key, delta in deltas.items():
-            stack[-1][1][key] += delta
-        return
-    moves = sorted((k, d) for k, d in deltas.items() if d)
-    if not moves:
-        return
-    now = timezone.now()
-    conn = connections[using]
-    if conn.vendor == "postgresql":
-        with server_binding_cursor(using, prepare=True) as cursor:
-            cursor.execute(
-                _COUNTER_SQL_PG, [now, [t for (t, _), _ in moves], [e for (_, e), _ in moves], [d for _, d in moves]]
-            )
-        return
-    if conn.vendor == "sqlite":
-        values = ", ".join(["(%s, %s, %s, %s)"] * len(moves))
-        at = conn.ops.adapt_datetimefield_value(now)
-        params = [v for (t, e), d in moves for v in (t, e, d, at)]
-        with conn.cursor() as cursor:
-            cursor.execute(f"{_COUNTER_INSERT} VALUES {values}{_COUNTER_UPSERT}", params)
-        return
-    EntityCounter.objects.using(using).bulk_create(
-        [EntityCounter(terminal_code=t, entity_type=e, live_count=0, updated_at=now) for (t, e), _ in moves],
-        ignore_conflicts=True,
-    )
-    for (terminal_code, entity_type), delta in moves:
-        EntityCounter.objects.using(using).filter(terminal_code=terminal_code, entity_type=entity_type).update(
-            live_count=F("live_count") + delta, updated_at=now
-        )
 
 
 @dataclass

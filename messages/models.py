@@ -1,3 +1,7 @@
+"""The message queue's tables and its state machine: states, legal moves, and what each operator action may touch."""
+
+import re
+
 from django.db import models
 from django.db.models import Q
 
@@ -33,6 +37,22 @@ TRANSITIONS: dict[str, set[str]] = {
 }
 
 PENDING_STATES = (MessageState.RECEIVED, MessageState.FAILED)
+
+# What each operator action (one message, a selection, a background bulk job) moves, and the
+# permission it takes. A message in any other state is left alone by that action.
+RETRYABLE_STATES = (MessageState.FAILED, MessageState.DEAD_LETTERED)
+DISCARDABLE_STATES = (MessageState.RECEIVED, MessageState.FAILED, MessageState.DEAD_LETTERED)
+RESTORABLE_STATES = (MessageState.DISCARDED,)
+ACTION_STATES = {"retry": RETRYABLE_STATES, "discard": DISCARDABLE_STATES, "restore": RESTORABLE_STATES}
+VIEW_PERM = "queue_messages.view_message"  # every console page of the queue
+ACTION_PERMS = {
+    "retry": "queue_messages.retry_message",
+    "discard": "queue_messages.discard_message",
+    "restore": "queue_messages.restore_message",
+}
+
+# A message type is "<entity>.<op>"; an entity type is this (the default handler, resync requests).
+ENTITY_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
 class Message(models.Model):
@@ -144,6 +164,24 @@ class DeadLetter(models.Model):
         indexes = [models.Index(fields=["resolution", "group_key"], name="deadletter_open_group_idx")]
 
 
+class DeadLetterGroupNote(models.Model):
+    """An operator's note on one group of dead letters, kept across the group's comings and goings.
+
+    Keyed by how the console groups them (failure reason, terminal or entity type) and the
+    group's key, so a note written on "ValueError: price #" is shown the next time it recurs.
+    """
+
+    grouping = models.CharField(max_length=16)  # reason | terminal | entity
+    key = models.CharField(max_length=255)
+    note = models.TextField(blank=True)
+    updated_by = models.CharField(max_length=150, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "syncadmin_deadlettergroupnote"  # created by the syncadmin app, which held the model first
+        constraints = [models.UniqueConstraint(fields=["grouping", "key"], name="deadletter_group_note_uniq")]
+
+
 class CentralEntity(models.Model):
     """The central store: the latest state of one entity as loaded from one terminal.
 
@@ -207,7 +245,7 @@ class OutboundUpdate(models.Model):
         indexes = [models.Index(fields=["terminal", "state", "created_at"], name="update_fetch_idx")]
 
 
-# --- scale: background bulk jobs and retention runs (messages/services/bulk.py, retention.py) ---
+# --- background bulk jobs (messages/services/bulk.py) -----------------------------------------------
 
 
 class BulkJobState(models.TextChoices):
@@ -271,6 +309,9 @@ class BulkJobItem(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["job", "message_id"], name="bulkjobitem_job_msg_idx")]
+
+
+# --- retention (messages/services/retention.py) ------------------------------------------------------
 
 
 class PurgeRun(models.Model):

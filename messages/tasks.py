@@ -1,4 +1,4 @@
-"""django-q2 tasks: thin wrappers that drain the queue and sweep for due work.
+"""django-q2 tasks: thin wrappers that drain the queue, sweep for due work, purge, and run bulk jobs.
 
 The message table, not django-q2's task bookkeeping, is the source of truth: a drain task
 only claims whatever is due, so losing, duplicating or redelivering a drain task is
@@ -13,93 +13,27 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import DatabaseError
-from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
-from messages import selectors, services
-from terminals import services as terminal_services
+from messages import services
+from messages.drain_slots import drain_registered
+from messages.filtersets import message_filter_queryset
+from messages.selectors import message_lease_expiry_seconds
+from messages.services import bulk as services_bulk
+from messages.services import retention as services_retention
+from messages.services.wakeup import enqueue_drain
+from messages.services.wakeup import sweep as wakeup_sweep
 
 log = logging.getLogger(__name__)
 
-DRAIN_TASK = "messages.tasks.drain"
 LEASE_WATCH_NAP = 0.5  # seconds between looks for due work while a lease is about to run out
 
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-_broker = None
-
-
-def _drain_broker():
-    """This process's broker, made once.
-
-    Without one, django-q2 builds a broker per async_task call: for Redis a new client, pool
-    and TCP connection on every ingest call that wakes the workers. redis-py's pool is
-    thread-safe, notices a fork (django-q2's workers) and reconnects after a Redis restart.
-    """
-    global _broker
-    if _broker is None:
-        _broker = get_broker()
-    return _broker
-
-
-def enqueue_drain(count: int = 1) -> None:
-    broker = _drain_broker()
-    for _ in range(count):
-        async_task(DRAIN_TASK, group="drain", q_options={"task_name": "drain", "broker": broker})
-
-
-# --- which drains run in this worker cluster -------------------------------------------------
-# The pids of the cluster's processes running a drain, in memory its processes share: made by the
-# cluster's sentinel before it forks its workers (messages/cluster.py), None anywhere else. The
-# cluster's own due check starts no drain while one runs.
-_drain_slots = None
-
-
-def drain_slots_install(array) -> None:
-    """Called by the cluster's sentinel, before its workers fork: they inherit ``array``."""
-    global _drain_slots
-    _drain_slots = array
-
-
-def drains_running(pids: set[int]) -> bool:
-    """Whether one of the processes ``pids`` (the cluster's live workers) is running a drain."""
-    slots = _drain_slots
-    return slots is not None and any(pid in pids for pid in slots[:])
-
-
-@contextmanager
-def _drain_registered() -> Iterator[None]:
-    slots, pid, slot = _drain_slots, os.getpid(), None
-    if slots is not None:
-        with slots.get_lock():
-            # A free slot, or one a killed worker left behind (its pid is gone).
-            slot = next((i for i, held in enumerate(slots) if held in (0, pid) or not _alive(held)), None)
-            if slot is not None:
-                slots[slot] = pid
-    try:
-        yield
-    finally:
-        if slot is not None:
-            with slots.get_lock():
-                slots[slot] = 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, someone else's
-        pass
-    return True
 
 
 def drain(max_seconds: float | None = None) -> dict:
@@ -108,7 +42,7 @@ def drain(max_seconds: float | None = None) -> dict:
     budget = settings.SYNC_DRAIN_SECONDS if max_seconds is None else max_seconds
     deadline = time.monotonic() + budget
     totals = {"claimed": 0, "processed": 0, "noop": 0, "failed": 0, "dead_lettered": 0, "released": 0}
-    with _drain_registered(), services.engine_session():
+    with drain_registered(), services.engine_session():
         _drain_loop(worker, deadline, totals)
     if totals["claimed"]:
         log.info("drain %s finished: %s", worker, totals)
@@ -127,7 +61,7 @@ def _drain_loop(worker: str, deadline: float, totals: dict) -> None:
             # died mid-batch), stay and take the message up then: otherwise it waits for the
             # next sweep, and a sweep task can itself be lost with a killed cluster (django-q2's
             # Redis broker does not redeliver). Short naps keep new work from waiting on us.
-            expires_in = selectors.message_lease_expiry_seconds()
+            expires_in = message_lease_expiry_seconds()
             if expires_in is None or expires_in < 0 or time.monotonic() + expires_in >= deadline:
                 break
             time.sleep(min(expires_in + 0.05, LEASE_WATCH_NAP))
@@ -161,15 +95,34 @@ def _drain_loop(worker: str, deadline: float, totals: dict) -> None:
 
 
 def sweep() -> int:
-    """Scheduled every minute: wake enough drains for due work and expired leases.
+    """Scheduled every minute: wake enough drains for due work and expired leases, forget old nonces."""
+    return wakeup_sweep()
 
-    Then it forgets the WS-Security nonces that can no longer be replayed (a few minutes'
-    worth, by an index): the table stays as small as the replay window.
+
+# --- retention and background bulk jobs --------------------------------------------------------
+
+PURGE_TASK = "messages.tasks.purge"
+
+
+def purge(trigger: str = "schedule") -> int:
+    """Scheduled every SYNC_RETENTION_INTERVAL_MINUTES: one bounded purge run.
+
+    When the run stops at its time budget with more to purge, a follow-up run is queued at once,
+    so a large backlog (the first run on a years-old table) clears without waiting for the schedule.
     """
-    due = selectors.message_due_count(limit=settings.SYNC_WORKERS * settings.SYNC_CLAIM_BATCH)
-    if due:
-        wanted = min(settings.SYNC_WORKERS, -(-due // settings.SYNC_CLAIM_BATCH))
-        enqueue_drain(wanted)
-        log.info("sweep found %s due message(s); woke %s drain(s)", due, wanted)
-    terminal_services.terminal_nonces_purge()
-    return due
+    run = services_retention.purge_run(trigger=trigger)
+    if run is None:
+        return 0
+    if run.more:
+        async_task(PURGE_TASK, "continuation", group="retention", q_options={"task_name": "purge"})
+    return run.messages_removed
+
+
+def bulk_job_run(job_id: int, token: str = "") -> str:
+    job = services_bulk.bulk_job_execute(job_id=job_id, token=token, message_filter=message_filter_queryset)
+    return job.state
+
+
+def bulk_jobs_resume() -> int:
+    """Scheduled every minute: re-enqueue bulk jobs whose task was lost."""
+    return services_bulk.bulk_jobs_resume()

@@ -1,7 +1,7 @@
 from django import forms
 from django.core.validators import RegexValidator
 
-from messages.handlers import ENTITY_RE
+from messages.models import ENTITY_RE
 
 
 class CellForm(forms.Form):

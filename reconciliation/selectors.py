@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connections
-from django.db.models import Count, F, Q, Window
+from django.db.models import Count, F, Max, Q, Subquery, Window
 from django.db.models.functions import RowNumber
 
 from messages.models import CentralEntity, EntityCounter, Message, MessageState
@@ -21,7 +21,8 @@ from reconciliation.models import (
     ReportedCount,
     RunStatus,
 )
-from syncadmin.routers import central_alias
+from syncadmin.lib.routers import central_alias
+from syncadmin.lib.sql import per_vendor
 from terminals.models import Terminal
 
 Cell = tuple[str, str]  # (terminal code, entity type)
@@ -61,15 +62,32 @@ def central_recount(*, terminal_code: str | None = None, entity_type: str | None
 
 
 def _reported_latest_qs():
-    qs = ReportedCount.objects.all()
-    if connections[qs.db].vendor == "postgresql":
-        # DISTINCT ON: one sort of the reports, no window bookkeeping.
-        return qs.order_by("terminal_id", "entity_type", "-as_of", "-pk").distinct("terminal_id", "entity_type")
-    return qs.annotate(
-        rn=Window(
-            RowNumber(), partition_by=[F("terminal_id"), F("entity_type")], order_by=[F("as_of").desc(), F("pk").desc()]
+    return _latest_reports(ReportedCount.objects.db)
+
+
+@per_vendor
+def _latest_reports(using: str):
+    return (
+        ReportedCount.objects.using(using)
+        .annotate(
+            rn=Window(
+                RowNumber(),
+                partition_by=[F("terminal_id"), F("entity_type")],
+                order_by=[F("as_of").desc(), F("pk").desc()],
+            )
         )
-    ).filter(rn=1)
+        .filter(rn=1)
+    )
+
+
+@_latest_reports.vendor("postgresql")
+def _latest_reports_postgresql(using: str):
+    # DISTINCT ON: one sort of the reports, no window bookkeeping.
+    return (
+        ReportedCount.objects.using(using)
+        .order_by("terminal_id", "entity_type", "-as_of", "-pk")
+        .distinct("terminal_id", "entity_type")
+    )
 
 
 def reported_latest() -> dict[Cell, Report]:
@@ -173,6 +191,18 @@ def discrepancy_open_count() -> int:
     return Discrepancy.objects.filter(run=run, kind__in=OPEN_KINDS, explained_at__isnull=True).count()
 
 
+def discrepancy_open_count_by_terminal() -> dict[str, int]:
+    """``discrepancy_open_count`` per terminal code (an input of the terminal health score), in one query."""
+    latest = ReconciliationRun.objects.filter(status=RunStatus.DONE).order_by("-finished_at", "-pk").values("pk")[:1]
+    rows = (
+        Discrepancy.objects.filter(run=Subquery(latest), kind__in=OPEN_KINDS, explained_at__isnull=True)
+        .values_list("terminal_code")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    return dict(rows)
+
+
 @dataclass
 class HistoryPoint:
     run: ReconciliationRun
@@ -213,6 +243,25 @@ def cell_recent_messages(*, terminal_code: str, entity_type: str, limit: int = 2
         .only("pk", "message_id", "message_type", "entity_key", "sequence", "state", "created_at", "received_at")
         .order_by("-received_at", "-pk")[:limit]
     )
+
+
+def terminal_latest_reported_counts(*, terminal: Terminal) -> list:
+    """The newest ReportedCount per entity type this terminal reported."""
+    latest = (
+        ReportedCount.objects.filter(terminal=terminal).values("entity_type").annotate(as_of=Max("as_of")).order_by()
+    )
+    wanted = Q()
+    for row in latest:
+        wanted |= Q(entity_type=row["entity_type"], as_of=row["as_of"])
+    if not latest:
+        return []
+    rows = ReportedCount.objects.filter(terminal=terminal).filter(wanted).order_by("entity_type", "-received_at")
+    seen, out = set(), []
+    for r in rows:
+        if r.entity_type not in seen:
+            seen.add(r.entity_type)
+            out.append(r)
+    return out
 
 
 def cell_state(*, terminal_code: str, entity_type: str) -> dict:

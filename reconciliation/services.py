@@ -13,16 +13,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django_q.tasks import async_task
 
-from messages.handlers import ENTITY_RE
-from messages.models import EntityCounter, OutboundUpdate
+from messages.models import ENTITY_RE, EntityCounter, OutboundUpdate
 from messages.outbound import update_create
 from reconciliation import selectors
 from reconciliation.models import (
@@ -33,13 +33,14 @@ from reconciliation.models import (
     RunStatus,
     RunTrigger,
 )
-from syncadmin.routers import central_alias
+from syncadmin.lib.routers import central_alias
 from syncadmin.services import audit_record
 
 log = logging.getLogger(__name__)
 
 K = DiscrepancyKind
 RESYNC_UPDATE_TYPE = "resync.request"
+RUN_TASK = "reconciliation.tasks.execute"
 # Heat-map states, one letter each so the stored matrix stays small (5,000 cells ~ 100 KB).
 STATE_EQUAL, STATE_NO_REPORT = "e", "n"
 STATE_OF_KIND = {K.COUNTER_DRIFT: "d", K.GAP: "g", K.IN_FLIGHT: "i", K.STALE: "s"}
@@ -52,55 +53,6 @@ REPORT_HISTORY = timedelta(hours=24)
 
 class ReconciliationError(Exception):
     """Bad input to a reconciliation action (shown to the user, nothing changed)."""
-
-
-# --- ReportCounts ------------------------------------------------------------------------------
-# Shared with the SOAP API (terminals/soap/): it passes CountReport objects; tests and
-# scripts may pass (entity type, count, as-of) tuples. Same name and behaviour on both branches.
-
-
-@dataclass
-class CountReport:
-    entity_type: str | None
-    count: int | None
-    as_of: datetime | None
-
-
-class InvalidCountReport(ValueError):
-    """A reported count that cannot be stored; nothing of its report is stored."""
-
-
-def reported_counts_store(*, terminal, counts: Sequence[CountReport | tuple[str, int, datetime]]) -> int:
-    """Store a terminal's per-entity counts (ReportCounts) in one insert; returns how many.
-
-    An ``AsOf`` later than the hub's clock plus SYNC_MAX_CLOCK_SKEW_SECONDS is refused: the
-    latest report of a cell is the one with the latest ``AsOf``, so a count dated in the future
-    (a till's clock set to 2099, a 9999-12-31 placeholder) would hide every later report.
-    """
-    latest_allowed = timezone.now() + timedelta(seconds=settings.SYNC_MAX_CLOCK_SKEW_SECONDS)
-    rows = []
-    for i, c in enumerate(counts):
-        if not isinstance(c, CountReport):
-            c = CountReport(*c)
-        if not c.entity_type or len(c.entity_type) > 40:
-            raise InvalidCountReport(f"count {i}: EntityType must be 1..40 characters")
-        if c.count is None or c.count < 0:
-            raise InvalidCountReport(f"count {i}: Count must be a non-negative number")
-        if c.as_of is None:
-            raise InvalidCountReport(f"count {i}: AsOf is missing")
-        as_of = c.as_of if timezone.is_aware(c.as_of) else timezone.make_aware(c.as_of, UTC)
-        if as_of > latest_allowed:
-            raise InvalidCountReport(
-                f"count {i}: AsOf {as_of.isoformat()} is in the future: more than "
-                f"{settings.SYNC_MAX_CLOCK_SKEW_SECONDS} s ahead of the hub's clock ({_utc_text(timezone.now())})"
-            )
-        rows.append(ReportedCount(terminal=terminal, entity_type=c.entity_type, count=c.count, as_of=as_of))
-    ReportedCount.objects.bulk_create(rows, batch_size=500)
-    return len(rows)
-
-
-def _utc_text(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- classifying one cell ------------------------------------------------------------------------
@@ -151,11 +103,14 @@ def run_request(*, actor: str) -> ReconciliationRun:
     return run
 
 
-def _enqueue(run_id: int) -> None:
-    from reconciliation import tasks
+def run_enqueue(run_id: int) -> None:
+    """Hand a queued run to a worker (the task, by its dotted path)."""
+    async_task(RUN_TASK, run_id, group="reconciliation", q_options={"task_name": "reconcile"})
 
+
+def _enqueue(run_id: int) -> None:
     try:
-        tasks.enqueue_run(run_id)
+        run_enqueue(run_id)
     except Exception:  # broker down: the run stays queued and the schedule closes it later
         log.warning("could not enqueue reconciliation run %s", run_id, exc_info=True)
 

@@ -6,8 +6,8 @@ import django_tables2 as tables
 from django.urls import reverse
 from django.utils.html import format_html
 
-from messages.tables import StampColumn
 from reconciliation.models import Discrepancy, ReconciliationRun
+from syncadmin.lib.columns import StampColumn
 
 KIND_CLASS = {"counter_drift": "k-drift", "gap": "k-gap", "in_flight": "k-flight", "stale": "k-stale"}
 

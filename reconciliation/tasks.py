@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from django_q.tasks import async_task
-
 from reconciliation import services
 from reconciliation.models import RunTrigger
 
 log = logging.getLogger(__name__)
-
-
-def enqueue_run(run_id: int) -> None:
-    async_task("reconciliation.tasks.execute", run_id, group="reconciliation", q_options={"task_name": "reconcile"})
 
 
 def execute(run_id: int) -> int:

@@ -26,7 +26,8 @@ from reconciliation.filtersets import DiscrepancyFilterSet, ReconciliationRunFil
 from reconciliation.forms import CellForm, ExplainForm, RecountForm, ResyncForm
 from reconciliation.models import Discrepancy, ReconciliationRun
 from reconciliation.tables import DiscrepancyTable, ReconciliationRunTable, cell_url
-from syncadmin.console import paginate_table, wants_fragment
+from syncadmin.lib.console import actor_of
+from syncadmin.lib.listing import TABLE_TARGETS, ListPage
 from terminals.models import Terminal
 
 VIEW = "reconciliation.view_discrepancy"
@@ -43,19 +44,14 @@ STATES = {
 }
 
 
-def _actor(request) -> str:
-    return f"user:{request.user.get_username()}"
+# The reconciliation pages' filter forms aim their htmx requests at the element around the table.
+TARGETS = (*TABLE_TARGETS, "table")
 
 
 def _list(request, *, table, filterset, template, context):
-    """netbox style: the full page, or only the table for an htmx request.
-
-    ``table`` holds ``filterset.selected``: an invalid filter lists nothing and the notice says why.
-    """
-    paginate_table(request, table, per_page=PER_PAGE)
-    if wants_fragment(request):
-        return render(request, "htmx/table.html", {"table": table, "notice": filterset.notice})
-    return render(request, template, {**context, "table": table, "filter": filterset, "notice": filterset.notice})
+    """The console's list recipe: ``table`` holds ``filterset.selected``, in pages of PER_PAGE."""
+    listing = ListPage(request, table=table, filterset=filterset, per_page=PER_PAGE)
+    return listing.render(template, context, targets=TARGETS)
 
 
 # --- pages ---------------------------------------------------------------------------------------
@@ -256,7 +252,7 @@ def _action(permission: str):
 
 @_action("reconciliation.run_reconciliation")
 def run_now(request):
-    run = services.run_request(actor=_actor(request))
+    run = services.run_request(actor=actor_of(request))
     flash.success(request, f"Reconciliation run #{run.pk} queued; refresh in a few seconds.")
     return redirect("reconciliation:runs")
 
@@ -272,7 +268,7 @@ def resync(request):
         raise Http404("unknown terminal")
     try:
         update = services.resync_request(
-            terminal=terminal, entity_type=entity_type, actor=_actor(request), reason=form.cleaned_data["reason"]
+            terminal=terminal, entity_type=entity_type, actor=actor_of(request), reason=form.cleaned_data["reason"]
         )
         flash.success(request, f"Resync of {entity_type} requested from {code} (update {update.update_id}).")
     except services.ReconciliationError as exc:
@@ -287,7 +283,7 @@ def recount(request):
         return HttpResponseBadRequest("invalid terminal or entity type")
     code, entity_type = form.cleaned_data["terminal"] or None, form.cleaned_data["entity_type"] or None
     changes = services.counter_rebuild(
-        actor=_actor(request), terminal_code=code, entity_type=entity_type, reason=form.cleaned_data["reason"]
+        actor=actor_of(request), terminal_code=code, entity_type=entity_type, reason=form.cleaned_data["reason"]
     )
     if changes:
         detail = ", ".join(f"{t}/{e}: {old} → {new}" for (t, e), (old, new) in sorted(changes.items())[:10])
@@ -307,7 +303,9 @@ def explain(request, pk: int):
         flash.error(request, "A note is required to mark a discrepancy as explained.")
     else:
         try:
-            services.discrepancy_explain(discrepancy=discrepancy, actor=_actor(request), note=form.cleaned_data["note"])
+            services.discrepancy_explain(
+                discrepancy=discrepancy, actor=actor_of(request), note=form.cleaned_data["note"]
+            )
             flash.success(request, "Marked as explained.")
         except services.ReconciliationError as exc:
             flash.error(request, str(exc))

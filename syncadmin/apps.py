@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class SyncAdminConfig(AppConfig):
@@ -6,11 +7,15 @@ class SyncAdminConfig(AppConfig):
     verbose_name = "SyncAdmin"
 
     def ready(self):
-        # Observability: the metrics sample schedule, and tracing when OTEL_* asks for it.
-        from django.db.models.signals import post_migrate
-
+        # Imported here: they import models, which do not exist before the registry is ready.
         from syncadmin import checks  # noqa: F401  (registers system checks)
-        from syncadmin.observability import schedules, tracing
+        from syncadmin.lib import tracing
+        from syncadmin.lib.schedules import ensure_schedules
 
-        post_migrate.connect(schedules.ensure_schedules, sender=self)
+        # The metrics sample schedule, and tracing when OTEL_* asks for it.
+        post_migrate.connect(ensure_schedules, sender=self)
         tracing.setup()
+
+    def schedules(self) -> list[tuple[str, str, int]]:
+        """The once-a-minute metrics sample (name, task, minutes), also the worker cluster's heartbeat."""
+        return [("syncadmin-metrics-sample", "syncadmin.observability.tasks.metrics_sample", 1)]

@@ -1,3 +1,5 @@
+"""The ground's own tables: the audit log and the metrics' counters and samples. They reference no app."""
+
 from django.db import models
 
 
@@ -32,23 +34,6 @@ class MetricSample(models.Model):
         ordering = ["at"]
 
 
-class DeadLetterGroupNote(models.Model):
-    """An operator's note on one group of dead letters, kept across the group's comings and goings.
-
-    Keyed by how the console groups them (failure reason, terminal or entity type) and the
-    group's key, so a note written on "ValueError: price #" is shown the next time it recurs.
-    """
-
-    grouping = models.CharField(max_length=16)  # reason | terminal | entity
-    key = models.CharField(max_length=255)
-    note = models.TextField(blank=True)
-    updated_by = models.CharField(max_length=150, blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["grouping", "key"], name="deadletter_group_note_uniq")]
-
-
 class MetricCounter(models.Model):
     """Cluster-wide counters for /metrics, written by whichever process did the work.
 
@@ -70,16 +55,3 @@ class MetricCounter(models.Model):
                 fields=["name", "labels"], condition=models.Q(base=True), name="metric_counter_base_uniq"
             )
         ]
-
-
-class TerminalHealthSnapshot(models.Model):
-    """Each terminal's health score as of the last once-a-minute sample.
-
-    /metrics and the dashboard read this instead of computing the score per request: its
-    error-rate input scans the messages received in the window, which grows with throughput.
-    """
-
-    terminal = models.OneToOneField("terminals.Terminal", on_delete=models.CASCADE, primary_key=True, related_name="+")
-    level = models.CharField(max_length=16)  # healthy | degraded | failing
-    reasons = models.JSONField(default=list, blank=True)
-    computed_at = models.DateTimeField()

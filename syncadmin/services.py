@@ -1,4 +1,4 @@
-"""Writes that belong to the console as a whole."""
+"""Writes of the ground's own tables: the audit log."""
 
 from __future__ import annotations
 
@@ -24,21 +24,3 @@ def audit_record(
         reason=reason,
         detail=detail or {},
     )
-
-
-def deadletter_group_note_set(*, grouping: str, key: str, note: str, actor: str):
-    """Write (or clear) the operator note on a dead-letter group, and audit the change."""
-    from syncadmin.models import DeadLetterGroupNote
-
-    obj, _ = DeadLetterGroupNote.objects.update_or_create(
-        grouping=grouping, key=key[:255], defaults={"note": note.strip(), "updated_by": actor[:150]}
-    )
-    audit_record(
-        actor=actor,
-        action="deadletter.note",
-        object_type=f"deadletter_group:{grouping}",
-        object_id=key,
-        count=0,
-        reason=note.strip(),
-    )
-    return obj

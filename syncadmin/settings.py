@@ -7,13 +7,12 @@ production set at least DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DATABASE_URL an
 """
 
 import ipaddress
-import os
-import secrets
-import tempfile
 from pathlib import Path
 
 import csp.constants
 import environ
+
+from syncadmin.lib.secret_key import demo_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -22,38 +21,9 @@ VAR_DIR = Path(env.str("SYNC_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
-def _demo_secret_key() -> str:
-    """A random key kept in var/ so a demo never runs on a published default key.
-
-    Several processes start at once (web server, workers, `manage.py` commands), so the file
-    must appear whole and only once: the key is written to a private temporary file, which is
-    then hard-linked to its name. link() fails if the name exists, so the first process wins and
-    every other one reads the winner's key; nobody ever reads a half-written (empty) file, and no
-    two processes sign with different keys (django-q2 would reject the other's tasks).
-    """
-    path = VAR_DIR / "secret_key"
-    if not path.exists():
-        fd, tmp = tempfile.mkstemp(dir=VAR_DIR, prefix=".secret_key.")  # mode 0600
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(50))
-                f.flush()
-                os.fsync(f.fileno())
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass  # another process won the race: use its key
-        finally:
-            os.unlink(tmp)
-    key = path.read_text().strip()
-    if not key:
-        raise environ.ImproperlyConfigured(f"{path} is empty: delete it (a new key is made) or set DJANGO_SECRET_KEY")
-    return key
-
-
 # --- Core Django -------------------------------------------------------------------------
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or _demo_secret_key()
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or demo_secret_key(VAR_DIR)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -115,7 +85,7 @@ TEMPLATES = [
 DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'syncadmin.sqlite3'}")}
 if env.str("CENTRAL_DATABASE_URL", default=""):
     DATABASES["central"] = env.db_url("CENTRAL_DATABASE_URL")
-DATABASE_ROUTERS = ["syncadmin.routers.CentralStoreRouter"]
+DATABASE_ROUTERS = ["syncadmin.lib.routers.CentralStoreRouter"]
 
 
 def _tune_database(db: dict) -> None:
@@ -136,7 +106,7 @@ def _tune_database(db: dict) -> None:
         # A connection that died with a database restart is detected before use.
         db.setdefault("CONN_HEALTH_CHECKS", True)
         db.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
-        # The engine's hot statements are prepared on the server (syncadmin/fastsql.py); Django's
+        # The engine's hot statements are prepared on the server (syncadmin/lib/fastsql.py); Django's
         # own queries never are. "off" behind a PgBouncer that pools transactions and is older
         # than 1.21: it cannot carry prepared statements from one transaction to the next.
         # psycopg prepares only what asks for it: its automatic threshold is never reached.
@@ -226,7 +196,7 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-# Lockouts (syncadmin/login_throttle.py): AXES_FAILURE_LIMIT failures lock one username from one
+# Lockouts (syncadmin/lib/login_throttle.py): AXES_FAILURE_LIMIT failures lock one username from one
 # address; SYNC_LOGIN_IP_FAILURE_LIMIT failures over any usernames lock the address (a password
 # spray; higher, as one office NAT has several staff). Never a username alone: nobody elsewhere
 # can lock an account out. Both counts forget failures older than the cool-off; a successful
@@ -237,10 +207,10 @@ if AXES_FAILURE_LIMIT < 1 or SYNC_LOGIN_IP_FAILURE_LIMIT < 1:
     raise environ.ImproperlyConfigured("AXES_FAILURE_LIMIT and SYNC_LOGIN_IP_FAILURE_LIMIT must be at least 1")
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)  # hours; then the lock lifts itself
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
-AXES_HANDLER = "syncadmin.login_throttle.LoginThrottleHandler"
+AXES_HANDLER = "syncadmin.lib.login_throttle.LoginThrottleHandler"
 AXES_RESET_ON_SUCCESS = True
 # The client address is the same one /metrics and the logs use (see SYNC_TRUSTED_PROXIES).
-AXES_CLIENT_IP_CALLABLE = "syncadmin.client_address.client_ip"
+AXES_CLIENT_IP_CALLABLE = "syncadmin.lib.client_address.client_ip"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -252,7 +222,7 @@ AUTH_PASSWORD_VALIDATORS = [
 # The reverse proxies in front of the web nodes (IPs or CIDRs): a request from one of them comes
 # from the right-most X-Forwarded-For entry that is not a trusted proxy; any other request comes
 # from REMOTE_ADDR and its X-Forwarded-For is ignored. Empty: X-Forwarded-For is never read.
-# Used for login lockouts, the /metrics allow-list and log lines (syncadmin/client_address.py).
+# Used for login lockouts, the /metrics allow-list and log lines (syncadmin/lib/client_address.py).
 SYNC_TRUSTED_PROXIES = env.list("SYNC_TRUSTED_PROXIES", default=[])
 for _proxy in SYNC_TRUSTED_PROXIES:
     try:
@@ -302,12 +272,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "context": {"()": "syncadmin.observability.logs.ContextFilter"},
-        "health_polls": {"()": "syncadmin.observability.logs.HealthPollFilter"},
+        "context": {"()": "syncadmin.lib.logs.ContextFilter"},
+        "health_polls": {"()": "syncadmin.lib.logs.HealthPollFilter"},
     },
     "formatters": {
-        "json": {"()": "syncadmin.observability.logs.JsonFormatter"},
-        "plain": {"()": "syncadmin.observability.logs.PlainFormatter"},
+        "json": {"()": "syncadmin.lib.logs.JsonFormatter"},
+        "plain": {"()": "syncadmin.lib.logs.PlainFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
@@ -328,7 +298,7 @@ CONSOLE_REFRESH_SECONDS = env.int("CONSOLE_REFRESH_SECONDS", default=5)
 
 # --- Console security headers and idle sessions (docs/console.md, "Security headers") ----------
 # A console user idle this long is logged out (0: never). The page's own polls (the dashboard's
-# refresh, a bulk job's progress) are not activity: syncadmin/console_middleware.py.
+# refresh, a bulk job's progress) are not activity: syncadmin/lib/middleware.py.
 CONSOLE_SESSION_IDLE_MINUTES = env.int("CONSOLE_SESSION_IDLE_MINUTES", default=60)
 INSTALLED_APPS += ["csp"]
 # After django-htmx's middleware (the idle check reads request.htmx, the user and the messages),
@@ -336,8 +306,8 @@ INSTALLED_APPS += ["csp"]
 _after_htmx = MIDDLEWARE.index("django_htmx.middleware.HtmxMiddleware") + 1
 MIDDLEWARE[_after_htmx:_after_htmx] = [
     "csp.middleware.CSPMiddleware",
-    "syncadmin.console_middleware.HtmxVaryMiddleware",
-    "syncadmin.console_middleware.IdleSessionMiddleware",
+    "syncadmin.lib.middleware.HtmxVaryMiddleware",
+    "syncadmin.lib.middleware.IdleSessionMiddleware",
 ]
 # django-csp 4: every script and stylesheet is a static file of ours; no inline script or style,
 # no eval (htmx runs with allowEval off), no plugins, no framing, forms post only here.

@@ -5,7 +5,7 @@ import json
 import django_tables2 as tables
 from django.utils.html import format_html
 
-from messages.tables import StampColumn
+from syncadmin.lib.columns import StampColumn
 from syncadmin.models import AuditEntry
 
 

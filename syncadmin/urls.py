@@ -11,7 +11,7 @@ urlpatterns = [
     # The terminal SOAP API (CSRF-exempt by design; WSDL at ?wsdl). The trailing slash is
     # optional because SOAP clients POST and cannot follow APPEND_SLASH's redirect.
     re_path(r"^soap/terminal/v1/?$", terminal_soap_view, name="terminal-soap"),
-    # Console (login required on every page; see syncadmin.console.console_view).
+    # Console (login required on every page; see syncadmin.lib.console.console_view).
     path("", views.dashboard, name="dashboard"),
     path("audit/", views.audit_list, name="audit-list"),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),

@@ -1,4 +1,4 @@
-"""Console pages that belong to the hub as a whole: the dashboard and the audit log."""
+"""Console pages of the hub as a whole: the dashboard (figures from every app) and the audit log."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from django.views.decorators.http import require_GET
 
 from messages.models import MessageState
 from syncadmin import selectors
-from syncadmin.charts import Series, line_chart
-from syncadmin.console import console_view, render_list, wants_fragment
+from syncadmin.dashboard import dashboard_summary
 from syncadmin.filtersets import AuditEntryFilterSet
-from syncadmin.pagination import keyset_page
+from syncadmin.lib.charts import Series, line_chart
+from syncadmin.lib.console import console_view, wants_fragment
+from syncadmin.lib.listing import Keyset, ListPage
 from syncadmin.tables import AuditEntryTable
 
 WINDOWS = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(hours=24)}
@@ -43,7 +44,7 @@ def dashboard(request):
     window = request.GET.get("window", "6h")
     if window not in WINDOWS:
         window = "6h"
-    summary = selectors.dashboard_summary()
+    summary = dashboard_summary()
     context = {
         "d": summary,
         "states": [(s, summary.states.get(s, 0), s in summary.estimated_states) for s in MessageState.values],
@@ -60,16 +61,10 @@ def dashboard(request):
 @require_GET
 @console_view("syncadmin.view_auditentry")
 def audit_list(request):
-    fs = AuditEntryFilterSet(request.GET, queryset=selectors.audit_entry_queryset())
-    page = keyset_page(
-        fs.selected,
-        sort="-at",
-        allowed={"at": "at"},
-        default="-at",
-        per_page=settings.CONSOLE_PAGE_SIZE,
-        after=request.GET.get("after"),
-        before=request.GET.get("before"),
+    listing = ListPage(
+        request,
+        table=AuditEntryTable,
+        filterset=AuditEntryFilterSet(request.GET, queryset=selectors.audit_entry_queryset()),
+        keyset=Keyset.newest_first("at"),
     )
-    notice = "; ".join(n for n in (fs.notice, page.notice) if n)
-    context = {"filter": fs, "table": AuditEntryTable(page.rows), "page": page, "notice": notice}
-    return render_list(request, "syncadmin/audit_list.html", context)
+    return listing.render("syncadmin/audit_list.html")

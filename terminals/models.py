@@ -1,5 +1,8 @@
 from django.db import models
 
+# A terminal's health score, best first: the worst of its checks wins.
+HEALTH_LEVELS = ("healthy", "degraded", "failing")
+
 
 class Terminal(models.Model):
     """A store terminal: its identity, its API key (hashed) and what it last told us."""
@@ -41,3 +44,19 @@ class UsedNonce(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["terminal", "nonce_digest"], name="used_nonce_unique")]
+
+
+class TerminalHealthSnapshot(models.Model):
+    """Each terminal's health score as of the last once-a-minute sample.
+
+    /metrics and the dashboard read this instead of computing the score per request: its
+    error-rate input scans the messages received in the window, which grows with throughput.
+    """
+
+    terminal = models.OneToOneField(Terminal, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    level = models.CharField(max_length=16)  # one of HEALTH_LEVELS
+    reasons = models.JSONField(default=list, blank=True)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "syncadmin_terminalhealthsnapshot"  # created by the syncadmin app, which held the model first

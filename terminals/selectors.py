@@ -2,179 +2,16 @@
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Max, Min, OuterRef, Q, Subquery
+from django.db.models import Count, Q
 
-from messages.models import PENDING_STATES, Message, MessageState
-from terminals.models import Terminal
-
-S = MessageState
-HEALTH_LEVELS = ("healthy", "degraded", "failing")  # ordered: the worst check wins
+from syncadmin.lib.clock import db_now
+from terminals.models import HEALTH_LEVELS, Terminal, TerminalHealthSnapshot
 
 
-@dataclass
-class TerminalHealth:
-    terminal_id: int
-    code: str
-    level: str = "healthy"
-    reasons: list[str] = field(default_factory=list)
-    heartbeat_age: float | None = None
-    backlog: int = 0
-    backlog_age: float | None = None
-    recent_messages: int = 0
-    error_rate: float | None = None
-    apply_stalled_for: float | None = None
-    drift: int | None = None
-    app_version: str = ""
-
-    def flag(self, level: str, reason: str) -> None:
-        self.reasons.append(reason)
-        if HEALTH_LEVELS.index(level) > HEALTH_LEVELS.index(self.level):
-            self.level = level
-
-
-def _version_tuple(value: str) -> tuple[int, ...]:
-    return tuple(int(n) for n in re.findall(r"\d+", value or ""))
-
-
-def _grade(health: TerminalHealth, value: float | None, degraded: float, failing: float, reason: str) -> None:
-    if value is None:
-        return
-    if value >= failing:
-        health.flag("failing", reason)
-    elif value >= degraded:
-        health.flag("degraded", reason)
-
-
-def _open_drift_by_terminal() -> dict:
-    """Open reconciliation discrepancies per terminal (pk or code), if that app provides them."""
-    try:
-        from reconciliation import selectors as recon
-
-        return dict(recon.discrepancy_open_count_by_terminal())
-    except (ImportError, AttributeError):
-        return {}
-
-
-def terminal_health(*, terminal_ids=None, now: datetime | None = None) -> dict[int, TerminalHealth]:
-    """Health (healthy/degraded/failing, with reasons) of every terminal, in four queries.
-
-    Inputs: heartbeat age, backlog (Received+Failed) and its oldest message's age, the share
-    of recently received messages that failed or needed a retry, how long the terminal's
-    newest message has waited since its last successful apply, open reconciliation
-    discrepancies and the client version. Thresholds are the SYNC_HEALTH_* settings.
-    Cost grows with the number of terminals, the backlog and the messages received in the
-    error window, never with the whole message table.
-    """
-    from messages.services import db_now
-
-    now = now or db_now()
-    s = settings
-    terminals = Terminal.objects.all()
-    messages = Message.objects.all()
-    if terminal_ids is not None:
-        terminals = terminals.filter(pk__in=terminal_ids)
-        messages = messages.filter(terminal_id__in=terminal_ids)
-    # The newest message and the newest applied one: one index probe each per terminal.
-    newest = Message.objects.filter(terminal=OuterRef("pk")).order_by("-received_at")
-    last_ok = newest.filter(state=S.PROCESSED)
-    rows = terminals.annotate(
-        newest_state=Subquery(newest.values("state")[:1]),
-        newest_received=Subquery(newest.values("received_at")[:1]),
-        last_ok_at=Subquery(last_ok.values("processed_at")[:1]),
-    ).values_list(
-        "pk", "code", "enabled", "last_heartbeat_at", "app_version", "newest_state", "newest_received", "last_ok_at"
-    )
-    backlog = {
-        t: (n, oldest)
-        for t, n, oldest in messages.filter(state__in=PENDING_STATES)
-        .values_list("terminal_id")
-        .annotate(n=Count("pk"), oldest=Min("received_at"))
-        .order_by()
-    }
-    window = now - timedelta(seconds=s.SYNC_HEALTH_ERROR_WINDOW_SECONDS)
-    recent = {
-        t: (total, errors)
-        for t, total, errors in messages.filter(received_at__gte=window)
-        .values_list("terminal_id")
-        .annotate(
-            total=Count("pk"),
-            errors=Count("pk", filter=Q(state__in=[S.FAILED, S.DEAD_LETTERED]) | Q(attempts__gt=1)),
-        )
-        .order_by()
-    }
-    drift = _open_drift_by_terminal()
-    min_version = _version_tuple(s.SYNC_HEALTH_MIN_APP_VERSION)
-
-    result: dict[int, TerminalHealth] = {}
-    for pk, code, enabled, heartbeat, version, newest_state, newest_received, last_ok_at in rows:
-        h = TerminalHealth(terminal_id=pk, code=code, app_version=version)
-        if not enabled:
-            h.reasons.append("disabled")
-        elif heartbeat is None:
-            h.flag("degraded", "no heartbeat yet")
-        else:
-            h.heartbeat_age = max((now - heartbeat).total_seconds(), 0.0)
-            _grade(
-                h,
-                h.heartbeat_age,
-                s.SYNC_HEALTH_HEARTBEAT_DEGRADED_SECONDS,
-                s.SYNC_HEALTH_HEARTBEAT_FAILING_SECONDS,
-                f"no heartbeat for {h.heartbeat_age:.0f}s",
-            )
-        if pk in backlog:
-            h.backlog, oldest = backlog[pk]
-            h.backlog_age = max((now - oldest).total_seconds(), 0.0)
-            _grade(
-                h,
-                h.backlog_age,
-                s.SYNC_HEALTH_BACKLOG_DEGRADED_SECONDS,
-                s.SYNC_HEALTH_BACKLOG_FAILING_SECONDS,
-                f"{h.backlog} message(s) waiting, oldest {h.backlog_age:.0f}s",
-            )
-        total, errors = recent.get(pk, (0, 0))
-        h.recent_messages = total
-        if total:
-            h.error_rate = errors / total
-            if total >= s.SYNC_HEALTH_ERROR_MIN_MESSAGES:
-                _grade(
-                    h,
-                    h.error_rate,
-                    s.SYNC_HEALTH_ERROR_RATE_DEGRADED,
-                    s.SYNC_HEALTH_ERROR_RATE_FAILING,
-                    f"{h.error_rate:.0%} of {total} recent message(s) failed or were retried",
-                )
-        if newest_state is not None and newest_state not in (S.PROCESSED, S.DISCARDED):
-            # Its newest change has not landed: how long since anything from it was applied?
-            since = last_ok_at or newest_received
-            h.apply_stalled_for = max((now - since).total_seconds(), 0.0)
-            _grade(
-                h,
-                h.apply_stalled_for,
-                s.SYNC_HEALTH_APPLY_DEGRADED_SECONDS,
-                s.SYNC_HEALTH_APPLY_FAILING_SECONDS,
-                f"nothing applied for {h.apply_stalled_for:.0f}s",
-            )
-        if drift:
-            h.drift = int(drift.get(pk, drift.get(code, 0)) or 0)
-            _grade(
-                h,
-                h.drift,
-                s.SYNC_HEALTH_DRIFT_DEGRADED,
-                s.SYNC_HEALTH_DRIFT_FAILING,
-                f"{h.drift} open reconciliation discrepanc{'y' if h.drift == 1 else 'ies'}",
-            )
-        if min_version and version and _version_tuple(version) < min_version:
-            h.flag("degraded", f"client version {version} is older than {s.SYNC_HEALTH_MIN_APP_VERSION}")
-        result[pk] = h
-    return result
-
-
-def terminal_health_summary(*, healths: dict[int, TerminalHealth] | None = None) -> dict[str, int]:
+def terminal_health_summary(*, healths: dict | None = None) -> dict[str, int]:
     """How many terminals are healthy / degraded / failing.
 
     From ``healths`` when given, else from the snapshot the once-a-minute sample stores (cheap:
@@ -191,21 +28,27 @@ def terminal_health_summary(*, healths: dict[int, TerminalHealth] | None = None)
 
 def terminal_health_snapshot() -> list[tuple[str, str]]:
     """(terminal code, level) as of the last once-a-minute sample."""
-    from syncadmin.models import TerminalHealthSnapshot
-
     return list(TerminalHealthSnapshot.objects.order_by("terminal__code").values_list("terminal__code", "level"))
 
 
 def terminal_status_counts(*, now: datetime | None = None) -> dict[str, int]:
     """Enabled terminals online (heartbeat within TERMINAL_OFFLINE_SECONDS) / offline, and disabled."""
-    from messages.services import db_now
-
     now = now or db_now()
     cutoff = now - timedelta(seconds=settings.TERMINAL_OFFLINE_SECONDS)
     return Terminal.objects.aggregate(
         online=Count("pk", filter=Q(enabled=True, last_heartbeat_at__gte=cutoff)),
         offline=Count("pk", filter=Q(enabled=True) & (Q(last_heartbeat_at__lt=cutoff) | Q(last_heartbeat_at=None))),
         disabled=Count("pk", filter=Q(enabled=False)),
+    )
+
+
+def terminal_offline_count(*, now: datetime) -> int:
+    """Enabled terminals without a heartbeat within TERMINAL_OFFLINE_SECONDS (or never)."""
+    threshold = now - timedelta(seconds=settings.TERMINAL_OFFLINE_SECONDS)
+    return (
+        Terminal.objects.filter(enabled=True)
+        .filter(Q(last_heartbeat_at__lt=threshold) | Q(last_heartbeat_at__isnull=True))
+        .count()
     )
 
 
@@ -228,22 +71,6 @@ def terminal_list_queryset(*, status: str = "", now: datetime):
     return qs
 
 
-def terminal_latest_reported_counts(*, terminal: Terminal) -> list:
-    """The newest ReportedCount per entity type this terminal reported."""
-    from reconciliation.models import ReportedCount
-
-    latest = (
-        ReportedCount.objects.filter(terminal=terminal).values("entity_type").annotate(as_of=Max("as_of")).order_by()
-    )
-    wanted = Q()
-    for row in latest:
-        wanted |= Q(entity_type=row["entity_type"], as_of=row["as_of"])
-    if not latest:
-        return []
-    rows = ReportedCount.objects.filter(terminal=terminal).filter(wanted).order_by("entity_type", "-received_at")
-    seen, out = set(), []
-    for r in rows:
-        if r.entity_type not in seen:
-            seen.add(r.entity_type)
-            out.append(r)
-    return out
+def terminal_codes() -> list[str]:
+    """Every terminal's code, in order (the message list's terminal filter)."""
+    return list(Terminal.objects.order_by("code").values_list("code", flat=True))

@@ -24,6 +24,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import requests
+from django.conf import settings
+from zeep import Client, Settings
+from zeep.exceptions import Fault
+from zeep.transports import Transport
+from zeep.wsse.username import UsernameToken
+
+from terminals.models import Terminal
+from terminals.services import api_key_hash, terminal_create, terminal_rotate_key
+
 ENTITY_WEIGHTS = [("product", 3), ("price", 3), ("stock", 5), ("sale", 4)]
 CATALOGUE_SIZE = 60  # SKUs per terminal: small enough that keys repeat within a minute
 
@@ -133,11 +143,6 @@ def ensure_terminals(*, count: int, prefix: str = "SIM", keys_file: Path | None 
     Keys are kept in ``keys_file`` (under SYNC_VAR_DIR by default) so repeated runs do not
     rotate them; an existing terminal whose key is not known gets a new one (rotated).
     """
-    from django.conf import settings
-
-    from terminals.models import Terminal
-    from terminals.services import api_key_hash, terminal_create, terminal_rotate_key
-
     keys_file = keys_file or Path(settings.VAR_DIR) / "simulator_keys.json"
     known = json.loads(keys_file.read_text()) if keys_file.exists() else {}
     credentials = {}
@@ -166,11 +171,6 @@ def ensure_terminals(*, count: int, prefix: str = "SIM", keys_file: Path | None 
 
 def make_client(url: str, code: str, key: str, timeout: float = 30.0):
     """A zeep client for one terminal, authenticating with a WS-Security UsernameToken."""
-    import requests
-    from zeep import Client, Settings
-    from zeep.transports import Transport
-    from zeep.wsse.username import UsernameToken
-
     session = requests.Session()
     transport = Transport(session=session, timeout=timeout, operation_timeout=timeout)
     wsdl = url if "?wsdl" in url else url.rstrip("/") + "/?wsdl"
@@ -237,8 +237,6 @@ class SimulatedTerminal:
     # Calls --------------------------------------------------------------------------------------------
 
     def _call(self, client, op: str, **kwargs):
-        from zeep.exceptions import Fault
-
         started = time.perf_counter()
         try:
             return getattr(client.service, op)(**kwargs)

@@ -4,7 +4,7 @@ import django_tables2 as tables
 from django.urls import reverse
 from django.utils.html import format_html
 
-from messages.tables import StampColumn
+from syncadmin.lib.columns import StampColumn
 from terminals.models import Terminal
 
 

@@ -9,18 +9,16 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from messages.selectors import message_counts_for_terminals, message_list_queryset, message_pending_updates
-from messages.services import db_now
 from messages.tables import MessageTable
-from syncadmin.console import actor_of, console_view, paginate_table, render_list
+from reconciliation.selectors import terminal_latest_reported_counts
+from reconciliation.terminal_health import terminal_health
+from syncadmin.lib.clock import db_now
+from syncadmin.lib.console import actor_of, console_view
+from syncadmin.lib.listing import ListPage
 from terminals.filtersets import TerminalFilterSet
 from terminals.forms import ReasonForm, TerminalCreateForm, TerminalEditForm
 from terminals.models import Terminal
-from terminals.selectors import (
-    terminal_health,
-    terminal_latest_reported_counts,
-    terminal_list_queryset,
-    terminal_online_threshold,
-)
+from terminals.selectors import terminal_list_queryset, terminal_online_threshold
 from terminals.services_console import (
     terminal_operator_create,
     terminal_operator_rotate_key,
@@ -45,25 +43,27 @@ def terminal_list(request):
         notices.append(f"unknown status {status[:40]!r}; showing every status")
         status = ""
     fs = TerminalFilterSet(request.GET, queryset=terminal_list_queryset(status=status, now=now))
-    notices.insert(0, fs.notice)
     threshold = terminal_online_threshold(now=now)
-    table = TerminalTable(fs.selected, threshold=threshold)
-    paginate_table(request, table, per_page=settings.CONSOLE_PAGE_SIZE)
+    listing = ListPage(
+        request,
+        table=TerminalTable(fs.selected, threshold=threshold),
+        filterset=fs,
+        per_page=settings.CONSOLE_PAGE_SIZE,
+        notices=notices,
+    )
     # Counts only for the terminals on this page: one grouped query, not one per row.
+    table = listing.table
     page_ids = [row.record.pk for row in table.page.object_list]
     table.counts = message_counts_for_terminals(terminal_ids=page_ids)
     table.healths = terminal_health(terminal_ids=page_ids)
     context = {
-        "filter": fs,
-        "table": table,
         "statuses": STATUSES,
         "status": status,
         "offline_seconds": settings.TERMINAL_OFFLINE_SECONDS,
         "threshold": threshold,
         "row_template": "terminals/_terminal_rows.html",
-        "notice": "; ".join(n for n in notices if n),
     }
-    return render_list(request, "terminals/terminal_list.html", context)
+    return listing.render("terminals/terminal_list.html", context)
 
 
 @never_cache

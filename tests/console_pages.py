@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from reconciliation import reports
 from reconciliation import services as reconciliation_services
 from reconciliation.models import Discrepancy, RunTrigger
 from tests.factories import BulkJobFactory, DeadLetterFactory, PurgeRunFactory, TerminalFactory
@@ -48,9 +49,7 @@ def console_objects() -> dict[str, int]:
     dead = DeadLetterFactory(message__terminal=terminal)
     ingest(terminal, env("pages-a", "A"), env("pages-b", "B"))
     drain_all()
-    reconciliation_services.reported_counts_store(
-        terminal=terminal, counts=[("product", 5, datetime.now(UTC) + timedelta(seconds=1))]
-    )
+    reports.reported_counts_store(terminal=terminal, counts=[("product", 5, datetime.now(UTC) + timedelta(seconds=1))])
     run = reconciliation_services.run_now(trigger=RunTrigger.COMMAND, triggered_by="test")
     PurgeRunFactory()
     return {

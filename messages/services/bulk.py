@@ -16,6 +16,10 @@ Only one task may run a job at a time: the job row holds the token of the task a
 (``runner``); every chunk commits only if the token still matches, and a task that runs out of
 time hands over to a new task with a new token. A redelivered, duplicated or stale task holds an
 old token and does nothing.
+
+A job on "all messages matching the filter" runs the console's message filter on its stored query
+string: the caller (the console's view, the job's task) passes that filter in as ``message_filter``
+(``messages.filtersets.message_filter_queryset``), so that this core never imports an interface.
 """
 
 from __future__ import annotations
@@ -23,30 +27,26 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Max, Q
+from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
+from django_q.tasks import async_task
 
-from messages.models import BulkJob, BulkJobItem, BulkJobState, Message, MessageState
+from messages.models import ACTION_STATES, BulkJob, BulkJobItem, BulkJobState, Message
 from messages.services.operator import message_discard, message_restore, message_retry
-from messages.services.transitions import DISCARDABLE_STATES, RETRYABLE_STATES
 from syncadmin.services import audit_record
 
 log = logging.getLogger(__name__)
 
-S = MessageState
 J = BulkJobState
-RESTORABLE_STATES = (S.DISCARDED,)
-ACTION_STATES = {"retry": RETRYABLE_STATES, "discard": DISCARDABLE_STATES, "restore": RESTORABLE_STATES}
-ACTION_PERMS = {
-    "retry": "queue_messages.retry_message",
-    "discard": "queue_messages.discard_message",
-    "restore": "queue_messages.restore_message",
-}
+BULK_TASK = "messages.tasks.bulk_job_run"
+# The console's message filter: a query string -> the messages it selects (ValueError if not valid).
+MessageFilter = Callable[[str], QuerySet]
 # A Pending job not started after this long, or a Running one whose last chunk is older than
 # this, lost its task (broker down at enqueue, worker killed): the resume schedule re-enqueues it.
 STALLED_AFTER = timedelta(seconds=90)
@@ -87,22 +87,24 @@ def actionable(*, queryset, action: str):
     return queryset.filter(state__in=ACTION_STATES[action]).order_by().values_list("pk", flat=True)
 
 
-def job_queryset(*, params: dict):
+def job_queryset(*, params: dict, message_filter: MessageFilter):
     """The messages a job (or a bulk request) runs on, rebuilt from its stored parameters."""
     if params.get("scope") == "selected":
         return Message.objects.filter(pk__in=params.get("ids") or [])
-    from django.http import QueryDict
-
-    from messages.filtersets import MessageFilterSet
-
-    fs = MessageFilterSet(QueryDict(params.get("query", "")), queryset=Message.objects.all())
-    if not fs.is_valid():
-        raise BulkRefused("the filter is not valid: " + fs.errors.as_text())
-    return fs.qs
+    try:
+        return message_filter(params.get("query", ""))
+    except ValueError as exc:
+        raise BulkRefused(f"the filter is not valid: {exc}") from exc
 
 
 def bulk_action_start(
-    *, action: str, params: dict, actor: str, reason: str = "", threshold: int | None = None
+    *,
+    action: str,
+    params: dict,
+    actor: str,
+    message_filter: MessageFilter,
+    reason: str = "",
+    threshold: int | None = None,
 ) -> BulkOutcome:
     """Run a console bulk action: at once when it is small, as a background job otherwise.
 
@@ -116,7 +118,7 @@ def bulk_action_start(
     if action == "discard" and not reason:
         raise BulkRefused("a reason is required to discard messages")
     threshold = settings.CONSOLE_BULK_JOB_THRESHOLD if threshold is None else threshold
-    ids_qs = actionable(queryset=job_queryset(params=params), action=action)
+    ids_qs = actionable(queryset=job_queryset(params=params, message_filter=message_filter), action=action)
     head = list(ids_qs[: threshold + 1])
     detail = {"scope": params.get("scope"), "filters": params.get("filters", {})}
     if len(head) <= threshold:
@@ -139,11 +141,14 @@ def bulk_action_start(
     return BulkOutcome(job=job)
 
 
-def _enqueue(job_id: int, token: str) -> None:
-    from messages import tasks_scale
+def bulk_job_enqueue(job_id: int, token: str = "") -> None:
+    """Hand the job to a worker (the task allowed to run it holds ``token``)."""
+    async_task(BULK_TASK, job_id, token, group="bulk", q_options={"task_name": f"bulk-job-{job_id}"})
 
+
+def _enqueue(job_id: int, token: str) -> None:
     try:
-        tasks_scale.enqueue_bulk_job(job_id, token)
+        bulk_job_enqueue(job_id, token)
     except Exception:  # broker down: the job stays Pending and the resume schedule enqueues it
         log.warning("could not enqueue bulk job %s; the resume schedule will", job_id, exc_info=True)
 
@@ -187,13 +192,13 @@ def _finish(job_id: int, *, state: str, token: str | None, error: str = "") -> b
     return True
 
 
-def _snapshot(job: BulkJob) -> tuple[int, int]:
+def _snapshot(job: BulkJob, message_filter: MessageFilter) -> tuple[int, int]:
     """Freeze the job's selection into BulkJobItem with one INSERT ... SELECT; returns (total, max id).
 
     The filter (however costly: an error-text search scans) runs once here, not once per chunk.
     """
     ids = (
-        job_queryset(params=job.params)
+        job_queryset(params=job.params, message_filter=message_filter)
         .filter(state__in=ACTION_STATES[job.action])
         .order_by()
         .annotate(sel_id=F("pk"))
@@ -220,7 +225,9 @@ def _next_ids(job: BulkJob, limit: int) -> list[int]:
     )
 
 
-def bulk_job_execute(*, job_id: int, token: str = "", max_seconds: float | None = None) -> BulkJob:
+def bulk_job_execute(
+    *, job_id: int, message_filter: MessageFilter, token: str = "", max_seconds: float | None = None
+) -> BulkJob:
     """Run a job's chunks until it is done, cancelled, or this task's time is up (then hand over).
 
     ``token`` must match the job's ``runner`` (see the module docstring); a task with a stale
@@ -240,7 +247,7 @@ def bulk_job_execute(*, job_id: int, token: str = "", max_seconds: float | None 
     try:
         if job.max_id is None:
             with transaction.atomic():
-                total, max_id = _snapshot(job)
+                total, max_id = _snapshot(job, message_filter)
                 if not BulkJob.objects.filter(pk=job_id, runner=mine).update(max_id=max_id, total=total):
                     raise LostJob
             job.max_id, job.total = max_id, total

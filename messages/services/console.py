@@ -9,11 +9,12 @@ from collections.abc import Iterable
 
 from django.db import transaction
 
-from messages.models import DeadLetter, Message, MessageState
-from messages.services.ingest import wake_workers
+from messages.models import DeadLetter, DeadLetterGroupNote, Message, MessageState
 from messages.services.operator import message_discard, message_restore, message_retry
-from messages.services.transitions import db_now, message_transition
-from syncadmin.jsontext import json_parse
+from messages.services.transitions import message_transition
+from messages.services.wakeup import wake_workers
+from syncadmin.lib.clock import db_now
+from syncadmin.lib.jsontext import json_parse
 from syncadmin.services import audit_record
 
 
@@ -118,3 +119,19 @@ def message_edit_and_retry(*, message_id: int, payload: str, actor: str, reason:
         transaction.on_commit(wake_workers)
     message.refresh_from_db()
     return message
+
+
+def deadletter_group_note_set(*, grouping: str, key: str, note: str, actor: str):
+    """Write (or clear) the operator note on a dead-letter group, and audit the change."""
+    obj, _ = DeadLetterGroupNote.objects.update_or_create(
+        grouping=grouping, key=key[:255], defaults={"note": note.strip(), "updated_by": actor[:150]}
+    )
+    audit_record(
+        actor=actor,
+        action="deadletter.note",
+        object_type=f"deadletter_group:{grouping}",
+        object_id=key,
+        count=0,
+        reason=note.strip(),
+    )
+    return obj

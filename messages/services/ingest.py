@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,11 +11,14 @@ from datetime import UTC, datetime
 from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
-from messages.models import Message, MessageEvent
-from messages.services.transitions import S, _chunks, db_now
-from syncadmin.observability import engine as observe
+from messages import metrics as observe
+from messages.models import Message, MessageEvent, MessageState
+from messages.services.transitions import EVENT_COLUMNS
+from messages.services.wakeup import wake_workers
+from syncadmin.lib.clock import db_now
+from syncadmin.lib.sql import IN_LIST_MAX, chunks, per_vendor
 
-log = logging.getLogger("messages.services")
+S = MessageState
 
 
 @dataclass
@@ -64,7 +66,7 @@ def message_ingest_batch(*, terminal, envelopes: Sequence[Envelope], trace_id: s
 
     Duplicates repeated within the batch are found here; those already stored are found by
     one statement that also stores the new messages and their events on PostgreSQL (see
-    _messages_store_postgresql), elsewhere by one query before one multi-row insert.
+    _store_postgresql), elsewhere by one query before one multi-row insert.
     Idempotent: submitting the same batch again answers Duplicate for each message and
     stores nothing new.
     """
@@ -80,27 +82,11 @@ def message_ingest_batch(*, terminal, envelopes: Sequence[Envelope], trace_id: s
             first_index[env.message_id] = i
     trace_id = trace_id or uuid.uuid4().hex
     candidates = [envelopes[i] for i in first_index.values()]
-    postgresql = connections[Message.objects.db].vendor == "postgresql"
 
     for attempt in range(3):
         try:
             with transaction.atomic():
-                if not candidates:
-                    stored: set[str] = set()
-                elif postgresql:
-                    stored = _messages_store_postgresql(terminal, candidates, trace_id)
-                else:
-                    now = db_now()
-                    existing = set(
-                        Message.objects.filter(terminal=terminal, message_id__in=list(first_index)).values_list(
-                            "message_id", flat=True
-                        )
-                    )
-                    new = [e for e in candidates if e.message_id not in existing]
-                    if new:
-                        _messages_insert(terminal, new, now, trace_id)
-                        _received_events_insert(terminal, [e.message_id for e in new], now)
-                    stored = {e.message_id for e in new}
+                stored = _store(Message.objects.db, terminal, candidates, trace_id) if candidates else set()
                 if stored:
                     observe.transition_recorded(from_state="", to_state=S.RECEIVED, count=len(stored))
                     transaction.on_commit(wake_workers)
@@ -115,7 +101,28 @@ def message_ingest_batch(*, terminal, envelopes: Sequence[Envelope], trace_id: s
     return results  # type: ignore[return-value]
 
 
-def _messages_store_postgresql(terminal, envelopes: list[Envelope], trace_id: str) -> set[str]:
+@per_vendor
+def _store(using: str, terminal, envelopes: list[Envelope], trace_id: str) -> set[str]:
+    """Store the batch's new messages and their 'received' events; returns their ids.
+
+    One query finds those already stored, one multi-row insert stores the others (SQLite;
+    bulk_create elsewhere), one INSERT ... SELECT their events.
+    """
+    now = db_now(using)
+    existing = set(
+        Message.objects.using(using)
+        .filter(terminal=terminal, message_id__in=[e.message_id for e in envelopes])
+        .values_list("message_id", flat=True)
+    )
+    new = [e for e in envelopes if e.message_id not in existing]
+    if new:
+        _messages_insert(using, terminal, new, now, trace_id)
+        _received_events_insert(terminal, [e.message_id for e in new], now)
+    return {e.message_id for e in new}
+
+
+@_store.vendor("postgresql")
+def _store_postgresql(using: str, terminal, envelopes: list[Envelope], trace_id: str) -> set[str]:
     """Store the batch's new messages and their 'received' events in one statement; returns their ids.
 
     One round trip instead of four (clock, duplicate lookup, messages, events), and a short
@@ -141,7 +148,7 @@ def _messages_store_postgresql(terminal, envelopes: list[Envelope], trace_id: st
         for env in envelopes
     ]
     data = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
-    with connections[Message.objects.db].cursor() as cursor:
+    with connections[using].cursor() as cursor:
         cursor.execute(_STORE_SQL, [terminal.pk, S.RECEIVED, trace_id, data, S.RECEIVED, _actor(terminal)])
         return {row[0] for row in cursor.fetchall()}
 
@@ -168,8 +175,7 @@ new AS (
     ON CONFLICT (terminal_id, message_id) DO NOTHING
     RETURNING id, message_id, received_at
 ), events AS (
-    INSERT INTO {MessageEvent._meta.db_table}
-        (message_id, from_state, to_state, at, actor, reason, error_class, traceback, attempt)
+    INSERT INTO {MessageEvent._meta.db_table} ({EVENT_COLUMNS})
     SELECT id, '', %s, received_at, %s, '', '', '', 0 FROM new ORDER BY id
 )
 SELECT message_id FROM new
@@ -196,22 +202,26 @@ _MESSAGE_COLUMNS = (
 )
 
 
-def _messages_insert(terminal, envelopes: list[Envelope], now: datetime, trace_id: str) -> None:
+@per_vendor
+def _messages_insert(using: str, terminal, envelopes: list[Envelope], now: datetime, trace_id: str) -> None:
+    """Oracle has no multi-row VALUES: the ORM's bulk_create."""
+    Message.objects.using(using).bulk_create(
+        [
+            Message(terminal=terminal, **dict(zip(_MESSAGE_COLUMNS[1:], row[1:], strict=True)))
+            for row in _message_rows(terminal, envelopes, now, trace_id, adapt=lambda v: v)
+        ],
+        batch_size=500,
+    )
+
+
+@_messages_insert.vendor("sqlite")
+def _messages_insert_values(using: str, terminal, envelopes: list[Envelope], now: datetime, trace_id: str) -> None:
     """One multi-row INSERT for the batch.
 
     Written as SQL rather than bulk_create: preparing model instances field by field cost
-    half of a SubmitMessages call. Oracle has no multi-row VALUES: it takes the ORM path.
+    half of a SubmitMessages call.
     """
-    conn = connections[Message.objects.db]
-    if conn.vendor not in ("postgresql", "sqlite"):
-        Message.objects.bulk_create(
-            [
-                Message(terminal=terminal, **dict(zip(_MESSAGE_COLUMNS[1:], row[1:], strict=True)))
-                for row in _message_rows(terminal, envelopes, now, trace_id, adapt=lambda v: v)
-            ],
-            batch_size=500,
-        )
-        return
+    conn = connections[using]
     adapt = conn.ops.adapt_datetimefield_value
     rows = _message_rows(terminal, envelopes, now, trace_id, adapt=adapt)
     row_marks = "(" + ", ".join(["%s"] * len(_MESSAGE_COLUMNS)) + ")"
@@ -260,21 +270,10 @@ def _received_events_insert(terminal, message_ids: list[str], now: datetime) -> 
     conn = connections[Message.objects.db]
     event, message = MessageEvent._meta.db_table, Message._meta.db_table
     with conn.cursor() as cursor:
-        for chunk in _chunks(message_ids, 900):
+        for chunk in chunks(message_ids, IN_LIST_MAX):
             cursor.execute(
-                f"INSERT INTO {event}"
-                " (message_id, from_state, to_state, at, actor, reason, error_class, traceback, attempt)"
+                f"INSERT INTO {event} ({EVENT_COLUMNS})"
                 f" SELECT id, '', %s, %s, %s, '', '', '', 0 FROM {message}"
                 f" WHERE terminal_id = %s AND message_id IN ({', '.join(['%s'] * len(chunk))})",
                 [S.RECEIVED, conn.ops.adapt_datetimefield_value(now), _actor(terminal), terminal.pk] + chunk,
             )
-
-
-def wake_workers() -> None:
-    """Ask the worker pool to drain; called after a commit that made work due."""
-    from messages import tasks
-
-    try:
-        tasks.enqueue_drain()
-    except Exception:  # the broker being down must not fail an ingest that has committed
-        log.warning("could not wake the workers; the sweep schedule will pick the work up", exc_info=True)

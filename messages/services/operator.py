@@ -8,9 +8,13 @@ from collections.abc import Iterable
 
 from django.db import transaction
 
-from messages.models import DeadLetter, Message
-from messages.services.ingest import wake_workers
-from messages.services.transitions import DISCARDABLE_STATES, RETRYABLE_STATES, S, _chunks, db_now, message_transition
+from messages.models import DISCARDABLE_STATES, RESTORABLE_STATES, RETRYABLE_STATES, DeadLetter, Message, MessageState
+from messages.services.transitions import message_transition
+from messages.services.wakeup import wake_workers
+from syncadmin.lib.clock import db_now
+from syncadmin.lib.sql import chunks
+
+S = MessageState
 
 log = logging.getLogger("messages.services")
 
@@ -32,7 +36,7 @@ def _move_selection(
     ``fields(now)`` gives the extra column updates; ``resolution`` closes open dead letters.
     """
     changed = 0
-    for chunk in _chunks(message_ids):
+    for chunk in chunks(message_ids):
         with transaction.atomic():
             rows = list(
                 Message.objects.select_for_update()
@@ -101,7 +105,7 @@ def message_restore(*, message_ids: Iterable[int], actor: str, reason: str = "")
     """Discarded -> Received, due now with attempts reset; returns how many changed."""
     return _move_selection(
         message_ids=message_ids,
-        from_states=[S.DISCARDED],
+        from_states=RESTORABLE_STATES,
         to_state=S.RECEIVED,
         actor=actor,
         reason=reason or "restored",

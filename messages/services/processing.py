@@ -1,69 +1,44 @@
-"""Claiming and applying: leases counted at claim, batches applied transactionally."""
+"""Applying a claimed batch: central writes and state changes commit together or not at all.
+
+The claim is messages/services/claim.py; what a failing message becomes (backoff, dead letter)
+is messages/services/failures.py.
+"""
 
 from __future__ import annotations
 
 import logging
 import random
-import re
 import time
 import traceback as tb
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from itertools import islice
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connections, transaction
-from django.db.models import F
+from django.db import DatabaseError, IntegrityError, OperationalError, connections, transaction
 
-from messages.handlers import Item, PermanentError, counters_at_end, registry
-from messages.models import DeadLetter, Message
-from messages.services.transitions import (
-    CLAIM_COLUMNS,
-    NOOP_REASON,
-    PREFER_INDEX_ORDER_SQL,
-    IllegalTransition,
-    S,
-    db_now,
-    message_claim_due,
-    message_transition,
+from messages import metrics as observe
+from messages.central_store import counters_at_end
+from messages.handlers import Item, PermanentError, registry
+from messages.models import Message, MessageState
+from messages.services.failures import (
+    backoff_seconds,
+    error_text,
+    is_infrastructure_error,
+    is_retryable_conflict,
+    message_dead_letter,
+    message_fail,
 )
-from syncadmin.jsontext import json_parse
-from syncadmin.observability import engine as observe
-from syncadmin.routers import central_alias
+from messages.services.transitions import NOOP_REASON, IllegalTransition, message_transition
+from syncadmin.lib.clock import db_now
+from syncadmin.lib.counters import collected
+from syncadmin.lib.jsontext import json_parse
+from syncadmin.lib.routers import central_alias
+from syncadmin.lib.sql import per_vendor
 
+S = MessageState
 log = logging.getLogger("messages.services")
-
-
-def _prefer_index_order(using: str) -> None:
-    """PostgreSQL: walk the claim index in order instead of sorting every due row.
-
-    A queue table's statistics are nearly always stale: analysed when little was due, the
-    planner expects a few rows and picks a bitmap scan plus a sort, which with a real backlog
-    sorts every due message on each claim (measured: 51 ms per claim at 50,000 due, spilling
-    to disk, against 0.15 ms walking the index). Turning sorts and bitmap scans off for the
-    rest of the claim transaction (SET LOCAL) leaves the ordered index scan as the only plan.
-    JIT goes off too: a plan that must still sort anywhere then costs more than jit_above_cost,
-    and compiling it took 190 ms per claim (measured) for a query that runs in one.
-    """
-    conn = connections[using]
-    if conn.vendor == "postgresql":
-        with conn.cursor() as cursor:
-            cursor.execute(PREFER_INDEX_ORDER_SQL)
-
-
-def _locked_rows(qs, limit: int) -> list:
-    # of=("self",): lock only the message rows. Without it PostgreSQL also locks the joined
-    # terminal row, and every other worker then skips all of that terminal's messages.
-    qs = qs.select_for_update(skip_locked=True, of=("self",))
-    _prefer_index_order(qs.db)
-    if connections[qs.db].features.supports_select_for_update_with_limit:
-        return list(qs[:limit])
-    # Oracle refuses FOR UPDATE with FETCH FIRST; it locks rows as they are fetched, so
-    # reading only `limit` rows from the cursor claims only those.
-    return list(islice(qs.iterator(chunk_size=limit), limit))
 
 
 @contextmanager
@@ -77,142 +52,28 @@ def engine_session() -> Iterator[None]:
     the drain only, and reset after it: other tasks on the same worker (bulk jobs, purges)
     keep synchronous commits.
     """
-    aliases = {Message.objects.db, central_alias()}
-    aliases = [a for a in aliases if connections[a].vendor == "postgresql"] if settings.SYNC_WORKER_ASYNC_COMMIT else []
+    aliases = {Message.objects.db, central_alias()} if settings.SYNC_WORKER_ASYNC_COMMIT else set()
     for alias in aliases:
-        with connections[alias].cursor() as cursor:
-            cursor.execute("SET synchronous_commit = off")
+        _asynchronous_commit(alias, True)
     try:
         yield
     finally:
         for alias in aliases:
             try:
-                with connections[alias].cursor() as cursor:
-                    cursor.execute("RESET synchronous_commit")
+                _asynchronous_commit(alias, False)
             except DatabaseError:  # the connection is gone: its session settings went with it
                 pass
 
 
-def _sqlite_due_ids(now: datetime, limit: int) -> list[int]:
-    """SQLite: the ids of the oldest due messages, read from the due index by name.
-
-    The ORM's form of the claim never used the partial due index on SQLite (its states are bound
-    parameters) and sorted every due message on each claim instead (measured: 72 ms per claim at
-    100,000 due, against 0.07 ms). ``INDEXED BY`` has no ORM form; the claim's own transaction
-    holds SQLite's write lock (BEGIN IMMEDIATE), so reading the ids first changes nothing else.
-    """
-    conn = connections[Message.objects.db]
-    with conn.cursor() as cursor:
-        cursor.execute(
-            # The states as literals: SQLite uses a partial index only for a WHERE it can see
-            # implies the index's own, which a bound parameter never does.
-            f"SELECT id FROM {Message._meta.db_table} INDEXED BY message_due_idx WHERE state IN"
-            f" ('{S.RECEIVED.value}', '{S.FAILED.value}') AND next_attempt_at <= %s ORDER BY next_attempt_at LIMIT %s",
-            [conn.ops.adapt_datetimefield_value(now), limit],
-        )
-        return [row[0] for row in cursor.fetchall()]
+@per_vendor
+def _asynchronous_commit(using: str, on: bool) -> None:
+    """Only PostgreSQL can commit without waiting for its log flush: nothing to do elsewhere."""
 
 
-# The ORM form of the claim's columns (SQLite and Oracle claims, expired-lease re-claims).
-CLAIM_FIELDS = ("terminal__code", *CLAIM_COLUMNS)
-
-
-EXPIRED_CHECK_SECONDS = 5.0
-_next_expired_check = 0.0
-
-
-def _claim_expired(*, worker: str, now: datetime, lease: timedelta) -> list[Message]:
-    """Re-claim one message whose lease expired, or dead-letter it if it used its attempts."""
-    max_attempts = settings.SYNC_MAX_ATTEMPTS
-    while expired := _locked_rows(
-        Message.objects.filter(state=S.PROCESSING, lease_expires_at__lt=now)
-        .select_related("terminal")
-        .only(*CLAIM_FIELDS)
-        .order_by("lease_expires_at"),
-        1,
-    ):
-        m = expired[0]
-        if m.attempts >= max_attempts:
-            _dead_letter(
-                m,
-                actor="sweeper",
-                reason=f"worker lost the message {m.attempts} times (lease expired); last owner {m.lease_owner}",
-                error_class="LeaseExpired",
-                now=now,
-            )
-            continue
-        message_transition(
-            message_ids=[m.pk],
-            from_state=S.PROCESSING,
-            to_state=S.PROCESSING,
-            actor=worker,
-            reason=f"lease of {m.lease_owner} expired; re-claimed",
-            fields={"attempts": F("attempts") + 1, "lease_owner": worker, "lease_expires_at": now + lease},
-            only_if={"lease_expires_at__lt": now},
-            now=now,
-        )
-        m.attempts += 1
-        m.lease_owner = worker
-        return [m]
-    return []
-
-
-def message_claim(*, worker: str, limit: int) -> list[Message]:
-    """Claim up to ``limit`` due messages for ``worker`` with a lease; count the attempt now.
-
-    The attempt is counted when the message is claimed, not when it fails: a message whose
-    handler kills its worker still reaches DeadLettered after SYNC_MAX_ATTEMPTS claims.
-    A message whose lease expired (its worker died) is taken alone, so a poison message
-    cannot drag the rest of its batch to the dead-letter queue with it.
-    """
-    global _next_expired_check
-    lease = timedelta(seconds=settings.SYNC_LEASE_SECONDS)
-    with transaction.atomic(), observe.collected():
-        # Expired leases are rare: look for them every few seconds and whenever nothing else
-        # is due, not on every claim (it is one more query per batch on the hot path).
-        if time.monotonic() >= _next_expired_check:
-            _next_expired_check = time.monotonic() + EXPIRED_CHECK_SECONDS
-            if reclaimed := _claim_expired(worker=worker, now=db_now(), lease=lease):
-                return reclaimed
-        if connections[Message.objects.db].vendor == "postgresql":
-            rows = message_claim_due(worker=worker, limit=limit, lease_seconds=lease.total_seconds())
-            return rows or _claim_expired(worker=worker, now=db_now(), lease=lease)
-
-        now = db_now()
-        due = Message.objects.filter(state__in=(S.RECEIVED, S.FAILED), next_attempt_at__lte=now)
-        if connections[due.db].vendor == "sqlite":
-            due = due.filter(pk__in=_sqlite_due_ids(now, limit))
-        rows = _locked_rows(due.select_related("terminal").only(*CLAIM_FIELDS).order_by("next_attempt_at"), limit)
-        if not rows:
-            return _claim_expired(worker=worker, now=now, lease=lease)
-        # Stamp the claim (events, lease) with the clock read after the row locks are held: an
-        # operator action committed while we waited must not look later than the claim after it.
-        now = db_now()
-        by_state: dict[str, list[int]] = defaultdict(list)
-        for m in rows:
-            by_state[m.state].append(m.pk)
-        for state, ids in by_state.items():
-            message_transition(
-                message_ids=ids,
-                from_state=state,
-                to_state=S.PROCESSING,
-                actor=worker,
-                fields={
-                    "attempts": F("attempts") + 1,
-                    "lease_owner": worker,
-                    "lease_expires_at": now + lease,
-                    "next_attempt_at": None,
-                },
-                now=now,
-            )
-        for m in rows:
-            m.attempts += 1
-            m.lease_owner = worker
-            m.state = S.PROCESSING
-        return rows
-
-
-# --- apply -------------------------------------------------------------------------------------
+@_asynchronous_commit.vendor("postgresql")
+def _asynchronous_commit_postgresql(using: str, on: bool) -> None:
+    with connections[using].cursor() as cursor:
+        cursor.execute("SET synchronous_commit = off" if on else "RESET synchronous_commit")
 
 
 @dataclass
@@ -229,98 +90,6 @@ class BatchResult:
         for name in ("processed", "noop", "failed", "dead_lettered", "released"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.database_failed |= other.database_failed
-
-
-_NORMALISE = re.compile(r"0x[0-9a-fA-F]+|[0-9a-fA-F]{8,}|\d+")
-
-
-def failure_group_key(error_class: str, reason: str) -> str:
-    """error class + message with ids and numbers blanked: one group per kind of failure."""
-    return f"{error_class}: {_NORMALISE.sub('#', reason.splitlines()[0] if reason else '')}"[:255]
-
-
-def _fail(
-    message: Message, *, worker: str, reason: str, error_class: str, traceback: str, delay: float, now, savepoint=True
-) -> None:
-    """Processing -> Failed for a message this worker still leases: due again after ``delay`` seconds."""
-    message_transition(
-        message_ids=[message.pk],
-        from_state=S.PROCESSING,
-        to_state=S.FAILED,
-        actor=worker,
-        reason=f"{reason} (retry in {delay:.0f}s)" if delay else reason,
-        error_class=error_class,
-        traceback=traceback,
-        fields={
-            "lease_owner": "",
-            "lease_expires_at": None,
-            "last_error": reason,
-            "next_attempt_at": now + timedelta(seconds=delay),
-        },
-        only_if={"lease_owner": worker},
-        now=now,
-        savepoint=savepoint,
-    )
-
-
-def _dead_letter(message: Message, *, actor: str, reason: str, error_class: str, traceback: str = "", now) -> None:
-    """Dead-letter a message its worker holds (Processing), with its DeadLetter row."""
-    message_transition(
-        message_ids=[message.pk],
-        # Not message.state: a batch that dead-lettered a message and then failed as a whole was
-        # rolled back, but left this in-memory copy saying DeadLettered, and the batch's replay then
-        # asked for DeadLettered -> DeadLettered (IllegalTransition: the whole batch stuck until its
-        # lease ended).
-        from_state=S.PROCESSING,
-        to_state=S.DEAD_LETTERED,
-        actor=actor,
-        reason=reason,
-        error_class=error_class,
-        traceback=traceback,
-        fields={"lease_owner": "", "lease_expires_at": None, "next_attempt_at": None, "last_error": reason},
-        now=now,
-    )
-    DeadLetter.objects.update_or_create(
-        message=message,
-        defaults={
-            "reason": reason,
-            "error_class": error_class,
-            "traceback": traceback,
-            "group_key": failure_group_key(error_class, reason),
-            "dead_lettered_at": now,
-            "resolution": "",
-            "resolved_by": "",
-            "resolved_at": None,
-            "note": "",
-        },
-    )
-    message.state = S.DEAD_LETTERED
-
-
-def backoff_seconds(attempts: int) -> float:
-    """Exponential backoff with jitter: base * 2^(n-1), capped, then 50-100% of that."""
-    delay = min(settings.SYNC_BACKOFF_MAX_SECONDS, settings.SYNC_BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0))
-    return delay * random.uniform(0.5, 1.0)
-
-
-def _error_text(text: str) -> str:
-    """Error text as the database can store it: PostgreSQL refuses NUL in text columns.
-
-    A handler's error can quote a payload, whose JSON "\\u0000" decodes to NUL: writing that
-    failure then failed the batch again (DataError), and every message of it waited for its lease.
-    """
-    return text.replace("\x00", "\\x00")
-
-
-def _is_infrastructure_error(exc: BaseException) -> bool:
-    """Database unreachable or connection lost: not the message's fault. The batch is not replayed
-    and no handler error is recorded; the messages are released with backoff (message_release)."""
-    return isinstance(exc, OperationalError | InterfaceError) and not _is_retryable_conflict(exc)
-
-
-def _is_retryable_conflict(exc: BaseException) -> bool:
-    sqlstate = getattr(getattr(exc, "__cause__", None), "sqlstate", None)
-    return sqlstate in ("40P01", "40001")  # deadlock detected, serialization failure
 
 
 def _prepare(messages: Sequence[Message]) -> tuple[list[Item], list[tuple[Message, PermanentError]]]:
@@ -359,7 +128,7 @@ def message_process_batch(*, messages: Sequence[Message], worker: str) -> BatchR
         try:
             return _process_batch_once(messages, worker)
         except OperationalError as exc:
-            if not _is_retryable_conflict(exc) or attempt == 2:
+            if not is_retryable_conflict(exc) or attempt == 2:
                 raise
             # Two batches that deadlocked and retry at the same instant can deadlock again.
             time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
@@ -387,12 +156,12 @@ def _process_batch_once(messages: Sequence[Message], worker: str) -> BatchResult
                 transaction.atomic(),
                 transaction.atomic(using=central, savepoint=False),
                 counters_at_end(central),
-                observe.collected(),
+                collected(),
             ):
                 _apply(items)
                 return _finish(messages, items, rejected, [], worker=worker, started=started)
         except Exception as exc:
-            if _is_infrastructure_error(exc) or _is_retryable_conflict(exc) or isinstance(exc, IllegalTransition):
+            if is_infrastructure_error(exc) or is_retryable_conflict(exc) or isinstance(exc, IllegalTransition):
                 raise
             for item in items:
                 item.applied, item.note = False, ""
@@ -411,7 +180,7 @@ def _process_batch_replay(
 ) -> BatchResult:
     """Each message in a savepoint of its own: the ones that apply commit, the others fail alone."""
     central = central_alias()
-    with transaction.atomic(), transaction.atomic(using=central, savepoint=False), observe.collected():
+    with transaction.atomic(), transaction.atomic(using=central, savepoint=False), collected():
         ok: list[Item] = []
         for item in items:
             item.applied, item.note = False, ""
@@ -420,7 +189,7 @@ def _process_batch_replay(
                     _apply([item])
                 ok.append(item)
             except Exception as exc:
-                if _is_infrastructure_error(exc) or _is_retryable_conflict(exc):
+                if is_infrastructure_error(exc) or is_retryable_conflict(exc):
                     raise
                 failures.append((item, exc, tb.format_exc()))
         return _finish(messages, ok, rejected, failures, worker=worker, started=started)
@@ -453,22 +222,22 @@ def _finish(
     outcomes.update({i.message.pk: ("processed", "") for i in ok if i.applied})
     outcomes.update({i.message.pk: ("noop", NOOP_REASON) for i in noop})
     for m, exc in rejected:
-        _dead_letter(m, actor=worker, reason=str(exc), error_class="PermanentError", now=now)
+        message_dead_letter(m, actor=worker, reason=str(exc), error_class="PermanentError", now=now)
         result.dead_lettered += 1
         outcomes[m.pk] = ("dead_lettered", str(exc))
     for item, exc, trace in failures:
         m = item.message
         error_class = type(exc).__name__
-        reason = _error_text(str(exc)) or error_class
-        trace = _error_text(trace)
+        reason = error_text(str(exc)) or error_class
+        trace = error_text(trace)
         if isinstance(exc, PermanentError) or m.attempts >= settings.SYNC_MAX_ATTEMPTS:
             if not isinstance(exc, PermanentError):
                 reason = f"gave up after {m.attempts} attempts: {reason}"
-            _dead_letter(m, actor=worker, reason=reason, error_class=error_class, traceback=trace, now=now)
+            message_dead_letter(m, actor=worker, reason=reason, error_class=error_class, traceback=trace, now=now)
             result.dead_lettered += 1
             outcomes[m.pk] = ("dead_lettered", reason)
         else:
-            _fail(m, worker=worker, reason=reason, error_class=error_class, traceback=trace,
+            message_fail(m, worker=worker, reason=reason, error_class=error_class, traceback=trace,
                   delay=backoff_seconds(m.attempts), now=now, savepoint=False)  # fmt: skip
             result.failed += 1
             outcomes[m.pk] = ("failed", reason)
@@ -527,14 +296,14 @@ def message_process_claimed(*, messages: Sequence[Message], worker: str) -> Batc
             except IllegalTransition:
                 pass  # its lease ran out and another worker re-claimed it: that worker's now
             except Exception as exc:
-                if _is_infrastructure_error(exc) and not went_through:
+                if is_infrastructure_error(exc) and not went_through:
                     failure = exc  # alone too, and nothing has gone through: the database is failing
                     break
                 result.released += message_release(messages=[m], worker=worker, error=exc)
             untried.pop(0)
     if untried:  # the batch's one message, or what a failing database left untried
         result.released += message_release(messages=untried, worker=worker, error=failure)
-        result.database_failed = _is_infrastructure_error(failure)
+        result.database_failed = is_infrastructure_error(failure)
     return result
 
 
@@ -556,10 +325,10 @@ def message_release(*, messages: Sequence[Message], worker: str, error: BaseExce
     """
     _reset_broken_connections()
     error_class = type(error).__name__[:200]
-    detail = _error_text(str(error)) or error_class
-    trace = _error_text("".join(tb.format_exception(error)))
+    detail = error_text(str(error)) or error_class
+    trace = error_text("".join(tb.format_exception(error)))
     reason = f"released after an error its batch did not handle: {error_class}: {detail}"
-    with transaction.atomic(), observe.collected():
+    with transaction.atomic(), collected():
         held = list(
             Message.objects.select_for_update(skip_locked=True)
             .filter(pk__in=[m.pk for m in messages], state=S.PROCESSING, lease_owner=worker)
@@ -570,11 +339,13 @@ def message_release(*, messages: Sequence[Message], worker: str, error: BaseExce
         retry = [m for m in held if m.attempts < settings.SYNC_MAX_ATTEMPTS]
         for m in held:
             if m.attempts >= settings.SYNC_MAX_ATTEMPTS:
-                _dead_letter(m, actor=worker, reason=f"gave up after {m.attempts} attempts: {reason}",
+                message_dead_letter(m, actor=worker, reason=f"gave up after {m.attempts} attempts: {reason}",
                              error_class=error_class, traceback=trace, now=now)  # fmt: skip
         for m in retry:  # one transition per message: each has its own due time
-            delay = backoff_seconds(m.attempts) if _is_infrastructure_error(error) else 0.0
-            _fail(m, worker=worker, reason=reason, error_class=error_class, traceback=trace, delay=delay, now=now)
+            delay = backoff_seconds(m.attempts) if is_infrastructure_error(error) else 0.0
+            message_fail(
+                m, worker=worker, reason=reason, error_class=error_class, traceback=trace, delay=delay, now=now
+            )
     if held:
         log.warning(
             "released %s message(s) of %s after %s: %s (%s of them dead-lettered, their attempts used)",

@@ -31,9 +31,10 @@ from django.db import connections, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from messages import metrics as observe
 from messages.models import DeadLetter, Message, MessageEvent, MessageState, PurgeRun
-from messages.services.transitions import db_now
-from syncadmin.observability import engine as observe
+from syncadmin.lib.clock import db_now
+from syncadmin.lib.sql import IN_LIST_MAX, chunks
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,6 @@ PURGEABLE_STATES = (MessageState.PROCESSED, MessageState.DISCARDED)
 PURGE_RUN_HISTORY = timedelta(days=180)
 # A run not finished after this long lost its worker; another run may start.
 STALE_RUN_AFTER = timedelta(minutes=30)
-IN_LIST = 900  # Oracle allows at most 1,000 items in an IN list
 
 
 @dataclass
@@ -83,8 +83,7 @@ def _delete_where_in(table: str, column: str, ids: list[int], using: str = "defa
     """DELETE by an indexed column, IN lists of at most 900: no cascade collection, no SELECT."""
     removed = 0
     with connections[using].cursor() as cursor:
-        for i in range(0, len(ids), IN_LIST):
-            chunk = ids[i : i + IN_LIST]
+        for chunk in chunks(ids, IN_LIST_MAX):
             marks = ", ".join(["%s"] * len(chunk))
             cursor.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
             removed += cursor.rowcount

@@ -13,7 +13,14 @@ import logging
 import threading
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
+from django_q.conf import Conf
+from django_q.status import Stat
+
+from messages.selectors import message_backlog_ages
+from syncadmin.lib.clock import db_now
+from syncadmin.lib.sql import per_vendor
+from syncadmin.selectors import last_sample_at
 
 log = logging.getLogger(__name__)
 
@@ -26,19 +33,29 @@ _last_healthy_lock = threading.Lock()
 
 def _check_database() -> dict:
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1" if connection.vendor != "oracle" else "SELECT 1 FROM DUAL")
-            cursor.fetchone()
+        _select_one(connection.alias)
         return {"ok": True}
     except Exception as exc:  # any failure here means "not reachable"; never a traceback page
         log.warning("healthz: database unreachable: %s", exc)
         return {"ok": False, "error": type(exc).__name__}
 
 
+@per_vendor
+def _select_one(using: str) -> None:
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+@_select_one.vendor("oracle")
+def _select_one_oracle(using: str) -> None:
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT 1 FROM DUAL")
+        cursor.fetchone()
+
+
 def cluster_stats_visible() -> bool:
     """Can this process see django-q2's cluster statistics (shared broker or cache)?"""
-    from django_q.conf import Conf
-
     if settings.Q_CLUSTER.get("redis"):
         return True
     backend = settings.CACHES.get(Conf.CACHE, {}).get("BACKEND", "")
@@ -46,16 +63,12 @@ def cluster_stats_visible() -> bool:
 
 
 def _running_clusters() -> list[dict]:
-    from django_q.status import Stat
-
     return [
         {"host": s.host, "status": str(s.status)} for s in Stat.get_all() if str(getattr(s, "status", "")) in RUNNING
     ]
 
 
 def _check_workers(now) -> dict:
-    from syncadmin.observability.selectors import last_sample_at
-
     stale = settings.SYNC_HEALTHZ_WORKER_STALE_SECONDS
     at = last_sample_at()
     age = None if at is None else max((now - at).total_seconds(), 0.0)
@@ -73,10 +86,8 @@ def _check_workers(now) -> dict:
 
 
 def _check_backlog(now) -> dict:
-    from syncadmin.observability.selectors import backlog_ages
-
     limit = settings.SYNC_HEALTHZ_BACKLOG_OVERDUE_SECONDS
-    due = backlog_ages()["oldest_due_at"]
+    due = message_backlog_ages()["oldest_due_at"]
     overdue = 0.0 if due is None else max((now - due).total_seconds(), 0.0)
     return {"ok": overdue <= limit, "overdue_seconds": round(overdue, 3), "max_overdue_seconds": limit}
 
@@ -86,8 +97,6 @@ def health_check(*, scope: str = "all") -> tuple[bool, dict]:
     checks = {"database": _check_database()}
     if scope != "web":
         if checks["database"]["ok"]:
-            from messages.services import db_now
-
             now = db_now()
             checks["workers"] = _check_workers(now)
             checks["backlog"] = _check_backlog(now)
@@ -101,7 +110,7 @@ def health_change_log(*, scope: str, healthy: bool, checks: dict) -> None:
     """One WARNING when this process's answer for ``scope`` changes, not one line a poll.
 
     A load balancer polls /healthz every few seconds; Django's ERROR line for each 503 is
-    filtered out (syncadmin.observability.logs.HealthPollFilter), and this says instead when
+    filtered out (syncadmin.lib.logs.HealthPollFilter), and this says instead when
     the hub became unhealthy (with the failing checks) and when it recovered. A process that
     starts unhealthy says so on its first answer. Each web process keeps its own memory, so an
     outage is logged once per gunicorn worker that answers a poll during it.

@@ -4,10 +4,9 @@ Two sources, chosen by where the numbers are born (README, "Observability"):
 - Cluster-wide, from the database at scrape time, cheaply: the counters of MetricCounter
   (message states, transitions, attempts, outcomes, processing/latency histograms, dead
   letters), plus a few indexed reads (oldest backlog, open dead letters, terminals).
-- Process-local in the web server: SOAP requests and their durations. With several gunicorn
-  workers set PROMETHEUS_MULTIPROC_DIR (an empty directory, wiped at start) before start-up
-  and they are summed across the workers (prometheus_client's multiprocess mode); each web
-  host is then one scrape target.
+- Process-local in the web server: SOAP requests and their durations (terminals/soap/observed.py),
+  from syncadmin/lib/process_metrics.py, summed across a host's gunicorn workers when
+  PROMETHEUS_MULTIPROC_DIR is set.
 """
 
 from __future__ import annotations
@@ -16,53 +15,19 @@ import logging
 import os
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from syncadmin.observability.counters import labels_parse, message_state_counts, metric_counter_totals
-from syncadmin.observability.engine import LATENCY_BUCKETS, PROCESSING_BUCKETS
+from messages.metrics import LATENCY_BUCKETS, PROCESSING_BUCKETS, message_state_counts
+from messages.selectors import deadletter_open_by_reason, message_backlog_ages
+from reconciliation.selectors import discrepancy_open_count
+from syncadmin.lib.clock import db_now
+from syncadmin.lib.counters import labels_parse, metric_counter_totals
+from syncadmin.lib.process_metrics import PROCESS_REGISTRY
+from syncadmin.selectors import last_sample_at
+from terminals.selectors import HEALTH_LEVELS, terminal_health_snapshot, terminal_status_counts
 
 log = logging.getLogger(__name__)
-
-SOAP_OPERATIONS = frozenset(
-    {"SubmitMessages", "GetMessageStatus", "FetchUpdates", "AckUpdates", "Heartbeat", "ReportCounts"}
-)
-SOAP_FAULTS = frozenset(
-    {
-        "Client.AuthenticationFailed",
-        "Client.TerminalDisabled",
-        "Client.BatchTooLarge",
-        "Client.InvalidRequest",
-        "Client.ForbiddenXml",
-        "Server.Unavailable",
-    }
-)
-SOAP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-
-# Process-local metrics live in their own registry (not prometheus_client's global one, whose
-# process/platform collectors make no sense summed over processes).
-SOAP_REGISTRY = CollectorRegistry(auto_describe=True)
-SOAP_REQUESTS = Counter(
-    "syncadmin_soap_requests",
-    "SOAP requests answered, by operation and fault code (none = success).",
-    ["operation", "fault_code"],
-    registry=SOAP_REGISTRY,
-)
-SOAP_SECONDS = Histogram(
-    "syncadmin_soap_request_seconds",
-    "Time to answer a SOAP request, by operation.",
-    ["operation"],
-    buckets=SOAP_BUCKETS,
-    registry=SOAP_REGISTRY,
-)
-
-
-def soap_request_observed(operation: str, fault_code: str | None, seconds: float) -> None:
-    """Count one answered SOAP request. Unknown operations/faults are grouped as 'other'."""
-    op = operation if operation in SOAP_OPERATIONS else "other"
-    fault = "none" if not fault_code else (fault_code if fault_code in SOAP_FAULTS else "other")
-    SOAP_REQUESTS.labels(operation=op, fault_code=fault).inc()
-    SOAP_SECONDS.labels(operation=op).observe(max(seconds, 0.0))
 
 
 def _age(now: datetime, then: datetime | None) -> float | None:
@@ -105,9 +70,6 @@ class DatabaseCollector:
     """Reads the cluster-wide series at scrape time: a fixed, small number of indexed queries."""
 
     def collect(self):
-        from messages.services import db_now
-        from syncadmin.observability import selectors
-
         now = db_now()
         totals = metric_counter_totals()
         states = message_state_counts(totals)
@@ -127,7 +89,7 @@ class DatabaseCollector:
             "syncadmin_backlog_messages", "Messages waiting to be applied (Received + Failed).",
             value=states["Received"] + states["Failed"],
         )  # fmt: skip
-        ages = selectors.backlog_ages()
+        ages = message_backlog_ages()
         oldest = _age(now, ages["oldest_received_at"])
         yield GaugeMetricFamily(
             "syncadmin_backlog_oldest_age_seconds",
@@ -176,16 +138,16 @@ class DatabaseCollector:
             {"reason": "reason"},
         )
         g = GaugeMetricFamily("syncadmin_dead_letters_open", "Unresolved dead letters, by reason.", labels=["reason"])
-        for reason, n in selectors.dead_letters_open_by_reason():
+        for reason, n in deadletter_open_by_reason():
             g.add_metric([reason], n)
         yield g
         yield from self._terminals(now)
-        discrepancies = selectors.reconciliation_discrepancies_open()
+        discrepancies = _discrepancies_open()
         if discrepancies is not None:
             yield GaugeMetricFamily(
                 "syncadmin_reconciliation_discrepancies_open", "Open reconciliation discrepancies.", value=discrepancies
             )
-        sample_at = selectors.last_sample_at()
+        sample_at = last_sample_at()
         yield GaugeMetricFamily(
             "syncadmin_worker_heartbeat_age_seconds",
             "Age of the last once-a-minute sample written by the worker cluster (-1: never).",
@@ -193,8 +155,6 @@ class DatabaseCollector:
         )
 
     def _terminals(self, now):
-        from terminals.selectors import HEALTH_LEVELS, terminal_health_snapshot, terminal_status_counts
-
         g = GaugeMetricFamily("syncadmin_terminals", "Terminals online, offline and disabled.", labels=["status"])
         for status, n in terminal_status_counts(now=now).items():
             g.add_metric([status], n)
@@ -219,16 +179,23 @@ class DatabaseCollector:
         yield per_terminal
 
 
+def _discrepancies_open() -> int | None:
+    """Open reconciliation discrepancies, or None when reading them failed."""
+    try:
+        return int(discrepancy_open_count())
+    except Exception:  # a failing read of one series must not take /metrics down with it
+        log.warning("reconciliation.selectors.discrepancy_open_count failed", exc_info=True)
+        return None
+
+
 def metrics_render() -> bytes:
     """The text exposition for one scrape."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector())
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
         multiprocess.MultiProcessCollector(registry)
     else:
-        registry.register(_Forward(SOAP_REGISTRY))
+        registry.register(_Forward(PROCESS_REGISTRY))
     return generate_latest(registry)
 
 

@@ -11,7 +11,7 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from syncadmin.client_address import client_ip
+from syncadmin.lib.client_address import client_ip
 from syncadmin.observability.health import health_change_log, health_check
 from syncadmin.observability.metrics import metrics_render
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django import template
 from django.utils.html import format_html
 
+from syncadmin.lib.columns import stamp as stamp_text
+
 register = template.Library()
 
 
@@ -71,9 +73,7 @@ def get(mapping, key):
 @register.filter
 def stamp(value) -> str:
     """A datetime as local "Y-m-d H:M:S" (cheaper than the date filter on hot tables)."""
-    from messages.tables import stamp as _stamp
-
-    return _stamp(value)
+    return stamp_text(value)
 
 
 @register.filter

@@ -13,4 +13,10 @@ BATCH_TOO_LARGE = "Client.BatchTooLarge"
 INVALID_REQUEST = "Client.InvalidRequest"
 FORBIDDEN_XML = "Client.ForbiddenXml"
 UNAVAILABLE = "Server.Unavailable"
-CONTRACT_FAULTS = {AUTH_FAILED, TERMINAL_DISABLED, BATCH_TOO_LARGE, INVALID_REQUEST, FORBIDDEN_XML, UNAVAILABLE}
+CONTRACT_FAULTS = frozenset(
+    {AUTH_FAILED, TERMINAL_DISABLED, BATCH_TOO_LARGE, INVALID_REQUEST, FORBIDDEN_XML, UNAVAILABLE}
+)
+# The operations of TerminalSyncService (terminals/soap/service.py).
+OPERATIONS = frozenset(
+    {"SubmitMessages", "GetMessageStatus", "FetchUpdates", "AckUpdates", "Heartbeat", "ReportCounts"}
+)

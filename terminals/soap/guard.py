@@ -60,7 +60,8 @@ class ClipRecords(logging.Filter):
         return True
 
 
-def _clip_spyne_logs() -> None:
+def clip_spyne_logs() -> None:
+    """Clip the log records of spyne's loggers (and ours), which may quote a whole request."""
     # A filter on a logger only sees records logged to that very logger, so attach it to
     # every spyne logger that exists once spyne's modules are imported (they all are by now).
     clip = ClipRecords()

@@ -12,9 +12,8 @@ from spyne.server.django import DjangoApplication
 
 from messages import outbound, selectors
 from messages.services import Envelope, message_ingest_batch
-from reconciliation.services import CountReport, InvalidCountReport, reported_counts_store
-from syncadmin.client_address import client_ip_from_meta
-from syncadmin.observability import soap_request
+from reconciliation.reports import CountReport, InvalidCountReport, reported_counts_store
+from syncadmin.lib.client_address import client_ip_from_meta
 from terminals import services as terminal_services
 from terminals.soap.contract import (
     AUTH_FAILED,
@@ -25,7 +24,8 @@ from terminals.soap.contract import (
     TERMINAL_DISABLED,
     UNAVAILABLE,
 )
-from terminals.soap.guard import GuardedSoap11, _clip_spyne_logs
+from terminals.soap.guard import GuardedSoap11, clip_spyne_logs
+from terminals.soap.observed import soap_request
 from terminals.soap.types import (
     AckResult,
     EntityCount,
@@ -244,8 +244,8 @@ application = TerminalApplication(
 
 # The view below checks the body size itself (with its own fault), so spyne's own limit is
 # only a backstop; big blocks avoid joining thousands of 8 KB chunks.
-_server = DjangoApplication(application, max_content_length=2**62, block_length=1024 * 1024)
-_clip_spyne_logs()
+server = DjangoApplication(application, max_content_length=2**62, block_length=1024 * 1024)
+clip_spyne_logs()
 # spyne runs a full gc.collect() when a request ends, at most once a second, to close
 # uploaded files promptly. We take no file uploads, and in a loaded Django process a full
 # collection costs tens of milliseconds of CPU every second: leave it to Python's own GC.

@@ -14,7 +14,7 @@ construction:
   on both paths. For anything else, and for a value those readers refuse, it returns None and
   spyne reads the request (spyne's own structural leniency included: it ignores unknown
   elements and namespaces of fields), answering with the same values or the fault naming the
-  field. tests/terminals/test_soap_submit_fast.py compares the two paths on a corpus.
+  field. tests/terminals/soap/test_submit.py compares the two paths on a corpus.
 - ``render_submit_response`` writes the per-message results byte for byte as spyne's
   serialiser does (same prefixes, same escaping as lxml).
 """

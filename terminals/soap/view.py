@@ -14,11 +14,11 @@ from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from lxml import etree
 
-from syncadmin.client_address import client_ip
-from syncadmin.observability import soap_request_observed
+from syncadmin.lib.client_address import client_ip
 from terminals.soap.contract import BATCH_TOO_LARGE, FORBIDDEN_XML, INVALID_REQUEST, NS, SOAP_ENV_NS
 from terminals.soap.guard import has_doctype_in_prolog
-from terminals.soap.service import _server
+from terminals.soap.observed import soap_request_observed
+from terminals.soap.service import server
 from terminals.soap.xsd import quote
 
 log = logging.getLogger("terminals.soap")
@@ -140,7 +140,7 @@ def _terminal_soap_view(request):
         request.META["wsgi.input"] = io.BytesIO(body)
         request.META["CONTENT_LENGTH"] = str(len(body))
     try:
-        response = _server(request)
+        response = server(request)
         if request.method == "GET" and response.status_code == 200 and "wsdl" in request.GET:
             response.content = fix_wsdl_header_refs(response.content)
             response["Content-Length"] = str(len(response.content))

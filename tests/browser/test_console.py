@@ -15,9 +15,10 @@ from django.conf import settings
 from django.contrib.sessions.backends.db import SessionStore
 
 from messages.models import Message, MessageEvent, MessageState
+from reconciliation import reports
 from reconciliation import services as reconciliation_services
 from reconciliation.models import RunTrigger
-from syncadmin.console_middleware import IDLE_SESSION_KEY
+from syncadmin.lib.middleware import IDLE_SESSION_KEY
 from terminals.models import Terminal
 from terminals.services import api_key_hash
 from tests.console_pages import console_objects, console_pages
@@ -407,9 +408,7 @@ def reconciliation_run_with_a_gap() -> int:
     terminal = TerminalFactory(code="RECON-T1")
     ingest(terminal, env("recon-a", "A"), env("recon-b", "B"))
     drain_all()
-    reconciliation_services.reported_counts_store(
-        terminal=terminal, counts=[("product", 5, datetime.now(UTC) + timedelta(seconds=1))]
-    )
+    reports.reported_counts_store(terminal=terminal, counts=[("product", 5, datetime.now(UTC) + timedelta(seconds=1))])
     return reconciliation_services.run_now(trigger=RunTrigger.COMMAND, triggered_by="test").pk
 
 

@@ -15,12 +15,13 @@ import pytest
 import redis
 from django_q.models import Schedule, Task
 
-from messages import services, tasks
+from messages import drain_slots, services, tasks
 from messages.cluster import DUE_CHECK_TASK_NAME, DueCheckingSentinel
 from messages.models import EntityCounter, Message, MessageEvent, MessageState
 from messages.services import ingest as ingest_service
+from messages.services import wakeup
 from tests.factories import TerminalFactory
-from tests.messages.test_services import env
+from tests.messages.helpers import env
 from tests.processes import ROOT, group_alive, kill_group, postgres_url, start_qcluster, stop, wait_until
 
 S = MessageState
@@ -206,7 +207,7 @@ def sentinel(monkeypatch):
     s = DueCheckingSentinel(ctx.Event(), ctx.Event(), uuid.uuid4(), start=False)
     for sig, handler in handlers.items():  # the sentinel's __init__ sets them for its own process
         signal.signal(sig, handler)
-    monkeypatch.setattr(tasks, "_drain_slots", ctx.Array("l", 4))
+    monkeypatch.setattr(drain_slots, "slots", ctx.Array("l", 4))
     s.pool = [SimpleNamespace(pid=os.getpid())]  # this process stands in for its one worker
     yield s
     for q in (s.task_queue, s.result_queue):
@@ -228,11 +229,14 @@ def test_the_due_check_hands_one_drain_to_its_own_workers_and_never_piles_them_u
     with django_assert_num_queries(0):  # the drain waits for a worker: nothing more, not even a probe
         assert sentinel.due_check() is False
     task = sentinel.task_queue.get(timeout=5)
-    assert (task["func"], task["name"], task["group"]) == (tasks.DRAIN_TASK, DUE_CHECK_TASK_NAME, "drain")
+    assert (task["func"], task["name"], task["group"]) == (wakeup.DRAIN_TASK, DUE_CHECK_TASK_NAME, "drain")
     assert "ack_id" not in task  # not from a broker: nothing to acknowledge
-    with tasks._drain_registered(), django_assert_num_queries(0):  # a drain of this cluster runs: it finds the work
+    with (
+        drain_slots.drain_registered(),
+        django_assert_num_queries(0),
+    ):  # a drain of this cluster runs: it finds the work
         assert sentinel.due_check() is False
-    tasks._drain_slots[0] = os.getpid() + 1  # a slot of a process that is not one of the workers does not count
+    drain_slots.slots[0] = os.getpid() + 1  # a slot of a process that is not one of the workers does not count
     assert sentinel.due_check() is True
     task = sentinel.task_queue.get(timeout=5)
     assert tasks.drain()["processed"] == 1  # what the worker then runs

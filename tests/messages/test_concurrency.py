@@ -8,7 +8,7 @@ from django.db import connection
 
 from messages import services
 from messages.models import CentralEntity, EntityCounter, Message, MessageEvent, MessageState
-from tests.messages.test_services import env
+from tests.messages.helpers import env
 
 S = MessageState
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

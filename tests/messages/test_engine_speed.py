@@ -12,10 +12,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from messages import handlers, services, tasks
-from messages.handlers import CENTRAL_LOCK_SQL
+from messages.central_store import CENTRAL_LOCK_SQL
 from messages.models import CentralEntity, EntityCounter, Message, MessageState
-from messages.services import processing
-from tests.messages.test_services import counter, env
+from messages.services import claim, processing, wakeup
+from tests.messages.helpers import counter, env
 from tests.processes import ROOT
 
 S = MessageState
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def no_lease_probe(monkeypatch):
-    monkeypatch.setattr(processing, "_next_expired_check", float("inf"))  # the periodic lease check
+    monkeypatch.setattr(claim, "_next_expired_check", float("inf"))  # the periodic lease check
 
 
 @pytest.mark.django_db(transaction=True)  # no test transaction around it: the batch's own is the outermost
@@ -79,13 +79,13 @@ def test_a_unique_key_race_reruns_the_batch_not_each_message(terminal, monkeypat
     services.message_ingest_batch(terminal=terminal, envelopes=[env("old", "K1", seq=1)])
     services.message_process_batch(messages=services.message_claim(worker="w", limit=10), worker="w")
     services.message_ingest_batch(terminal=terminal, envelopes=[env("new", "K1", seq=2), env("n2", "K2", seq=1)])
-    real, calls = handlers._central_lock, []
+    real, calls = handlers.central_lock, []
 
     def lookup(keys, *, db):
         calls.append(keys)
         return {} if len(calls) == 1 else real(keys, db=db)  # first pass misses the row: a race
 
-    monkeypatch.setattr(handlers, "_central_lock", lookup)
+    monkeypatch.setattr(handlers, "central_lock", lookup)
     replays = []
     monkeypatch.setattr(processing, "_process_batch_replay", lambda *a, **k: replays.append(a))
     result = services.message_process_batch(messages=services.message_claim(worker="w", limit=10), worker="w")
@@ -105,14 +105,14 @@ def test_two_workers_creating_one_entity_at_once_neither_replays_nor_double_coun
     key; the loser's batch failed three times running and was replayed one message at a time,
     every few seconds of a drain. The loser's insert now waits for the winner, skips the row and
     applies its items against it: one pass more for that key, no failed batch."""
-    monkeypatch.setattr(processing, "_next_expired_check", float("inf"))
+    monkeypatch.setattr(claim, "_next_expired_check", float("inf"))
     services.message_ingest_batch(terminal=terminal, envelopes=[env("a", "K1", seq=1)])
     services.message_ingest_batch(terminal=terminal, envelopes=[env("b", "K1", seq=2), env("c", "K2", seq=1)])
     first = services.message_claim(worker="wa", limit=1)
     second = services.message_claim(worker="wb", limit=10)
     assert [m.message_id for m in first] == ["a"] and sorted(m.message_id for m in second) == ["b", "c"]
     written, release = threading.Event(), threading.Event()
-    real_write, lookups, replays = handlers._central_write, [], []
+    real_write, lookups, replays = handlers.central_write, [], []
 
     def write_then_hold(**kwargs):  # worker a: its new row is in, uncommitted, until released
         taken = real_write(**kwargs)
@@ -125,9 +125,9 @@ def test_two_workers_creating_one_entity_at_once_neither_replays_nor_double_coun
         lookups.append((threading.current_thread().name, sorted(keys)))
         return real_lookup(keys, db=db)
 
-    real_lookup = handlers._central_lock
-    monkeypatch.setattr(handlers, "_central_write", write_then_hold)
-    monkeypatch.setattr(handlers, "_central_lock", lookup)
+    real_lookup = handlers.central_lock
+    monkeypatch.setattr(handlers, "central_write", write_then_hold)
+    monkeypatch.setattr(handlers, "central_lock", lookup)
     monkeypatch.setattr(processing, "_process_batch_replay", lambda *a, **k: replays.append(a))
     results = {}
 
@@ -210,7 +210,7 @@ def test_the_central_lookup_probes_the_unique_key_even_on_a_young_table(terminal
         cursor.execute(
             "UPDATE pg_class SET reltuples = 0, relpages = 0 WHERE relname = %s", ["queue_messages_centralentity"]
         )
-        from syncadmin.fastsql import server_binding_cursor
+        from syncadmin.lib.fastsql import server_binding_cursor
 
         with server_binding_cursor("default") as fast:
             fast.execute("EXPLAIN " + CENTRAL_LOCK_SQL, keys)
@@ -231,7 +231,7 @@ def test_a_drain_commits_asynchronously_and_gives_the_session_back(terminal, set
             cursor.execute("SHOW synchronous_commit")
             seen.append(cursor.fetchone()[0])
 
-    monkeypatch.setattr(tasks, "async_task", lambda *a, **k: None)
+    monkeypatch.setattr(wakeup, "async_task", lambda *a, **k: None)
     try:
         services.message_ingest_batch(terminal=terminal, envelopes=[env("p1", mtype="probe.upsert")])
         tasks.drain()

@@ -15,7 +15,8 @@ from django.db import connection
 from messages import services
 from messages.models import MessageEvent, MessageState
 from messages.services import operator as operator_services
-from tests.messages.test_services import env
+from syncadmin.lib.clock import db_now
+from tests.messages.helpers import env
 
 S = MessageState
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -25,7 +26,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 def test_an_operator_event_is_never_stamped_before_the_worker_event_it_follows(terminal, action, monkeypatch):
     services.message_ingest_batch(terminal=terminal, envelopes=[env("m1")])
     [m] = services.message_claim(worker="w1", limit=1)
-    real_db_now = services.db_now
+    real_db_now = db_now
     operator = threading.current_thread()
     fired = []
 

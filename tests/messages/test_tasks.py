@@ -6,11 +6,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 
-from messages import services, tasks
+from messages import drain_slots, services, tasks
 from messages.handlers import registry
 from messages.models import CentralEntity, DeadLetter, EntityCounter, Message, MessageEvent, MessageState
-from messages.services import processing
-from tests.messages.test_services import env
+from messages.services import failures, processing, wakeup
+from syncadmin.lib.clock import db_now
+from tests.messages.helpers import env
 
 S = MessageState
 pytestmark = pytest.mark.django_db
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def enqueued(monkeypatch):
     calls = []
-    monkeypatch.setattr(tasks, "async_task", lambda func, **kw: calls.append(func))
+    monkeypatch.setattr(wakeup, "async_task", lambda func, **kw: calls.append(func))
     return calls
 
 
@@ -36,7 +37,7 @@ def test_drain_hands_over_when_its_time_budget_is_spent(terminal, enqueued):
     services.message_ingest_batch(terminal=terminal, envelopes=[env("a")])
     totals = tasks.drain(max_seconds=0)
     assert totals["claimed"] == 0
-    assert enqueued == [tasks.DRAIN_TASK]
+    assert enqueued == [wakeup.DRAIN_TASK]
     assert Message.objects.get().state == S.RECEIVED
 
 
@@ -45,13 +46,13 @@ def test_sweep_wakes_drains_for_due_work_and_expired_leases(terminal, settings, 
     assert tasks.sweep() == 0 and enqueued == []
     services.message_ingest_batch(terminal=terminal, envelopes=[env(str(i), f"K{i}") for i in range(25)])
     assert tasks.sweep() == 25
-    assert enqueued == [tasks.DRAIN_TASK] * 3
+    assert enqueued == [wakeup.DRAIN_TASK] * 3
     # a lost wake-up for a message whose worker died: the sweep still finds it
     services.message_claim(worker="dead", limit=100)
     enqueued.clear()
     assert tasks.sweep() == 0
     Message.objects.filter(pk=Message.objects.first().pk).update(lease_expires_at=datetime.now(UTC) - timedelta(1))
-    assert tasks.sweep() == 1 and enqueued == [tasks.DRAIN_TASK]
+    assert tasks.sweep() == 1 and enqueued == [wakeup.DRAIN_TASK]
 
 
 def test_sweep_schedule_exists_after_migrate(db):
@@ -111,7 +112,7 @@ def test_drain_does_not_wait_for_a_lease_beyond_its_budget(terminal, enqueued):
 def poisoned_observability(monkeypatch):
     """The engine's observability code raising for any batch that holds the message "poison": an error
     from inside the batch machinery, which no handler raised (what message_process_batch leaves alone)."""
-    from syncadmin.observability import engine as observe
+    from messages import metrics as observe
 
     real = observe.batch_finished
 
@@ -195,11 +196,11 @@ def test_a_batch_whose_connection_is_killed_is_released_once_the_database_answer
         assert (totals["processed"], totals["released"]) == (2, 1)
         m = Message.objects.get(message_id="cut")
         assert m.attempts == 1 and m.lease_owner == ""
-        backoff = (m.next_attempt_at - services.db_now()).total_seconds()
+        backoff = (m.next_attempt_at - db_now()).total_seconds()
         assert 0 < backoff <= settings.SYNC_BACKOFF_BASE_SECONDS  # seconds, not a lease
         released = m.events.get(to_state=S.FAILED)
         assert released.error_class == "OperationalError" and "terminat" in released.reason
-        Message.objects.filter(pk=m.pk).update(next_attempt_at=services.db_now())
+        Message.objects.filter(pk=m.pk).update(next_attempt_at=db_now())
         totals = tasks.drain(max_seconds=30)
         assert totals["released"] == 1
     finally:
@@ -228,7 +229,7 @@ def test_a_failing_database_stops_the_drain_and_its_batch_waits_the_backoff(term
     totals = tasks.drain(max_seconds=10)
     assert (totals["claimed"], totals["released"]) == (3, 3)
     assert calls == [3, 1]  # the batch, then its first message alone: no other was tried
-    now = services.db_now()
+    now = db_now()
     released = Message.objects.filter(state=S.FAILED)
     assert released.count() == 3 and all(m.attempts == 1 and m.next_attempt_at > now for m in released)
     assert Message.objects.filter(state=S.RECEIVED).count() == 3  # never claimed
@@ -247,14 +248,14 @@ def test_when_not_even_the_release_reaches_the_database_the_lease_brings_the_bat
         raise OperationalError("connection refused")
 
     monkeypatch.setattr(processing, "_process_batch_once", unreachable)
-    real_transition = processing.message_transition
+    real_transition = failures.message_transition
 
     def transition(**kwargs):
         if kwargs["to_state"] == S.FAILED:
             unreachable()
         return real_transition(**kwargs)
 
-    monkeypatch.setattr(processing, "message_transition", transition)
+    monkeypatch.setattr(failures, "message_transition", transition)
     with caplog.at_level(logging.WARNING):
         totals = tasks.drain(max_seconds=5)
     assert totals["claimed"] == 2 and totals["released"] == 0
@@ -275,15 +276,15 @@ def test_drain_registers_while_it_runs_for_its_clusters_due_check(terminal, monk
     real_claim = services.message_claim
 
     def claim(**kwargs):
-        seen.append(tasks.drains_running({os.getpid()}))
+        seen.append(drain_slots.drains_running({os.getpid()}))
         return real_claim(**kwargs)
 
     monkeypatch.setattr(services, "message_claim", claim)
-    monkeypatch.setattr(tasks, "_drain_slots", Array("l", 3))
-    tasks._drain_slots[0] = 2**22 + 12345  # left by a killed worker (no such process): reused
-    tasks._drain_slots[1] = 1  # a live process (init) that is not one of our workers
+    monkeypatch.setattr(drain_slots, "slots", Array("l", 3))
+    drain_slots.slots[0] = 2**22 + 12345  # left by a killed worker (no such process): reused
+    drain_slots.slots[1] = 1  # a live process (init) that is not one of our workers
     services.message_ingest_batch(terminal=terminal, envelopes=[env("a")])
-    assert not tasks.drains_running({os.getpid()})
+    assert not drain_slots.drains_running({os.getpid()})
     tasks.drain()
     assert seen and all(seen)
-    assert not tasks.drains_running({os.getpid()}) and tasks._drain_slots[:] == [0, 1, 0]
+    assert not drain_slots.drains_running({os.getpid()}) and drain_slots.slots[:] == [0, 1, 0]

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.test import Client
 
-from messages.models import CentralEntity, DeadLetter, Message, MessageEvent, MessageState
-from syncadmin.models import AuditEntry, DeadLetterGroupNote
+from messages.models import CentralEntity, DeadLetter, DeadLetterGroupNote, Message, MessageEvent, MessageState
+from syncadmin.models import AuditEntry
 from tests.factories import DeadLetterFactory, MessageFactory, TerminalFactory
 
 S = MessageState
@@ -325,11 +325,11 @@ def test_bulk_without_selection_is_a_clear_error(login_as):
 
 
 def test_bulk_over_the_threshold_becomes_a_background_job(login_as, settings, monkeypatch):
-    # The old CONSOLE_BULK_MAX refusal is gone: a large selection runs as a job (tests/messages/test_bulk.py).
-    from messages import tasks_scale
+    # The old CONSOLE_BULK_MAX refusal is gone: a large selection runs as a job (tests/messages/services/test_bulk.py).
     from messages.models import BulkJob
+    from messages.services import bulk as services_bulk
 
-    monkeypatch.setattr(tasks_scale, "enqueue_bulk_job", lambda *a: None)
+    monkeypatch.setattr(services_bulk, "bulk_job_enqueue", lambda *a: None)
     settings.CONSOLE_BULK_JOB_THRESHOLD = 2
     DeadLetterFactory.create_batch(3)
     client = login_as("Support")

@@ -1,4 +1,4 @@
-"""Drive the real engine from reconciliation tests (same moves as tests/messages/test_services.py)."""
+"""Drive the real engine from reconciliation tests (same moves as tests/messages/helpers.py)."""
 
 import json
 from datetime import UTC, datetime

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from messages import services as engine
 from messages.handlers import EntityHandler, registry
 from messages.models import EntityCounter, Message, MessageState
+from messages.services import failures as engine_failures
 from messages.services import processing as engine_processing
 from reconciliation import selectors, services
 from reconciliation.models import RunTrigger
@@ -135,7 +136,11 @@ def test_counters_always_equal_recount(terminal, flaky, steps, django_settings_m
             elif kind == "crash_before_commit":
                 make_due()
                 if batch := engine.message_claim(worker="crashy", limit=s[1]):
-                    with mock.patch.object(engine_processing, "message_transition", crash), pytest.raises(SystemExit):
+                    with (
+                        mock.patch.object(engine_processing, "message_transition", crash),
+                        mock.patch.object(engine_failures, "message_transition", crash),  # failed/dead-lettered
+                        pytest.raises(SystemExit),
+                    ):
                         engine.message_process_batch(messages=batch, worker="crashy")
             elif kind == "retry_dead_letters":
                 dead = Message.objects.filter(state=S.DEAD_LETTERED).values_list("pk", flat=True)

@@ -3,8 +3,8 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
+
+from tests.migrations import migrate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -12,16 +12,9 @@ BEFORE = [("reconciliation", "0003_group_permissions")]
 AFTER = [("reconciliation", "0004_drop_future_dated_reports")]
 
 
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
 def test_reports_dated_beyond_the_clock_skew_after_their_receipt_are_dropped(settings):
     settings.SYNC_MAX_CLOCK_SKEW_SECONDS = 900
-    apps = _migrate(BEFORE)
+    apps = migrate(BEFORE)
     try:
         Terminal = apps.get_model("terminals", "Terminal")
         ReportedCount = apps.get_model("reconciliation", "ReportedCount")
@@ -37,6 +30,6 @@ def test_reports_dated_beyond_the_clock_skew_after_their_receipt_are_dropped(set
             row = ReportedCount.objects.create(terminal=terminal, entity_type=entity, count=1, as_of=as_of)
             ReportedCount.objects.filter(pk=row.pk).update(received_at=received)  # auto_now_add otherwise
     finally:
-        apps = _migrate(AFTER)
+        apps = migrate(AFTER)
     kept = apps.get_model("reconciliation", "ReportedCount").objects.values_list("entity_type", flat=True)
     assert sorted(kept) == ["past", "within"]

@@ -5,7 +5,7 @@ from django.core.management import CommandError, call_command
 
 from messages.models import EntityCounter, Message, MessageState
 from messages.outbound import update_fetch
-from reconciliation import selectors, services, tasks
+from reconciliation import reports, selectors, services, tasks
 from reconciliation.models import Discrepancy, ReconciliationRun, ReportedCount, RunStatus, RunTrigger
 from reconciliation.selectors import Report
 from syncadmin.models import AuditEntry
@@ -25,7 +25,7 @@ def run():
 
 
 def report(terminal, count, entity="product", as_of=AS_OF):
-    services.reported_counts_store(terminal=terminal, counts=[(entity, count, as_of)])
+    reports.reported_counts_store(terminal=terminal, counts=[(entity, count, as_of)])
 
 
 def found(run, terminal, entity="product"):
@@ -239,7 +239,7 @@ def test_resync_request_reaches_the_terminal_through_fetch_updates(terminal):
 
 def test_console_run_is_queued_then_executed_by_the_task(terminal, monkeypatch, django_capture_on_commit_callbacks):
     queued = []
-    monkeypatch.setattr(tasks, "enqueue_run", queued.append)
+    monkeypatch.setattr(services, "run_enqueue", queued.append)
     with django_capture_on_commit_callbacks(execute=True):
         r = services.run_request(actor="user:ann")
     assert queued == [r.pk] and r.status == RunStatus.QUEUED
@@ -295,14 +295,14 @@ def test_reconcile_command_prints_summary_and_exit_code(terminal, monkeypatch, c
 
 def test_reported_counts_store_accepts_tuples_and_count_reports_and_refuses_bad_ones(terminal):
     assert (
-        services.reported_counts_store(
-            terminal=terminal, counts=[("product", 3, AS_OF), services.CountReport("sale", 0, AS_OF)]
+        reports.reported_counts_store(
+            terminal=terminal, counts=[("product", 3, AS_OF), reports.CountReport("sale", 0, AS_OF)]
         )
         == 2
     )
     for bad in [("", 1, AS_OF), ("x" * 41, 1, AS_OF), ("product", -1, AS_OF), ("product", 1, None)]:
-        with pytest.raises(services.InvalidCountReport):
-            services.reported_counts_store(terminal=terminal, counts=[("product", 1, AS_OF), bad])
+        with pytest.raises(reports.InvalidCountReport):
+            reports.reported_counts_store(terminal=terminal, counts=[("product", 1, AS_OF), bad])
     assert ReportedCount.objects.count() == 2  # nothing of a refused report is stored
 
 
@@ -311,8 +311,8 @@ def test_a_count_dated_in_the_future_is_refused_whole_and_does_not_pin_the_lates
     now = datetime.now(UTC)
     far = datetime(9999, 12, 31, tzinfo=UTC)
     for future in [far, now + timedelta(seconds=960)]:
-        with pytest.raises(services.InvalidCountReport, match="AsOf .* is in the future: more than 900 s ahead"):
-            services.reported_counts_store(terminal=terminal, counts=[("product", 1, AS_OF), ("stock", 5, future)])
+        with pytest.raises(reports.InvalidCountReport, match="AsOf .* is in the future: more than 900 s ahead"):
+            reports.reported_counts_store(terminal=terminal, counts=[("product", 1, AS_OF), ("stock", 5, future)])
     assert not ReportedCount.objects.exists()  # nothing of a refused report is stored
     # Within the allowance (a terminal clock a little fast) it is a report like any other...
     report(terminal, 4, as_of=now + timedelta(seconds=840))
@@ -323,7 +323,7 @@ def test_a_count_dated_in_the_future_is_refused_whole_and_does_not_pin_the_lates
 
 def test_the_clock_skew_allowance_follows_the_setting(terminal, settings):
     settings.SYNC_MAX_CLOCK_SKEW_SECONDS = 60
-    with pytest.raises(services.InvalidCountReport, match="more than 60 s ahead"):
+    with pytest.raises(reports.InvalidCountReport, match="more than 60 s ahead"):
         report(terminal, 1, as_of=datetime.now(UTC) + timedelta(seconds=120))
     settings.SYNC_MAX_CLOCK_SKEW_SECONDS = 300
     report(terminal, 1, as_of=datetime.now(UTC) + timedelta(seconds=120))

@@ -5,7 +5,7 @@ from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
 from messages.models import EntityCounter, OutboundUpdate
-from reconciliation import services, tasks
+from reconciliation import reports, services
 from reconciliation.models import Discrepancy, ReconciliationRun, RunTrigger
 from syncadmin.models import AuditEntry
 from tests.reconciliation.helpers import drain_all, env, ingest
@@ -31,7 +31,7 @@ def gap(terminal):
     """A finished run with a real gap for T0001/product (terminal 5, centre 2)."""
     ingest(terminal, env("a", "A"), env("b", "B"))
     drain_all()
-    services.reported_counts_store(terminal=terminal, counts=[("product", 5, datetime.now(UTC) + timedelta(seconds=1))])
+    reports.reported_counts_store(terminal=terminal, counts=[("product", 5, datetime.now(UTC) + timedelta(seconds=1))])
     run = services.run_now(trigger=RunTrigger.COMMAND, triggered_by="test")
     return Discrepancy.objects.get(run=run)
 
@@ -139,7 +139,7 @@ def test_admin_recounts_a_drifted_counter(client, gap):
 
 def test_run_now_queues_a_run(client, terminal, monkeypatch, django_capture_on_commit_callbacks):
     queued = []
-    monkeypatch.setattr(tasks, "enqueue_run", queued.append)
+    monkeypatch.setattr(services, "run_enqueue", queued.append)
     user_with(client, "sue", SUPPORT)
     assert client.get(reverse("reconciliation:run_now")).status_code == 405  # POST only
     with django_capture_on_commit_callbacks(execute=True):
@@ -187,7 +187,7 @@ def test_matrix_escapes_terminal_codes_and_reported_types(client):
     from tests.factories import TerminalFactory
 
     odd = TerminalFactory(code="<b>T&1</b>")
-    services.reported_counts_store(terminal=odd, counts=[('x"><script>y', 1, datetime.now(UTC))])
+    reports.reported_counts_store(terminal=odd, counts=[('x"><script>y', 1, datetime.now(UTC))])
     services.run_now(trigger=RunTrigger.COMMAND, triggered_by="test")
     user_with(client, "vera", VIEWER)
     html = client.get(reverse("reconciliation:matrix")).content.decode()

@@ -42,6 +42,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from messages.models import MessageState
+from reconciliation import reports
 from reconciliation import services as recon
 from reconciliation.models import Discrepancy, RunTrigger
 from syncadmin.services import audit_record
@@ -66,7 +67,7 @@ NOT_CONSOLE = {
     "admin/": "Django's own admin (superusers only)",
     "terminal-soap": "the terminals' SOAP API: tests/terminals/ and tests/chaos/test_hostile_input.py",
     "metrics": "Prometheus scrape endpoint, reads no parameter",
-    "healthz": "load-balancer probe, tested in tests/syncadmin/test_health.py",
+    "healthz": "load-balancer probe, tested in tests/syncadmin/observability/test_health.py",
     "login": "django's login view behind django-axes, tested in tests/messages/test_views.py",
     "logout": "django's logout view",
 }
@@ -151,7 +152,7 @@ def world(db, settings):
     terminal = TerminalFactory(code="T0001")
     ingest(terminal, env("a", "A"), env("b", "B"))
     drain_all()
-    recon.reported_counts_store(terminal=terminal, counts=[("product", 5, datetime.now(UTC) + timedelta(seconds=1))])
+    reports.reported_counts_store(terminal=terminal, counts=[("product", 5, datetime.now(UTC) + timedelta(seconds=1))])
     run = recon.run_now(trigger=RunTrigger.COMMAND, triggered_by="test")
     dead = DeadLetterFactory(message__terminal=terminal)
     for state in (MessageState.FAILED, MessageState.DISCARDED, MessageState.RECEIVED):

@@ -14,7 +14,7 @@ import pytest
 
 from messages.models import Message, MessageState
 from messages.services import Envelope
-from reconciliation import services as reconciliation_services
+from reconciliation import reports
 from terminals.services import terminal_heartbeat
 from tests.console_pages import console_objects, console_pages
 from tests.factories import TerminalFactory
@@ -39,7 +39,7 @@ def hostile_pages(db):
     ]
     ingest(terminal, *envelopes)
     drain_all()
-    reconciliation_services.reported_counts_store(terminal=terminal, counts=[(MARKUP[0], 3, datetime.now(UTC))])
+    reports.reported_counts_store(terminal=terminal, counts=[(MARKUP[0], 3, datetime.now(UTC))])
     dead = Message.objects.filter(terminal=terminal, state=MessageState.DEAD_LETTERED)
     assert dead.count() == len(MARKUP)
     objects.update(message=dead.first().pk, terminal=terminal.pk)

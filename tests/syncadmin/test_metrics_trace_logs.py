@@ -13,12 +13,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from messages import services
 from messages.models import Message
+from messages.services.sampling import metric_sample_write
+from syncadmin.lib import tracing
+from syncadmin.lib.logs import ContextFilter, JsonFormatter, PlainFormatter, log_context
+from syncadmin.lib.schedules import ensure_schedules
 from syncadmin.models import MetricCounter, MetricSample
-from syncadmin.observability import log_context, soap_request, tracing
-from syncadmin.observability.logs import ContextFilter, JsonFormatter, PlainFormatter
-from syncadmin.observability.sampling import metric_sample_write
-from syncadmin.observability.schedules import ensure_schedules
-from tests.messages.test_services import drain_all, env
+from terminals.soap.observed import soap_request
+from tests.messages.helpers import drain_all, env
 
 pytestmark = pytest.mark.django_db
 
@@ -69,7 +70,7 @@ def test_a_batch_that_rolls_back_logs_nothing(terminal, caplog, committed, monke
     connection, say) logged "message processed" for messages that were then applied again."""
     from django.db import OperationalError
 
-    from syncadmin.observability import engine
+    from syncadmin.lib import counters
 
     services.message_ingest_batch(terminal=terminal, envelopes=[env("a", "A")])
     batch = services.message_claim(worker="w", limit=10)
@@ -77,7 +78,7 @@ def test_a_batch_that_rolls_back_logs_nothing(terminal, caplog, committed, monke
     def connection_lost(**kwargs):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(engine, "metric_counter_add", connection_lost)  # the batch's metric deltas
+    monkeypatch.setattr(counters, "metric_counter_add", connection_lost)  # the batch's metric deltas
     with caplog.at_level(logging.INFO, logger="messages.processing"), committed():
         with pytest.raises(OperationalError):
             services.message_process_batch(messages=batch, worker="w")

@@ -58,7 +58,7 @@ def test_dashboard_htmx_partial_and_chart(login_as):
 
 def test_dashboard_shows_discrepancies_and_terminal_health(login_as):
     from reconciliation.models import Discrepancy, ReconciliationRun
-    from syncadmin.models import TerminalHealthSnapshot
+    from terminals.models import TerminalHealthSnapshot
 
     client = login_as("Viewers")
     assert "health: not sampled yet" in client.get("/").content.decode()

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from messages import tasks
+from messages.services.wakeup import enqueue_drain, sweep
 
 
 class Command(BaseCommand):
@@ -15,8 +15,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, drains, **options):
         if drains:
-            tasks.enqueue_drain(drains)
+            enqueue_drain(drains)
             self.stdout.write(f"enqueued {drains} drain task(s)")
         else:
-            due = tasks.sweep()
+            due = sweep()
             self.stdout.write(f"{due} due message(s)")

@@ -1,0 +1,63 @@
+"""Reads on the message queue (``queue``), bulk jobs (``bulk``) and retention runs (``retention``).
+
+The queue's reads are re-exported here (``from messages import selectors``, then
+``selectors.message_due_count(...)``); the others are imported by module.
+"""
+
+from messages.selectors.queue import (
+    DEADLETTER_GROUPINGS,
+    MESSAGE_EXPORT_COLUMNS,
+    MESSAGE_SORTS,
+    RetryOutlook,
+    deadletter_group_notes,
+    deadletter_groups,
+    deadletter_open_by_reason,
+    deadletter_open_count,
+    message_actionable_ids,
+    message_backlog,
+    message_backlog_ages,
+    message_count_capped,
+    message_counts_for_terminals,
+    message_due_count,
+    message_due_exists,
+    message_entity_history,
+    message_export_rows,
+    message_lease_expiry_seconds,
+    message_lifecycle,
+    message_list_queryset,
+    message_pending_updates,
+    message_retry_outlook,
+    message_state_counts,
+    message_state_counts_fast,
+    message_statuses,
+    message_throughput,
+)
+
+__all__ = [
+    "DEADLETTER_GROUPINGS",
+    "MESSAGE_EXPORT_COLUMNS",
+    "MESSAGE_SORTS",
+    "RetryOutlook",
+    "deadletter_group_notes",
+    "deadletter_groups",
+    "deadletter_open_by_reason",
+    "deadletter_open_count",
+    "message_actionable_ids",
+    "message_backlog",
+    "message_backlog_ages",
+    "message_count_capped",
+    "message_counts_for_terminals",
+    "message_due_count",
+    "message_due_exists",
+    "message_entity_history",
+    "message_export_rows",
+    "message_lease_expiry_seconds",
+    "message_lifecycle",
+    "message_list_queryset",
+    "message_pending_updates",
+    "message_retry_outlook",
+    "message_state_counts",
+    "message_state_counts_fast",
+    "message_statuses",
+    "message_throughput",
+]

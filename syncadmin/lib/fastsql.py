@@ -1,0 +1,56 @@
+"""PostgreSQL: a cursor that binds its parameters on the server, for the engine's hot statements.
+
+Django's psycopg backend binds parameters on the client by default: it quotes every value into
+the statement's text in Python. For the arrays the engine sends on every batch (ids, entity
+keys, JSON documents, metric labels) that quoting ran a regular expression per escaped
+character and cost more than the statements themselves (profiled: 0.45 ms against 0.18 ms per
+metric INSERT). This cursor sends the values apart from the statement, arrays in binary where a
+statement marks them ``%b``. It is a normal Django cursor otherwise: same connection and
+transaction, Django's database exceptions, execute wrappers and query logging.
+
+``prepare=True`` also prepares the statement on the server the first time a connection runs it,
+so later runs skip parsing and planning. Only for statements whose best plan cannot depend on
+how big a table is (inserts from arrays, updates by primary key): a prepared statement may
+settle on one generic plan, and one made while a table was nearly empty would scan it for
+good. Off for every statement when DATABASE_PREPARED_STATEMENTS=off (settings.py).
+"""
+
+from __future__ import annotations
+
+from django.db import connections
+from django.db.backends.postgresql.base import ServerBindingCursor
+from django.db.backends.utils import CursorWrapper
+
+_classes: dict[bool, type] = {}
+
+
+def _cursor_class(prepare: bool) -> type:
+    if prepare not in _classes:
+
+        class Cursor(ServerBindingCursor):
+            def execute(self, query, params=None, **kwargs):
+                # None leaves it to the connection's threshold, which is never reached (settings.py).
+                result = super().execute(query, params, prepare=prepare or None, **kwargs)
+                if self._query is None:
+                    # psycopg keeps no query for a prepared run; Django's query log (DEBUG,
+                    # CaptureQueriesContext, the debug toolbar) reads its text from there.
+                    self._query = self._converted
+                return result
+
+            def _convert_query(self, query, params=None):
+                self._converted = super()._convert_query(query, params)
+                return self._converted
+
+        _classes[prepare] = Cursor
+    return _classes[prepare]
+
+
+def server_binding_cursor(alias: str, *, prepare: bool = False) -> CursorWrapper:
+    """A Django cursor on ``alias`` (PostgreSQL only) whose parameters travel apart from the SQL."""
+    conn = connections[alias]
+    conn.close_if_health_check_failed()
+    conn.ensure_connection()
+    with conn.wrap_database_errors:
+        # What BaseDatabaseWrapper._cursor() does, with the cursor class chosen here rather than
+        # by the connection's OPTIONS (server_side_binding there would switch every query over).
+        return conn._prepare_cursor(_cursor_class(prepare)(conn.connection))

@@ -1,0 +1,33 @@
+"""queue_messages 0008: the schedules stored under the tasks' old dotted paths run the moved tasks."""
+
+import pytest
+from django_q.models import Schedule
+
+from tests.migrations import migrate
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BEFORE = [("queue_messages", "0007_deadlettergroupnote_from_syncadmin")]
+AFTER = [("queue_messages", "0008_schedule_task_paths")]
+
+
+def test_stored_schedule_paths_are_rewritten_to_the_moved_tasks():
+    migrate(BEFORE)
+    try:
+        Schedule.objects.all().delete()
+        for name, func in [
+            ("purge", "messages.tasks_scale.purge"),
+            ("resume", "messages.tasks_scale.bulk_jobs_resume"),
+            ("job", "messages.tasks_scale.bulk_job_run"),
+            ("sweep", "messages.tasks.sweep"),  # not moved: left alone
+        ]:
+            Schedule.objects.create(name=name, func=func, schedule_type="I", minutes=1, repeats=-1)
+    finally:
+        migrate(AFTER)
+    stored = dict(Schedule.objects.values_list("name", "func"))
+    assert stored == {
+        "purge": "messages.tasks.purge",
+        "resume": "messages.tasks.bulk_jobs_resume",
+        "job": "messages.tasks.bulk_job_run",
+        "sweep": "messages.tasks.sweep",
+    }
