@@ -25,7 +25,10 @@ $(info Python $(word 2,$(FOUND)): $(PYTHON) ($(PYTHON_FROM)))
 # The virtualenv follows the interpreter: one made by another Python (or none) is made again.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-VENV_STALE := $(if $(filter-out $(wordlist 2,99,$(FOUND)),$(wordlist 2,99,$(shell $(PY) -c '$(PY_ASK)' 2>/dev/null))),yes,$(if $(wildcard $(PY)),,yes))
+VENV_MADE_BY := $(wordlist 2,99,$(shell $(PY) -c '$(PY_ASK)' 2>/dev/null))
+ifneq ($(VENV_MADE_BY),$(wordlist 2,99,$(FOUND)))
+VENV_STALE := yes
+endif
 PG_URL ?= postgres://postgres@127.0.0.1:5432/syncadmin
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
@@ -41,7 +44,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt $(if $(VENV_STALE),ven
 
 install: $(VENV)/.installed
 
-## Which Python the other targets use (the line above), and nothing else.
+## Only the line every make starts with: the Python it took, and why.
 python:
 	@:
 
