@@ -1,20 +1,52 @@
-# SyncAdmin: `make run` to try it, `make test` to test it. Needs Python 3.11.
-PYTHON ?= python3.11
-VENV := .venv
+# SyncAdmin: `make run` to try it, `make test` to test it. Python 3.11, 3.12 or 3.13.
+
+# The interpreter: the newest supported one that runs (PYTHONS, newest first), looked for as
+# pythonX.Y on the PATH, then in pyenv's versions. "Runs and says it is X.Y" is the test, not
+# "is on the PATH": pyenv puts a shim for every version it has on the PATH, and the shim of a
+# version pyenv has not selected fails. `make PYTHON=/path/to/python` takes that one instead;
+# `make PYTHONS=3.12` looks for 3.12 only (.ci/run tests each version that way).
+PYTHONS ?= 3.13 3.12 3.11
+PYENV_ROOT ?= $(HOME)/.pyenv
+PY_ASK := import sys; print(sys.executable, sys.version)
+ifdef PYTHON
+FOUND := $(shell "$(PYTHON)" -c '$(PY_ASK)' 2>/dev/null)
+$(if $(FOUND),,$(error PYTHON=$(PYTHON) does not run))
+$(if $(filter $(PYTHONS),$(basename $(word 2,$(FOUND)))),,$(warning PYTHON=$(PYTHON) is Python $(word 2,$(FOUND)); this project supports $(PYTHONS)))
+PYTHON_FROM := PYTHON=$(PYTHON)
+else
+FOUND := $(shell for v in $(PYTHONS); do for c in python$$v "$(PYENV_ROOT)"/versions/$$v*/bin/python$$v; do \
+	out=$$("$$c" -c '$(PY_ASK)' 2>/dev/null) && case "$$out" in (*" $$v".*) echo "$$out"; exit 0;; esac; done; done)
+$(if $(FOUND),,$(error No Python $(PYTHONS) runs here (looked for pythonX.Y on the PATH and in $(PYENV_ROOT)/versions); install one, or name one with PYTHON=))
+PYTHON_FROM := the newest of $(PYTHONS) found
+endif
+PYTHON := $(word 1,$(FOUND))
+$(info Python $(word 2,$(FOUND)): $(PYTHON) ($(PYTHON_FROM)))
+
+# The virtualenv follows the interpreter: one made by another Python (or none) is made again.
+VENV ?= .venv
 PY := $(VENV)/bin/python
+VENV_MADE_BY := $(wordlist 2,99,$(shell $(PY) -c '$(PY_ASK)' 2>/dev/null))
+ifneq ($(VENV_MADE_BY),$(wordlist 2,99,$(FOUND)))
+VENV_STALE := yes
+endif
 PG_URL ?= postgres://postgres@127.0.0.1:5432/syncadmin
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test test-sqlite test-postgres install lint docs bench chaos chaos-long lock upgrade-deps
+.PHONY: run test test-sqlite test-postgres install python lint docs bench chaos chaos-long lock upgrade-deps venv-stale
 
 # requirements-dev.txt pins and hashes everything (runtime, tests, pip itself): pip checks every
 # download against the lock's hashes, so nothing floats and nothing is swapped on the way.
-$(VENV)/.installed: requirements.txt requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
+$(VENV)/.installed: requirements.txt requirements-dev.txt $(if $(VENV_STALE),venv-stale)
+	$(if $(VENV_STALE),rm -rf $(VENV))
+	$(if $(VENV_STALE),$(PYTHON) -m venv $(VENV))
 	$(PY) -m pip install -q --require-hashes -r requirements-dev.txt
 	touch $@
 
 install: $(VENV)/.installed
+
+## Only the line every make starts with: the Python it took, and why.
+python:
+	@:
 
 ## Set up and run the whole hub (SQLite + ORM broker): web server and workers together.
 run: install
@@ -65,16 +97,18 @@ chaos-long: install
 
 ## Regenerate requirements.txt and requirements-dev.txt (pinned + hashed) from the hand-written
 ## requirements*.in after editing them; upgrade-deps also moves every unpinned transitive
-## dependency to its newest release. Both need PyPI. The lock is made from PyPI only, whatever
-## the machine's pip configuration adds (local wheel folders, mirrors).
-PIP_COMPILE = env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null $(VENV)/bin/pip-compile -q \
-	--generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links \
-	--index-url https://pypi.org/simple
+## dependency to its newest release. Both need PyPI. One lock serves every supported Python:
+## uv resolves it --universal from 3.11 up and keeps the markers (pip-compile resolves for the
+## Python it runs on and drops a requirement whose marker is false there, such as legacy-cgi's).
+## The lock is made from PyPI only, whatever the machine's configuration adds (wheel folders, mirrors).
+UV_COMPILE = env -u UV_INDEX -u UV_INDEX_URL -u UV_DEFAULT_INDEX -u UV_EXTRA_INDEX_URL -u UV_FIND_LINKS \
+	$(VENV)/bin/uv pip compile -q --no-config --universal --python-version 3.11 --generate-hashes \
+	--index-url https://pypi.org/simple --custom-compile-command "make lock"
 
 lock: install
-	$(PIP_COMPILE) -o requirements.txt requirements.in
-	$(PIP_COMPILE) -o requirements-dev.txt requirements-dev.in
+	$(UV_COMPILE) -o requirements.txt requirements.in
+	$(UV_COMPILE) -o requirements-dev.txt requirements-dev.in
 
 upgrade-deps: install
-	$(PIP_COMPILE) --upgrade -o requirements.txt requirements.in
-	$(PIP_COMPILE) --upgrade -o requirements-dev.txt requirements-dev.in
+	$(UV_COMPILE) --upgrade -o requirements.txt requirements.in
+	$(UV_COMPILE) --upgrade -o requirements-dev.txt requirements-dev.in

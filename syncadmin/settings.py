@@ -12,6 +12,8 @@ from pathlib import Path
 import csp.constants
 import environ
 
+# Before anything imports spyne, on every Python this project supports (its module says why).
+import syncadmin.lib.spyne_compat  # noqa: F401
 from syncadmin.lib.secret_key import demo_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent

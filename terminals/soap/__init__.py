@@ -18,6 +18,9 @@ The hardening lives here because it is about the wire, not the business:
   misread negative half-hour offsets.
 """
 
+# spyne on Python 3.12+ needs this first (syncadmin/lib/spyne_compat.py); the settings import it
+# too, so scripts that import spyne after setting Django up work as well.
+import syncadmin.lib.spyne_compat  # noqa: F401
 from terminals.soap.contract import (
     AUTH_FAILED,
     BATCH_TOO_LARGE,
