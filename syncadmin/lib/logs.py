@@ -5,8 +5,9 @@
 copies them onto each record. Fields passed with ``extra=`` win over the context.
 LOG_FORMAT=json (default) writes one JSON object per line; LOG_FORMAT=plain is for a
 developer's terminal. deploy/gunicorn.conf.py formats gunicorn's own lines and its access log
-with the same formatters (``AccessLogFields`` turns an access line's atoms into fields). This module is imported by the logging configuration, before the
-apps are ready: it must not import models.
+with the same formatters (``AccessLogFields`` turns an access line's atoms into fields). This
+module is imported by the logging configuration, before the apps are ready: it must not import
+models.
 """
 
 from __future__ import annotations

@@ -334,7 +334,7 @@ def test_metrics_add_up_the_soap_requests_of_every_gunicorn_worker(stack):
     assert max(per_worker.values()) < len(pids)
 
 
-def test_the_web_unit_writes_one_json_format_access_log_included(stack):
+def test_each_unit_writes_json_lines_only_the_access_log_included(stack):
     stack.session().get(stack.base + "/accounts/login/?from=log-test", timeout=10)
     assert wait_until(lambda: "from=log-test" in stack.web_log.read_text(), 10)
     entries = [json.loads(line) for line in stack.web_lines()]  # every line, or this fails
@@ -349,6 +349,9 @@ def test_the_web_unit_writes_one_json_format_access_log_included(stack):
     assert access["remote_addr"] == "127.0.0.1" and access["forwarded_for"] == "127.0.0.1"
     assert isinstance(access["duration_ms"], int) and isinstance(access["pid"], int)
     assert any(e["logger"] == "gunicorn.error" and "Booting worker" in e["message"] for e in entries)
+    # The worker unit too: the application's lines and django-q2's, one JSON object each.
+    worker = [json.loads(line) for line in stack.worker_log.read_text().splitlines() if line.strip()]
+    assert any(e["logger"] == "django-q" for e in worker) and all("message" in e for e in worker)
 
 
 def gunicornc(socket: Path, command: str) -> dict:

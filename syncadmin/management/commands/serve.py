@@ -25,9 +25,9 @@ class Command(BaseCommand):
         prom_dir = settings.VAR_DIR / "prometheus"
         shutil.rmtree(prom_dir, ignore_errors=True)
         prom_dir.mkdir(parents=True)
-        # A terminal, not a journal: plain log lines (LOG_FORMAT=json still wins when set), and
-        # gunicorn's own access line format, not the JSON of deploy/gunicorn.conf.py.
-        env = {**os.environ, "LOG_FORMAT": os.environ.get("LOG_FORMAT", "plain")}
+        # A terminal, not a journal: plain application lines (manage.py sets LOG_FORMAT=plain for
+        # serve unless it is set) and gunicorn's own access line, not deploy/gunicorn.conf.py's JSON.
+        env = {**os.environ, "LOG_FORMAT": settings.LOG_FORMAT}
         web_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(prom_dir)}
         # gunicorn's control socket in this checkout's var dir, not the per-user default that
         # every gunicorn on the machine would fight over.
