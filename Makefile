@@ -49,6 +49,8 @@ python:
 	@:
 
 ## Set up and run the whole hub (SQLite + ORM broker): web server and workers together.
+## Plain log lines for a terminal (production's default is JSON); LOG_FORMAT=json make run for JSON.
+run: export LOG_FORMAT ?= plain
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py bootstrap

@@ -242,6 +242,8 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_SSL
 SECURE_HSTS_PRELOAD = SECURE_SSL
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SECURE_SSL else None
 SESSION_COOKIE_HTTPONLY = True
+# No script reads the CSRF cookie: htmx sends the token from the page (templates/base.html).
+CSRF_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 
 # --- i18n, static --------------------------------------------------------------------------
@@ -256,7 +258,8 @@ STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise serves from it once collectstatic
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    # Hashed, compressed names after collectstatic (cached for a year: syncadmin/lib/staticfiles.py).
+    "staticfiles": {"BACKEND": "syncadmin.lib.staticfiles.HashedStaticFilesStorage"},
 }
 # Serve straight from the finders when collectstatic has not run (the demo).
 WHITENOISE_USE_FINDERS = True

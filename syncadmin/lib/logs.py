@@ -4,13 +4,16 @@
 (a contextvar, so threads and async tasks keep their own); ``ContextFilter`` on the handler
 copies them onto each record. Fields passed with ``extra=`` win over the context.
 LOG_FORMAT=json (default) writes one JSON object per line; LOG_FORMAT=plain is for a
-developer's terminal. This module is imported by the logging configuration, before the
-apps are ready: it must not import models.
+developer's terminal. deploy/gunicorn.conf.py formats gunicorn's own lines and its access log
+with the same formatters (``AccessLogFields`` turns an access line's atoms into fields). This
+module is imported by the logging configuration, before the apps are ready: it must not import
+models.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -74,3 +77,36 @@ class HealthPollFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         match = getattr(getattr(record, "request", None), "resolver_match", None)
         return not (getattr(record, "status_code", None) == 503 and getattr(match, "url_name", None) == "healthz")
+
+
+# gunicorn's access-log atoms (gunicorn.glogging.Logger.atoms) kept as fields of the line.
+ACCESS_FIELDS = {
+    "h": "remote_addr",
+    "m": "method",
+    "U": "path",
+    "q": "query",
+    "H": "protocol",
+    "s": "status",
+    "B": "bytes",
+    "M": "duration_ms",
+    "a": "user_agent",
+    "{x-forwarded-for}i": "forwarded_for",
+}
+
+
+class AccessLogFields(logging.Filter):
+    """On gunicorn.access: the request's atoms as fields (status, path, duration_ms...) and the
+    worker's pid, so a JSON access line is queried by field instead of parsed from its message.
+
+    gunicorn logs each request as ``access_log.info(access_log_format, atoms)``: the message is
+    the formatted line, ``record.args`` the atoms (a dict answering "-" for a missing one).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        atoms = record.args if isinstance(record.args, dict) else {}
+        for atom, field in ACCESS_FIELDS.items():
+            value = atoms.get(atom) if atom in atoms else None
+            if value not in (None, "", "-") and not hasattr(record, field):
+                setattr(record, field, int(value) if field == "status" and str(value).isdigit() else value)
+        record.pid = os.getpid()
+        return True

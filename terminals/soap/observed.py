@@ -23,6 +23,11 @@ from syncadmin.lib.logs import log_context
 from syncadmin.lib.process_metrics import PROCESS_REGISTRY
 from terminals.soap.contract import CONTRACT_FAULTS, OPERATIONS
 
+# request.META key of a list the SOAP operation appends its name to: the view counts a call itself
+# only when no operation ran (refused before: size, DOCTYPE, malformed XML). A list, not a flag:
+# spyne's DjangoApplication runs the call on a copy of request.META, which shares its values.
+OBSERVED_MARK = "syncadmin.soap_observed"
+
 SOAP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 SOAP_REQUESTS = Counter(
     "syncadmin_soap_requests",

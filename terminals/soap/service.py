@@ -25,7 +25,7 @@ from terminals.soap.contract import (
     UNAVAILABLE,
 )
 from terminals.soap.guard import GuardedSoap11, clip_spyne_logs
-from terminals.soap.observed import soap_request
+from terminals.soap.observed import OBSERVED_MARK, soap_request
 from terminals.soap.types import (
     AckResult,
     EntityCount,
@@ -106,7 +106,8 @@ class TerminalApplication(Application):
         env = getattr(ctx.transport, "req_env", None)
         if env is None:
             env = {}
-        env["syncadmin.soap_observed"] = True  # the view counts calls that never got this far
+        if isinstance(env.get(OBSERVED_MARK), list):
+            env[OBSERVED_MARK].append(operation)  # the view counts the calls that never got this far
         with soap_request(operation, headers=env) as call:
             try:
                 terminal = _authenticate(ctx)

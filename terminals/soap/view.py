@@ -17,7 +17,7 @@ from lxml import etree
 from syncadmin.lib.client_address import client_ip
 from terminals.soap.contract import BATCH_TOO_LARGE, FORBIDDEN_XML, INVALID_REQUEST, NS, SOAP_ENV_NS
 from terminals.soap.guard import has_doctype_in_prolog
-from terminals.soap.observed import soap_request_observed
+from terminals.soap.observed import OBSERVED_MARK, soap_request_observed
 from terminals.soap.service import server
 from terminals.soap.xsd import quote
 
@@ -101,8 +101,9 @@ _FAULTCODE = re.compile(rb"<faultcode>(?:[^<:]*:)?([^<]+)</faultcode>")
 def terminal_soap_view(request):
     """The SOAP endpoint: size and prolog checks, then spyne (auth is in TerminalApplication)."""
     started = time.perf_counter()
+    observed = request.META[OBSERVED_MARK] = []
     response = _terminal_soap_view(request)
-    if request.method == "POST" and not request.META.get("syncadmin.soap_observed"):
+    if request.method == "POST" and not observed:
         # Refused before any operation ran (size, DOCTYPE, malformed XML): still counted.
         match = _FAULTCODE.search(response.content[:4096]) if response.status_code >= 400 else None
         fault = match.group(1).decode("ascii", "replace") if match else None

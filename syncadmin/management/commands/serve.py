@@ -25,13 +25,20 @@ class Command(BaseCommand):
         prom_dir = settings.VAR_DIR / "prometheus"
         shutil.rmtree(prom_dir, ignore_errors=True)
         prom_dir.mkdir(parents=True)
-        web_env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(prom_dir)}
+        # A terminal, not a journal: plain application lines (manage.py sets LOG_FORMAT=plain for
+        # serve unless it is set) and gunicorn's own access line, not deploy/gunicorn.conf.py's JSON.
+        env = {**os.environ, "LOG_FORMAT": settings.LOG_FORMAT}
+        web_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(prom_dir)}
+        # gunicorn's control socket in this checkout's var dir, not the per-user default that
+        # every gunicorn on the machine would fight over.
+        control_socket = settings.VAR_DIR / "run" / "serve-gunicorn.ctl"
         procs = [
             subprocess.Popen(
                 [
                     python, "-m", "gunicorn", "syncadmin.wsgi:application",
                     "--bind", bind, "--workers", str(web_workers), "--threads", "4",
                     "--access-logfile", "-", "--graceful-timeout", "20",
+                    "--control-socket", str(control_socket),
                 ],
                 start_new_session=True,
                 env=web_env,
@@ -39,7 +46,9 @@ class Command(BaseCommand):
             # Own session: Ctrl-C reaches only this command, which then stops the cluster through
             # its main process. (A SIGTERM sent to every qcluster process at once can leave
             # django-q2's main process waiting forever for a sentinel that is already gone.)
-            subprocess.Popen([python, "manage.py", "sync_cluster"], cwd=settings.BASE_DIR, start_new_session=True),
+            subprocess.Popen(
+                [python, "manage.py", "sync_cluster"], cwd=settings.BASE_DIR, env=env, start_new_session=True
+            ),
         ]  # fmt: skip
         self.stdout.write(
             self.style.SUCCESS(f"SyncAdmin is running: http://{bind}/  (SOAP: http://{bind}/soap/terminal/v1/?wsdl)")

@@ -18,9 +18,11 @@ from syncadmin.lib.counters import (
     metric_counters_fold,
 )
 from syncadmin.models import MetricCounter
+from terminals.services import terminal_create
 from terminals.soap.observed import soap_request_observed
 from tests.factories import TerminalFactory
 from tests.messages.helpers import drain_all, env, make_due
+from tests.terminals.helpers import envelope, security_header
 
 S = MessageState
 pytestmark = pytest.mark.django_db
@@ -158,6 +160,25 @@ def test_soap_requests_are_counted_by_operation_and_fault(scrape):
     assert delta("syncadmin_soap_requests_total", operation="other", fault_code="other") == 1
     assert delta("syncadmin_soap_request_seconds_count", operation="SubmitMessages") == 2
     assert delta("syncadmin_soap_request_seconds_bucket", operation="SubmitMessages", le="0.025") == 1
+
+
+def test_a_soap_call_through_the_endpoint_is_counted_once(client, scrape):
+    """Once by its operation, not again as "other" by the view (which counts only the calls refused
+    before an operation ran): spyne runs the call on a copy of request.META."""
+    terminal, key = terminal_create(code="T-COUNT")
+    before = scrape()
+    body = "<t:Heartbeat><t:info><t:AppVersion>1.0</t:AppVersion></t:info></t:Heartbeat>"
+    response = client.post(
+        "/soap/terminal/v1/", envelope(body, security_header(terminal.code, key)), content_type="text/xml"
+    )
+    assert response.status_code == 200, response.content
+    after = scrape()
+    counted = {
+        labels: v - (before.get((name, labels)) or 0)
+        for (name, labels), v in after.items()
+        if name == "syncadmin_soap_requests_total" and v != (before.get((name, labels)) or 0)
+    }
+    assert counted == {(("fault_code", "none"), ("operation", "Heartbeat")): 1}
 
 
 def test_state_counters_match_a_full_count_through_every_kind_of_change(terminal, settings, flaky):
