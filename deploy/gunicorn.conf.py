@@ -28,9 +28,11 @@ keepalive = 5
 # Recycle workers now and then (with jitter so they do not all restart together): bounds any leak.
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", 5000))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", 500))
-# Load the application before forking: workers share its memory, and a broken build fails at
-# start instead of in every worker.
-preload_app = True
+# Each worker imports the application itself (no preload_app): `systemctl reload` (HUP) after an
+# upgrade then starts workers on the NEW code. With preload_app the master keeps the code it
+# imported at start and forks every new worker from it, so a reload silently kept the old release
+# (tests/deploy/test_gunicorn_reload.py). The cost is the memory the workers would have shared.
+preload_app = False
 # nginx sets X-Forwarded-Proto; trust it only from the proxy on this machine. (X-Forwarded-For is
 # read by the application, from the proxies in SYNC_TRUSTED_PROXIES only.)
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
@@ -58,7 +60,7 @@ control_socket_mode = 0o600
 # SOAP request metrics are counted in each worker process (syncadmin/lib/process_metrics.py):
 # prometheus_client's multiprocess mode sums every worker's files for /metrics, which needs
 # PROMETHEUS_MULTIPROC_DIR in the environment before the application is imported. raw_env sets
-# it in the master before preload_app imports it; the workers inherit it. Web only: the worker
+# it in the master's environment at start; the workers inherit it before they import the application. Web only: the worker
 # cluster, which shares the environment file, counts nothing per process. (This file must not
 # import prometheus_client: it chooses between per-process and multiprocess values once, at import,
 # before raw_env is applied. The families are counters and histograms: no live gauge needs
@@ -69,8 +71,7 @@ raw_env = [f"PROMETHEUS_MULTIPROC_DIR={prometheus_dir}"]
 
 def on_starting(server):
     """Start with an empty metrics directory: files left by an earlier run would be summed in. (Runs
-    once per start, not on a HUP reload, and before any worker exists; preloading the application
-    creates no file: every SOAP metric has labels, whose files open on first use.)"""
+    once per start, not on a HUP reload, and before any worker exists.)"""
     shutil.rmtree(prometheus_dir, ignore_errors=True)
     os.makedirs(prometheus_dir, mode=0o700)
 
