@@ -17,6 +17,8 @@ urlpatterns = [
     # Console (login required on every page; see syncadmin.lib.console.console_view).
     path("", views.dashboard, name="dashboard"),
     path("audit/", views.audit_list, name="audit-list"),
+    path("account/api-tokens/", views.api_tokens, name="api-tokens"),
+    path("account/api-tokens/<int:pk>/revoke/", views.api_token_revoke_view, name="api-token-revoke"),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("reconciliation/", include("reconciliation.urls")),

@@ -16,10 +16,11 @@ from functools import wraps
 from django.conf import settings
 from django.db import transaction
 from django.http import HttpResponse
-from ninja.responses import NinjaJSONEncoder
+from ninja.responses import Status
 from pydantic import BaseModel
 
 from syncadmin.api.problems import ProblemError
+from syncadmin.api.rendering import ExactJSONEncoder
 from syncadmin.services import IdempotencyConflict, idempotency_claim, idempotency_store
 
 HEADER = "Idempotency-Key"
@@ -34,15 +35,15 @@ def fingerprint(request) -> str:
 
 
 def _render(result) -> tuple[int, str]:
-    """(status, JSON text) of what an endpoint returned: a schema, or (status, schema)."""
-    status, data = result if isinstance(result, tuple) else (200, result)
+    """(status, JSON text) of what an endpoint returned: a schema, or Status(status, schema)."""
+    status, data = (result.status_code, result.value) if isinstance(result, Status) else (200, result)
     if isinstance(data, BaseModel):
         data = data.model_dump(mode="json")
-    return status, json.dumps(data, cls=NinjaJSONEncoder)
+    return status, json.dumps(data, cls=ExactJSONEncoder)
 
 
 def idempotent(endpoint):
-    """Wrap a state-changing endpoint (it returns a schema or (status, schema), and raises on errors)."""
+    """Wrap a state-changing endpoint (it returns a schema or Status(status, schema), and raises on errors)."""
 
     @wraps(endpoint)
     def wrapper(request, *args, **kwargs):

@@ -10,6 +10,7 @@ from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationEr
 from syncadmin.api import bulk_jobs, dead_letters, health, messages, reconciliation, terminals
 from syncadmin.api.auth import AUTH, TokenRateThrottle
 from syncadmin.api.problems import PROBLEM_MEDIA_TYPE, ProblemError, problem_response
+from syncadmin.api.rendering import ExactJSONRenderer
 
 DESCRIPTION = """Operate SyncAdmin from scripts: terminals, messages, dead letters, bulk jobs,
 reconciliation and health. Authenticate with `Authorization: Bearer <token>` (a token from the
@@ -36,6 +37,7 @@ api = SyncAdminAPI(
     version="1",
     description=DESCRIPTION,
     auth=AUTH,
+    renderer=ExactJSONRenderer(),
     throttle=[TokenRateThrottle()],
     urls_namespace="api-v1",
     docs_url="/docs",

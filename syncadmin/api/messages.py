@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 from django.http import QueryDict
 from django.shortcuts import get_object_or_404
-from ninja import Field, Path, Query, Router, Schema
+from ninja import Field, Path, Query, Router, Schema, Status
 
 from messages import selectors
 from messages.filtersets import message_filter_queryset, message_filterset
@@ -294,9 +294,8 @@ def bulk_run(request, *, action: str, params: dict, reason: str, dry_run: bool):
     reason = _reason(reason, "body.reason", required=action == "discard" and not dry_run)
     if dry_run:
         queryset = job_queryset(params=params, message_filter=message_filter_queryset)
-        return 200, BulkOut(
-            dry_run=True, count=actionable(queryset=queryset, action=action).count(), changed=None, job=None
-        )
+        count = actionable(queryset=queryset, action=action).count()
+        return Status(200, BulkOut(dry_run=True, count=count, changed=None, job=None))
     try:
         outcome = bulk_action_start(
             action=action, params=params, actor=actor_of(request), reason=reason, message_filter=message_filter_queryset
@@ -304,8 +303,8 @@ def bulk_run(request, *, action: str, params: dict, reason: str, dry_run: bool):
     except BulkRefused as exc:
         raise ProblemError(400, str(exc)) from exc
     if outcome.job is not None:
-        return 202, BulkOut(dry_run=False, count=None, changed=None, job=job_out(outcome.job))
-    return 200, BulkOut(dry_run=False, count=None, changed=outcome.changed, job=None)
+        return Status(202, BulkOut(dry_run=False, count=None, changed=None, job=job_out(outcome.job)))
+    return Status(200, BulkOut(dry_run=False, count=None, changed=outcome.changed, job=None))
 
 
 @router.post(

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from django.shortcuts import get_object_or_404
-from ninja import Field, Path, Query, Router, Schema
+from ninja import Field, Path, Query, Router, Schema, Status
 
 from reconciliation import selectors, services
 from reconciliation.models import OPEN_KINDS, ReconciliationRun
@@ -105,7 +105,7 @@ def run_list(request, params: Query[ListParams]):
 @idempotent
 def run_start(request):
     require(request, VIEW, RUN)
-    return 202, run_out(services.run_request(actor=actor_of(request)))
+    return Status(202, run_out(services.run_request(actor=actor_of(request))))
 
 
 @router.get("/runs/{int:run_id}", response={200: RunOut, 404: Problem, **COMMON}, summary="One run")
@@ -170,4 +170,4 @@ def resync(request, body: ResyncIn):
         )
     except services.ReconciliationError as exc:
         raise ProblemError(400, str(exc), errors=[("body.entity_type", str(exc))]) from exc
-    return 202, ResyncOut(update_id=update.update_id, terminal=terminal.code, entity_type=body.entity_type)
+    return Status(202, ResyncOut(update_id=update.update_id, terminal=terminal.code, entity_type=body.entity_type))

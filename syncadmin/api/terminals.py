@@ -9,7 +9,7 @@ from datetime import datetime
 
 from django.db import IntegrityError, transaction
 from django.shortcuts import get_object_or_404
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Query, Router, Schema, Status
 
 from syncadmin.api.auth import actor_of, require
 from syncadmin.api.idempotency import idempotent
@@ -151,37 +151,7 @@ def terminal_list(request, filters: Query[Filters]):
     return TerminalPage(items=[_out(t, threshold) for t in rows], page=info)
 
 
-@router.get("/{code}", response={200: TerminalOut, 404: Problem, **COMMON}, summary="Get a terminal")
-def terminal_get(request, code: str):
-    require(request, VIEW)
-    return _one(_get(code))
-
-
-@router.post(
-    "",
-    response={201: TerminalWithKey, 409: Problem, 422: Problem, **COMMON},
-    summary="Create a terminal (its key once)",
-)
-@idempotent
-def terminal_create(request, body: TerminalIn):
-    require(request, VIEW, MANAGE)
-    code = _check_code(body.code, "body.code")
-    if Terminal.objects.filter(code=code).exists():
-        raise ProblemError(409, f"a terminal {code!r} exists already", errors=[("body.code", "exists already")])
-    try:
-        terminal, key = terminal_operator_create(
-            code=code,
-            name=_text(body.name, "body.name"),
-            store=_text(body.store, "body.store"),
-            actor=actor_of(request),
-        )
-    except IntegrityError as exc:  # created by a concurrent call between the check and the insert
-        raise ProblemError(
-            409, f"a terminal {code!r} exists already", errors=[("body.code", "exists already")]
-        ) from exc
-    return 201, TerminalWithKey(terminal=_one(terminal), api_key=key)
-
-
+# Before "/{code}": the first route of a path decides which methods it answers.
 @router.post(
     "/bulk",
     response={201: BulkCreateOut, 409: Problem, 422: Problem, **COMMON},
@@ -215,7 +185,40 @@ def terminal_bulk_create(request, body: BulkCreateIn):
     except IntegrityError as exc:
         raise ProblemError(409, "a terminal of the list was created meanwhile; nothing was created") from exc
     threshold = terminal_online_threshold(now=db_now())
-    return 201, BulkCreateOut(created=[TerminalWithKey(terminal=_out(t, threshold), api_key=k) for t, k in created])
+    return Status(
+        201, BulkCreateOut(created=[TerminalWithKey(terminal=_out(t, threshold), api_key=k) for t, k in created])
+    )
+
+
+@router.get("/{code}", response={200: TerminalOut, 404: Problem, **COMMON}, summary="Get a terminal")
+def terminal_get(request, code: str):
+    require(request, VIEW)
+    return _one(_get(code))
+
+
+@router.post(
+    "",
+    response={201: TerminalWithKey, 409: Problem, 422: Problem, **COMMON},
+    summary="Create a terminal (its key once)",
+)
+@idempotent
+def terminal_create(request, body: TerminalIn):
+    require(request, VIEW, MANAGE)
+    code = _check_code(body.code, "body.code")
+    if Terminal.objects.filter(code=code).exists():
+        raise ProblemError(409, f"a terminal {code!r} exists already", errors=[("body.code", "exists already")])
+    try:
+        terminal, key = terminal_operator_create(
+            code=code,
+            name=_text(body.name, "body.name"),
+            store=_text(body.store, "body.store"),
+            actor=actor_of(request),
+        )
+    except IntegrityError as exc:  # created by a concurrent call between the check and the insert
+        raise ProblemError(
+            409, f"a terminal {code!r} exists already", errors=[("body.code", "exists already")]
+        ) from exc
+    return Status(201, TerminalWithKey(terminal=_one(terminal), api_key=key))
 
 
 @router.patch(
