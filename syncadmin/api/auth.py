@@ -41,6 +41,13 @@ class TokenRateThrottle(AuthRateThrottle):
     def __init__(self):
         super().__init__(settings.SYNC_API_RATE)
 
+    def allow_request(self, request) -> bool:
+        # The setting is read on every call (cheap), not once at import: a changed rate applies at once.
+        if self.rate != settings.SYNC_API_RATE:
+            self.rate = settings.SYNC_API_RATE
+            self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request)
+
 
 AUTH = [TokenAuth(), ConsoleSessionAuth()]
 
