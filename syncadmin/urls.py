@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
 from syncadmin import views
-from syncadmin.api.main import api
+from syncadmin.api.main import api, api_not_found
 from syncadmin.observability.views import healthz_view, metrics_view
 from terminals.soap import terminal_soap_view
 
@@ -11,6 +11,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # The automation API (bearer tokens or the console session; OpenAPI at /api/v1/openapi.json).
     path("api/v1/", api.urls),
+    re_path(r"^api/", api_not_found, name="api-not-found"),
     # The terminal SOAP API (CSRF-exempt by design; WSDL at ?wsdl). The trailing slash is
     # optional because SOAP clients POST and cannot follow APPEND_SLASH's redirect.
     re_path(r"^soap/terminal/v1/?$", terminal_soap_view, name="terminal-soap"),

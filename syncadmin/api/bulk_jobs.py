@@ -81,14 +81,14 @@ def bulk_job_list(request, params: Query[ListParams]):
     return BulkJobPage(items=[job_out(j) for j in rows], page=info)
 
 
-@router.get("/{int:job_id}", response={200: BulkJobOut, 404: Problem, **COMMON}, summary="A bulk job and its progress")
+@router.get("/{job_id}", response={200: BulkJobOut, 404: Problem, **COMMON}, summary="A bulk job and its progress")
 def bulk_job_get(request, job_id: JobId):
     require(request, VIEW_JOBS)
     return job_out(get_object_or_404(BulkJob, pk=job_id))
 
 
 @router.post(
-    "/{int:job_id}/cancel",
+    "/{job_id}/cancel",
     response={200: BulkJobOut, 404: Problem, 409: Problem, 422: Problem, **COMMON},
     summary="Cancel a bulk job",
 )

@@ -9,6 +9,7 @@ from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationEr
 
 from syncadmin.api import bulk_jobs, dead_letters, health, messages, reconciliation, terminals
 from syncadmin.api.auth import AUTH, TokenRateThrottle
+from syncadmin.api.idempotency import HEADER, KEY_MAX
 from syncadmin.api.problems import PROBLEM_MEDIA_TYPE, ProblemError, problem_response
 from syncadmin.api.rendering import ExactJSONRenderer
 
@@ -19,12 +20,24 @@ console's user menu, "API tokens", or `manage.py api_token create`). Errors are 
 The guide: docs/api.md."""
 
 
+IDEMPOTENCY_PARAMETER = {
+    "name": HEADER,
+    "in": "header",
+    "required": False,
+    "description": "retrying with the same key returns the first answer and changes nothing twice",
+    "schema": {"type": "string", "minLength": 1, "maxLength": KEY_MAX, "pattern": "^[\\x20-\\x7e]+$"},
+}
+
+
 class SyncAdminAPI(NinjaAPI):
     def get_openapi_schema(self, *args, **kwargs):
-        """Error answers are documented as application/problem+json, which is what they are."""
+        """Error answers are documented as application/problem+json, which is what they are; every POST
+        (each is wrapped by ``idempotent``) documents its Idempotency-Key header."""
         schema = super().get_openapi_schema(*args, **kwargs)
         for path in schema["paths"].values():
-            for operation in path.values():
+            for method, operation in path.items():
+                if method == "post":
+                    operation.setdefault("parameters", []).append(IDEMPOTENCY_PARAMETER)
                 for status, response in operation.get("responses", {}).items():
                     content = response.get("content", {})
                     if int(status) >= 400 and "application/json" in content:
@@ -96,3 +109,8 @@ def not_found(request, exc):
 @api.exception_handler(PermissionDenied)
 def permission_denied(request, exc):
     return problem_response(403, str(exc) or "forbidden")
+
+
+def api_not_found(request, *args, **kwargs):
+    """Any other URL under /api/v1/: a problem, not the console's HTML 404 page."""
+    return problem_response(404, f"no API endpoint at {request.path}")

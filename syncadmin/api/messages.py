@@ -149,126 +149,8 @@ def message_list(request, params: Query[ListParams]):
     return MessagePage(items=[message_out(m) for m in rows], page=info)
 
 
-def _load(message_id: int) -> Message:
-    return get_object_or_404(Message.objects.select_related("terminal"), pk=message_id)
-
-
-def _detail(message: Message) -> MessageDetail:
-    dead = DeadLetter.objects.filter(message=message).first()
-    events = selectors.message_lifecycle(message_id=message.pk)
-    return MessageDetail.model_validate({
-        **_fields(message, MessageOut),
-        "payload": message.payload,
-        "events": [EventOut.model_validate(e, from_attributes=True) for e in events],
-        "dead_letter": DeadLetterOut.model_validate(dead, from_attributes=True) if dead else None,
-    })  # fmt: skip
-
-
-@router.get(
-    "/{int:message_id}",
-    response={200: MessageDetail, 404: Problem, **COMMON},
-    summary="One message with payload and lifecycle",
-)
-def message_get(request, message_id: MessageId):
-    require(request, VIEW_PERM)
-    return _detail(_load(message_id))
-
-
-class Reason(Schema):
-    reason: str = Field("", max_length=1000)
-
-
-class RequiredReason(Schema):
-    reason: str = Field(min_length=1, max_length=1000, description="required: kept in the audit log")
-
-
-class EditIn(Schema):
-    payload: str = Field(min_length=1, max_length=1_000_000, description="the new payload: JSON text")
-    reason: str = Field(min_length=1, max_length=1000)
-
-
-def _reason(value: str, field: str, *, required: bool) -> str:
-    value = value.strip()
-    if "\x00" in value:
-        raise ProblemError(400, "the reason may not contain NUL", errors=[(field, "contains NUL")])
-    if required and not value:
-        raise ProblemError(400, "a reason is required", errors=[(field, "required")])
-    return value
-
-
-def _act(request, message_id: int, action: str, service, reason: str) -> MessageDetail:
-    require(request, VIEW_PERM, ACTION_PERMS[action])
-    message = _load(message_id)
-    if message.state not in ACTION_STATES[action]:
-        raise ProblemError(
-            409,
-            f"cannot {action} a {message.state} message (only {', '.join(ACTION_STATES[action])})",
-            kind="illegal-transition",
-        )
-    if not service(message_ids=[message.pk], actor=actor_of(request), reason=reason):
-        message.refresh_from_db()  # a worker or another operator moved it first
-        raise ProblemError(409, f"the message is {message.state} now; nothing changed", kind="illegal-transition")
-    return _detail(_load(message_id))
-
-
-@router.post(
-    "/{int:message_id}/retry",
-    response={200: MessageDetail, 404: Problem, 409: Problem, 422: Problem, **COMMON},
-    summary="Retry a Failed or DeadLettered message",
-)
-@idempotent
-def message_retry(request, message_id: MessageId, body: Reason):
-    return _act(
-        request, message_id, "retry", message_operator_retry, _reason(body.reason, "body.reason", required=False)
-    )
-
-
-@router.post(
-    "/{int:message_id}/discard",
-    response={200: MessageDetail, 404: Problem, 409: Problem, 422: Problem, **COMMON},
-    summary="Discard a message (reason required)",
-)
-@idempotent
-def message_discard(request, message_id: MessageId, body: RequiredReason):
-    return _act(
-        request, message_id, "discard", message_operator_discard, _reason(body.reason, "body.reason", required=True)
-    )
-
-
-@router.post(
-    "/{int:message_id}/restore",
-    response={200: MessageDetail, 404: Problem, 409: Problem, 422: Problem, **COMMON},
-    summary="Restore a Discarded message",
-)
-@idempotent
-def message_restore(request, message_id: MessageId, body: Reason):
-    return _act(
-        request, message_id, "restore", message_operator_restore, _reason(body.reason, "body.reason", required=False)
-    )
-
-
-@router.post(
-    "/{int:message_id}/edit",
-    response={200: MessageDetail, 404: Problem, 409: Problem, 422: Problem, **COMMON},
-    summary="Replace a dead letter's payload and retry it",
-)
-@idempotent
-def message_edit(request, message_id: MessageId, body: EditIn):
-    require(request, VIEW_PERM, EDIT_PERM)
-    message = _load(message_id)
-    reason = _reason(body.reason, "body.reason", required=True)
-    if "\x00" in body.payload:
-        raise ProblemError(400, "the payload may not contain NUL", errors=[("body.payload", "contains NUL")])
-    try:
-        message_edit_and_retry(message_id=message.pk, payload=body.payload, actor=actor_of(request), reason=reason)
-    except ActionRefused as exc:
-        if "JSON" in str(exc):
-            raise ProblemError(400, str(exc), errors=[("body.payload", str(exc))]) from exc
-        raise ProblemError(409, str(exc), kind="illegal-transition") from exc
-    return _detail(_load(message_id))
-
-
 # --- on a selection or a filter ---------------------------------------------------------------------
+# Before "/{message_id}": the first route of a path decides which methods it answers.
 
 
 class BulkIn(Schema):
@@ -324,3 +206,125 @@ def message_bulk(request, body: BulkIn):
         fs = _filterset(body.filter, "body.filter")
         params = {"scope": "filter", "query": body.filter.query_string(), "filters": fs.active}
     return bulk_run(request, action=body.action, params=params, reason=body.reason, dry_run=body.dry_run)
+
+
+# --- one message ---------------------------------------------------------------------------------
+
+
+def _load(message_id: int) -> Message:
+    return get_object_or_404(Message.objects.select_related("terminal"), pk=message_id)
+
+
+def _detail(message: Message) -> MessageDetail:
+    dead = DeadLetter.objects.filter(message=message).first()
+    events = selectors.message_lifecycle(message_id=message.pk)
+    return MessageDetail.model_validate({
+        **_fields(message, MessageOut),
+        "payload": message.payload,
+        "events": [EventOut.model_validate(e, from_attributes=True) for e in events],
+        "dead_letter": DeadLetterOut.model_validate(dead, from_attributes=True) if dead else None,
+    })  # fmt: skip
+
+
+@router.get(
+    "/{message_id}",
+    response={200: MessageDetail, 404: Problem, **COMMON},
+    summary="One message with payload and lifecycle",
+)
+def message_get(request, message_id: MessageId):
+    require(request, VIEW_PERM)
+    return _detail(_load(message_id))
+
+
+class Reason(Schema):
+    reason: str = Field("", max_length=1000)
+
+
+class RequiredReason(Schema):
+    reason: str = Field(min_length=1, max_length=1000, description="required: kept in the audit log")
+
+
+class EditIn(Schema):
+    payload: str = Field(min_length=1, max_length=1_000_000, description="the new payload: JSON text")
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+def _reason(value: str, field: str, *, required: bool) -> str:
+    value = value.strip()
+    if "\x00" in value:
+        raise ProblemError(400, "the reason may not contain NUL", errors=[(field, "contains NUL")])
+    if required and not value:
+        raise ProblemError(400, "a reason is required", errors=[(field, "required")])
+    return value
+
+
+def _act(request, message_id: int, action: str, service, reason: str) -> MessageDetail:
+    require(request, VIEW_PERM, ACTION_PERMS[action])
+    message = _load(message_id)
+    if message.state not in ACTION_STATES[action]:
+        raise ProblemError(
+            409,
+            f"cannot {action} a {message.state} message (only {', '.join(ACTION_STATES[action])})",
+            kind="illegal-transition",
+        )
+    if not service(message_ids=[message.pk], actor=actor_of(request), reason=reason):
+        message.refresh_from_db()  # a worker or another operator moved it first
+        raise ProblemError(409, f"the message is {message.state} now; nothing changed", kind="illegal-transition")
+    return _detail(_load(message_id))
+
+
+@router.post(
+    "/{message_id}/retry",
+    response={200: MessageDetail, 404: Problem, 409: Problem, 422: Problem, **COMMON},
+    summary="Retry a Failed or DeadLettered message",
+)
+@idempotent
+def message_retry(request, message_id: MessageId, body: Reason):
+    return _act(
+        request, message_id, "retry", message_operator_retry, _reason(body.reason, "body.reason", required=False)
+    )
+
+
+@router.post(
+    "/{message_id}/discard",
+    response={200: MessageDetail, 404: Problem, 409: Problem, 422: Problem, **COMMON},
+    summary="Discard a message (reason required)",
+)
+@idempotent
+def message_discard(request, message_id: MessageId, body: RequiredReason):
+    return _act(
+        request, message_id, "discard", message_operator_discard, _reason(body.reason, "body.reason", required=True)
+    )
+
+
+@router.post(
+    "/{message_id}/restore",
+    response={200: MessageDetail, 404: Problem, 409: Problem, 422: Problem, **COMMON},
+    summary="Restore a Discarded message",
+)
+@idempotent
+def message_restore(request, message_id: MessageId, body: Reason):
+    return _act(
+        request, message_id, "restore", message_operator_restore, _reason(body.reason, "body.reason", required=False)
+    )
+
+
+@router.post(
+    "/{message_id}/edit",
+    response={200: MessageDetail, 404: Problem, 409: Problem, 422: Problem, **COMMON},
+    summary="Replace a dead letter's payload and retry it",
+)
+@idempotent
+def message_edit(request, message_id: MessageId, body: EditIn):
+    require(request, VIEW_PERM, EDIT_PERM)
+    message = _load(message_id)
+    reason = _reason(body.reason, "body.reason", required=True)
+    if "\x00" in body.payload:
+        raise ProblemError(400, "the payload may not contain NUL", errors=[("body.payload", "contains NUL")])
+    try:
+        message_edit_and_retry(message_id=message.pk, payload=body.payload, actor=actor_of(request), reason=reason)
+    except ActionRefused as exc:
+        if "JSON" in str(exc):
+            raise ProblemError(400, str(exc), errors=[("body.payload", str(exc))]) from exc
+        raise ProblemError(409, str(exc), kind="illegal-transition") from exc
+    return _detail(_load(message_id))

@@ -108,7 +108,7 @@ def run_start(request):
     return Status(202, run_out(services.run_request(actor=actor_of(request))))
 
 
-@router.get("/runs/{int:run_id}", response={200: RunOut, 404: Problem, **COMMON}, summary="One run")
+@router.get("/runs/{run_id}", response={200: RunOut, 404: Problem, **COMMON}, summary="One run")
 def run_get(request, run_id: RunId):
     require(request, VIEW)
     return run_out(get_object_or_404(ReconciliationRun.objects.defer("matrix"), pk=run_id))

@@ -42,3 +42,9 @@ def test_403_404_409_shapes(api_as):
     admin = api_as("Terminal admins")
     body = assert_problem(admin.post(f"/messages/{message.pk}/restore", {}), 409)
     assert body["type"] == "/api/v1/problems/illegal-transition"
+
+
+def test_an_unknown_url_or_a_malformed_id_is_a_problem_too(admin_api):
+    assert_problem(admin_api.get("/no-such-endpoint"), 404)
+    assert_problem(admin_api.get("/terminals/"), 404)
+    assert_problem(admin_api.get("/messages/abc"), 400, "path.message_id")

@@ -8,6 +8,7 @@ letters and run/resync reconciliation; Terminal admins also edit payloads, resto
 import pytest
 
 from syncadmin.models import IdempotencyRecord
+
 # ``objects``: the console matrix's fixture (the same dead letter, discarded message, job, terminal), used by name.
 from tests.syncadmin.test_role_matrix import ADMINS, ROLES, SUPPORT_UP, objects, snapshot  # noqa: F401
 
