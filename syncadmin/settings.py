@@ -43,8 +43,7 @@ INSTALLED_APPS = [
     "terminals",
     "messages.apps.MessagesConfig",
     "reconciliation",
-    # The automation API (syncadmin/api/); listed for its Swagger UI and Redoc files, served as our own.
-    "ninja",
+    "ninja",  # the automation API (syncadmin/api/): listed for its Swagger UI files, served as our own
 ]
 
 MIDDLEWARE = [
