@@ -12,6 +12,7 @@ from messages.models import ACTION_PERMS, BulkJob
 from messages.selectors import bulk as bulk_selectors
 from messages.services.bulk import BulkRefused, bulk_job_cancel
 from syncadmin.api.auth import actor_of, require
+from syncadmin.api.fields import Text
 from syncadmin.api.idempotency import idempotent
 from syncadmin.api.paging import LIMIT_MAX, PageInfo, page_of
 from syncadmin.api.problems import COMMON, Problem, ProblemError
@@ -66,8 +67,8 @@ def job_out(job: BulkJob) -> BulkJobOut:
 
 
 class ListParams(Schema):
-    after: str | None = Field(None, max_length=4096)
-    before: str | None = Field(None, max_length=4096)
+    after: Text | None = Field(None, max_length=4096)
+    before: Text | None = Field(None, max_length=4096)
     limit: int = Field(50, ge=1, le=LIMIT_MAX)
 
 

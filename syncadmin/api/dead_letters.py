@@ -15,6 +15,7 @@ from messages.filtersets import message_filterset
 from messages.models import VIEW_PERM, MessageState
 from messages.services.console import deadletter_group_note_set
 from syncadmin.api.auth import actor_of, require
+from syncadmin.api.fields import Text
 from syncadmin.api.idempotency import idempotent
 from syncadmin.api.messages import BulkOut, bulk_run
 from syncadmin.api.problems import COMMON, Problem, ProblemError
@@ -69,8 +70,8 @@ def deadletter_groups(request, params: Query[GroupParams]):
 
 class NoteIn(Schema):
     grouping: Grouping
-    key: str = Field(min_length=1, max_length=255)
-    note: str = Field("", max_length=2000, description="empty clears it")
+    key: Text = Field(min_length=1, max_length=255)
+    note: Text = Field("", max_length=2000, description="empty clears it")
 
 
 class NoteOut(Schema):
@@ -108,9 +109,9 @@ def deadletter_note(request, body: NoteIn):
 
 class GroupActionIn(Schema):
     by: Grouping
-    key: str = Field(min_length=1, max_length=255)
+    key: Text = Field(min_length=1, max_length=255)
     action: Literal["retry", "discard"]
-    reason: str = Field("", max_length=1000, description="required to discard")
+    reason: Text = Field("", max_length=1000, description="required to discard")
     dry_run: bool = False
 
 

@@ -28,6 +28,7 @@ from messages.services.console import (
 )
 from syncadmin.api.auth import actor_of, require
 from syncadmin.api.bulk_jobs import BulkJobOut, job_out
+from syncadmin.api.fields import Text
 from syncadmin.api.idempotency import idempotent
 from syncadmin.api.paging import LIMIT_MAX, PageInfo, page_of
 from syncadmin.api.problems import COMMON, Problem, ProblemError, field_errors
@@ -94,16 +95,16 @@ class MessagePage(Schema):
 class MessageFilters(Schema):
     """The console's message filters (/messages/ takes the same parameters)."""
 
-    q: str | None = Field(None, max_length=200, description="the terminal's message id, or the hub's id")
-    state: str | None = Field(None, max_length=32)
-    terminal: str | None = Field(None, max_length=64, description="terminal code")
-    message_type: str | None = Field(None, max_length=64)
-    entity_type: str | None = Field(None, max_length=40)
-    entity_key: str | None = Field(None, max_length=128)
+    q: Text | None = Field(None, max_length=200, description="the terminal's message id, or the hub's id")
+    state: Text | None = Field(None, max_length=32)
+    terminal: Text | None = Field(None, max_length=64, description="terminal code")
+    message_type: Text | None = Field(None, max_length=64)
+    entity_type: Text | None = Field(None, max_length=40)
+    entity_key: Text | None = Field(None, max_length=128)
     received_after: date | None = None
     received_before: date | None = None
-    error: str | None = Field(None, max_length=200, description="in the last error's text")
-    group: str | None = Field(None, max_length=255, description="open dead letters of one failure group (its key)")
+    error: Text | None = Field(None, max_length=200, description="in the last error's text")
+    group: Text | None = Field(None, max_length=255, description="open dead letters of one failure group (its key)")
 
     def query_string(self) -> str:
         data = {
@@ -113,11 +114,11 @@ class MessageFilters(Schema):
 
 
 class ListParams(MessageFilters):
-    sort: str | None = Field(
+    sort: Text | None = Field(
         None, max_length=40, description="received_at (default, newest first: -received_at), updated_at, state, ..."
     )
-    after: str | None = Field(None, max_length=4096)
-    before: str | None = Field(None, max_length=4096)
+    after: Text | None = Field(None, max_length=4096)
+    before: Text | None = Field(None, max_length=4096)
     limit: int = Field(50, ge=1, le=LIMIT_MAX)
 
 
@@ -159,7 +160,7 @@ class BulkIn(Schema):
         None, min_length=1, max_length=IDS_MAX, description="these messages (hub ids)"
     )
     filter: MessageFilters | None = Field(None, description="or every message these filters match")
-    reason: str = Field("", max_length=1000, description="required to discard")
+    reason: Text = Field("", max_length=1000, description="required to discard")
     dry_run: bool = Field(False, description="only count the messages the action would change")
 
 
@@ -237,16 +238,16 @@ def message_get(request, message_id: MessageId):
 
 
 class Reason(Schema):
-    reason: str = Field("", max_length=1000)
+    reason: Text = Field("", max_length=1000)
 
 
 class RequiredReason(Schema):
-    reason: str = Field(min_length=1, max_length=1000, description="required: kept in the audit log")
+    reason: Text = Field(min_length=1, max_length=1000, description="required: kept in the audit log")
 
 
 class EditIn(Schema):
-    payload: str = Field(min_length=1, max_length=1_000_000, description="the new payload: JSON text")
-    reason: str = Field(min_length=1, max_length=1000)
+    payload: Text = Field(min_length=1, max_length=1_000_000, description="the new payload: JSON text")
+    reason: Text = Field(min_length=1, max_length=1000)
 
 
 def _reason(value: str, field: str, *, required: bool) -> str:

@@ -14,6 +14,7 @@ from ninja import Field, Path, Query, Router, Schema, Status
 from reconciliation import selectors, services
 from reconciliation.models import OPEN_KINDS, ReconciliationRun
 from syncadmin.api.auth import actor_of, require
+from syncadmin.api.fields import Text
 from syncadmin.api.idempotency import idempotent
 from syncadmin.api.paging import LIMIT_MAX, PageInfo, page_of
 from syncadmin.api.problems import COMMON, Problem, ProblemError
@@ -84,8 +85,8 @@ def run_out(run: ReconciliationRun) -> RunOut:
 
 
 class ListParams(Schema):
-    after: str | None = Field(None, max_length=4096)
-    before: str | None = Field(None, max_length=4096)
+    after: Text | None = Field(None, max_length=4096)
+    before: Text | None = Field(None, max_length=4096)
     limit: int = Field(50, ge=1, le=LIMIT_MAX)
 
 
@@ -142,9 +143,9 @@ def discrepancy_list(request, params: Query[DiscrepancyParams]):
 
 
 class ResyncIn(Schema):
-    terminal: str = Field(min_length=1, max_length=64, description="terminal code")
-    entity_type: str = Field(min_length=1, max_length=40)
-    reason: str = Field("", max_length=2000)
+    terminal: Text = Field(min_length=1, max_length=64, description="terminal code")
+    entity_type: Text = Field(min_length=1, max_length=40)
+    reason: Text = Field("", max_length=2000)
 
 
 class ResyncOut(Schema):

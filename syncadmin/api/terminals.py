@@ -8,10 +8,12 @@ The console's services (terminals/services_console.py), which audit; the console
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from ninja import Field, Query, Router, Schema, Status
 
 from syncadmin.api.auth import actor_of, require
+from syncadmin.api.fields import Text, storable
 from syncadmin.api.idempotency import idempotent
 from syncadmin.api.paging import LIMIT_MAX, PageInfo, page_of
 from syncadmin.api.problems import COMMON, Problem, ProblemError
@@ -55,14 +57,14 @@ class TerminalPage(Schema):
 
 
 class TerminalIn(Schema):
-    code: str = Field(min_length=1, max_length=64, description="letters, digits, '.', '_' or '-'")
-    name: str = Field("", max_length=200)
-    store: str = Field("", max_length=200)
+    code: Text = Field(min_length=1, max_length=64, description="letters, digits, '.', '_' or '-'")
+    name: Text = Field("", max_length=200)
+    store: Text = Field("", max_length=200)
 
 
 class TerminalPatch(Schema):
-    name: str | None = Field(None, max_length=200)
-    store: str | None = Field(None, max_length=200)
+    name: Text | None = Field(None, max_length=200)
+    store: Text | None = Field(None, max_length=200)
 
 
 class TerminalWithKey(Schema):
@@ -79,16 +81,16 @@ class BulkCreateOut(Schema):
 
 
 class Reason(Schema):
-    reason: str = Field("", max_length=1000)
+    reason: Text = Field("", max_length=1000)
 
 
 class Filters(Schema):
-    q: str = Field("", max_length=200, description="in code, name or store")
+    q: Text = Field("", max_length=200, description="in code, name or store")
     enabled: bool | None = None
     online: bool | None = None
-    store: str | None = Field(None, max_length=200)
-    after: str | None = Field(None, max_length=4096)
-    before: str | None = Field(None, max_length=4096)
+    store: Text | None = Field(None, max_length=200)
+    after: Text | None = Field(None, max_length=4096)
+    before: Text | None = Field(None, max_length=4096)
     limit: int = Field(50, ge=1, le=LIMIT_MAX)
 
 
@@ -104,6 +106,8 @@ def _one(terminal: Terminal) -> TerminalOut:
 
 
 def _get(code: str) -> Terminal:
+    if not storable(code):  # no terminal can have it; the database would refuse the query
+        raise Http404(f"no terminal {code!r}")
     return get_object_or_404(Terminal, code=code)
 
 

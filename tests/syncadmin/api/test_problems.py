@@ -48,3 +48,11 @@ def test_an_unknown_url_or_a_malformed_id_is_a_problem_too(admin_api):
     assert_problem(admin_api.get("/no-such-endpoint"), 404)
     assert_problem(admin_api.get("/terminals/"), 404)
     assert_problem(admin_api.get("/messages/abc"), 400, "path.message_id")
+
+
+def test_text_no_database_can_store_is_400_before_any_endpoint_runs(admin_api):
+    message = DeadLetterFactory().message
+    lone_surrogate = "\ud800"  # JSON can spell it ("\\ud800"); it is not UTF-8
+    assert_problem(admin_api.post(f"/messages/{message.pk}/retry", {"reason": lone_surrogate}), 400, "body.reason")
+    assert_problem(admin_api.post("/terminals", {"code": "S1", "store": "a\x00"}), 400, "body.store")
+    assert_problem(admin_api.get("/terminals/a%00b"), 404)  # no terminal can have that code
