@@ -30,6 +30,13 @@ class TokenAuth(HttpBearer):
 class ConsoleSessionAuth(SessionAuth):
     """The console's login session; a state-changing call must carry the CSRF token too (ninja checks it)."""
 
+    def __call__(self, request):
+        # No session: not this method's call. (ninja's check would answer a script's POST with a wrong
+        # token "403 CSRF" instead of 401.)
+        if not getattr(request, "user", AnonymousUser()).is_authenticated:
+            return None
+        return super().__call__(request)
+
     def authenticate(self, request, key):
         user = getattr(request, "user", AnonymousUser())
         return user if user.is_authenticated else None

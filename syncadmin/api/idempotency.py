@@ -2,7 +2,8 @@
 
 The key is claimed, the change made and its answer stored in one transaction
 (``syncadmin.services.idempotency_claim``): a concurrent retry waits for it and gets the answer; a
-failed call (an error is raised) stores nothing, so its retry runs again. The same key with another
+failed call (an error is raised) stores nothing, so its retry runs again. A terminal key in the answer
+is not kept (``SECRET_FIELDS``): its replay shows it empty. The same key with another
 request (method, path or body differ) answers 422; while the first call still runs, 409.
 """
 
@@ -25,6 +26,10 @@ from syncadmin.services import IdempotencyConflict, idempotency_claim, idempoten
 
 HEADER = "Idempotency-Key"
 KEY_MAX = 255
+# Fields never stored in a record: a terminal's key exists in clear only in the first answer (it is
+# stored hashed, as everywhere). A replay answers them empty: a caller that lost the first answer
+# rotates the key.
+SECRET_FIELDS = frozenset({"api_key"})
 
 
 def fingerprint(request) -> str:
@@ -40,6 +45,14 @@ def _render(result) -> tuple[int, str]:
     if isinstance(data, BaseModel):
         data = data.model_dump(mode="json")
     return status, json.dumps(data, cls=ExactJSONEncoder)
+
+
+def _without_secrets(data):
+    if isinstance(data, dict):
+        return {k: "" if k in SECRET_FIELDS else _without_secrets(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_without_secrets(v) for v in data]
+    return data
 
 
 def idempotent(endpoint):
@@ -67,7 +80,8 @@ def idempotent(endpoint):
                 response["Idempotent-Replayed"] = "true"
                 return response
             status, body = _render(endpoint(request, *args, **kwargs))
-            idempotency_store(user=request.user, key=key, status=status, body=body)
+            kept = json.dumps(_without_secrets(json.loads(body)))
+            idempotency_store(user=request.user, key=key, status=status, body=kept)
         return HttpResponse(body, status=status, content_type="application/json")
 
     return wrapper

@@ -31,6 +31,8 @@ def test_no_wrong_revoked_or_expired_token_is_401(client):
         assert_problem(response, 401)
         assert response["WWW-Authenticate"] == "Bearer"
     assert_problem(client.get("/api/v1/terminals", HTTP_AUTHORIZATION=f"Basic {secret}"), 401)
+    wrong_post = client.post("/api/v1/terminals", "{}", content_type="application/json", HTTP_AUTHORIZATION="Bearer x")
+    assert_problem(wrong_post, 401)  # not a CSRF 403: no session was offered
     api_token_revoke(token=token, actor="test")
     assert_problem(call(client, secret), 401)
     expired, expired_secret = api_token_create(user=user, name="e", expires_at=timezone.now() - timedelta(seconds=1))

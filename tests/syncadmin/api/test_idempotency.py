@@ -23,7 +23,9 @@ def test_a_retried_create_returns_the_first_answer_and_creates_once(admin_api):
     first = admin_api.post("/terminals", {"code": "IDEM"}, headers=KEY)
     again = admin_api.post("/terminals", {"code": "IDEM"}, headers=KEY)
     assert first.status_code == again.status_code == 201
-    assert again.json() == first.json()  # the same key, shown again to the caller that made it
+    # The same answer, but the terminal's key is never stored in clear, not even for a replay.
+    assert again.json() == {**first.json(), "api_key": ""} and first.json()["api_key"]
+    assert first.json()["api_key"] not in IdempotencyRecord.objects.get().body
     assert again["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first
     assert Terminal.objects.filter(code="IDEM").count() == 1
     assert AuditEntry.objects.filter(action="terminal.create").count() == 1
@@ -87,5 +89,7 @@ def test_two_concurrent_calls_with_one_key_create_once(admin_api, client):
     for t in threads:
         t.join()
     assert [a.status_code for a in answers] == [201, 201]
-    assert json.loads(answers[0].content) == json.loads(answers[1].content)
+    first, second = (json.loads(a.content) for a in answers)
+    assert {**first, "api_key": ""} == {**second, "api_key": ""}
+    assert sorted(bool(a["api_key"]) for a in (first, second)) == [False, True]  # the key, once
     assert Terminal.objects.filter(code="RACE").count() == 1
