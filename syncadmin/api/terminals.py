@@ -18,6 +18,7 @@ from syncadmin.api.idempotency import idempotent
 from syncadmin.api.paging import LIMIT_MAX, PageInfo, page_of
 from syncadmin.api.problems import COMMON, Problem, ProblemError
 from syncadmin.lib.clock import db_now
+from syncadmin.lib.sql import IN_LIST_MAX, chunks
 from terminals.forms import CODE_RE
 from terminals.models import Terminal
 from terminals.selectors import terminal_list_queryset, terminal_online_threshold
@@ -172,11 +173,9 @@ def terminal_bulk_create(request, body: BulkCreateIn):
             errors.append((f"{field}.code", f"{code!r} appears twice in the list"))
         seen.add(code)
         rows.append((code, _text(item.name, f"{field}.name"), _text(item.store, f"{field}.store")))
-    existing = set(Terminal.objects.filter(code__in=seen).values_list("code", flat=True)) if len(seen) <= 900 else set()
-    if len(seen) > 900:  # keep each IN list under every database's limit
-        codes = sorted(seen)
-        for i in range(0, len(codes), 900):
-            existing |= set(Terminal.objects.filter(code__in=codes[i : i + 900]).values_list("code", flat=True))
+    existing = set()
+    for batch in chunks(sorted(seen), IN_LIST_MAX):  # each IN list within every database's limit
+        existing |= set(Terminal.objects.filter(code__in=batch).values_list("code", flat=True))
     errors += [
         (f"body.terminals.{i}.code", "exists already") for i, (code, _, _) in enumerate(rows) if code in existing
     ]

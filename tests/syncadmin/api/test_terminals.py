@@ -105,3 +105,11 @@ def test_bulk_create_all_or_nothing_with_each_key_once(admin_api):
     assert {e["field"] for e in body["errors"]} == {"body.terminals.0.code", "body.terminals.3.code"}
     assert Terminal.objects.count() == 20
     assert_problem(admin_api.post("/terminals/bulk", {"terminals": []}), 400, "body.terminals")
+
+
+def test_a_rollout_of_a_thousand_is_checked_whole_before_anything_is_made(admin_api):
+    TerminalFactory(code="ROLL0950")  # past the first IN list of 900 codes
+    rows = [{"code": f"ROLL{i:04}"} for i in range(1000)]
+    body = assert_problem(admin_api.post("/terminals/bulk", {"terminals": rows}), 409)
+    assert [e["field"] for e in body["errors"]] == ["body.terminals.950.code"]
+    assert Terminal.objects.count() == 1
