@@ -85,6 +85,7 @@ bench: install
 	$(PY) bench/engine_ceiling.py
 	DATABASE_URL=$(PG_URL)_soapbench BENCH_Q_BROKER=$(REDIS_URL) $(PY) bench/soap.py
 	DATABASE_URL=$(PG_URL) $(PY) bench/console.py
+	DATABASE_URL=$(PG_URL) $(PY) bench/api.py
 	DATABASE_URL=$(PG_URL) $(PY) bench/reconciliation.py
 	$(PY) bench/metrics.py
 	$(PY) bench/retention.py

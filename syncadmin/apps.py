@@ -17,5 +17,9 @@ class SyncAdminConfig(AppConfig):
         tracing.setup()
 
     def schedules(self) -> list[tuple[str, str, int]]:
-        """The once-a-minute metrics sample (name, task, minutes), also the worker cluster's heartbeat."""
-        return [("syncadmin-metrics-sample", "syncadmin.observability.tasks.metrics_sample", 1)]
+        """The once-a-minute metrics sample (name, task, minutes), also the worker cluster's heartbeat; the
+        hourly purge of the API's expired idempotency records."""
+        return [
+            ("syncadmin-metrics-sample", "syncadmin.observability.tasks.metrics_sample", 1),
+            ("syncadmin-api-idempotency-purge", "syncadmin.api.tasks.idempotency_records_purge", 60),
+        ]

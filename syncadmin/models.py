@@ -1,5 +1,8 @@
-"""The ground's own tables: the audit log and the metrics' counters and samples. They reference no app."""
+"""The ground's own tables: the audit log, the metrics' counters and samples, API tokens and idempotency records.
 
+They reference no app (only Django's user model)."""
+
+from django.conf import settings
 from django.db import models
 
 
@@ -55,3 +58,45 @@ class MetricCounter(models.Model):
                 fields=["name", "labels"], condition=models.Q(base=True), name="metric_counter_base_uniq"
             )
         ]
+
+
+# --- the automation API (/api/v1/, syncadmin/api/) ---------------------------------------------------
+
+
+class ApiToken(models.Model):
+    """A user's token for the automation API: shown once, stored as a SHA-256 (syncadmin/lib/tokens.py).
+
+    A call made with it acts as its user, with that user's permissions (the console's roles).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)  # what it is for ("runbook", "monitoring"): the list shows it
+    token_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=12)  # the token's first characters, to tell tokens apart in a list
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True)  # None: until revoked
+    # Written at most once a minute (syncadmin.services.API_TOKEN_USED_REFRESH_SECONDS), not on every call.
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a state-changing API call sent with an ``Idempotency-Key``, kept until it expires.
+
+    A retry with the same key (same user) gets this answer and changes nothing; the same key with
+    another request (its fingerprint: method, path, body) is refused.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)  # SHA-256 of method, path and body
+    status = models.IntegerField()
+    body = models.TextField()
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_user_key_uniq")]

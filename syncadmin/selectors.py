@@ -1,10 +1,10 @@
-"""Reads of the ground's own tables: metric history, the worker cluster's last sample, the audit log."""
+"""Reads of the ground's own tables: metric history, the worker cluster's last sample, the audit log, API tokens."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from syncadmin.models import AuditEntry, MetricSample
+from syncadmin.models import ApiToken, AuditEntry, MetricSample
 
 
 def metric_samples(*, since: datetime, limit: int = 1440) -> list[MetricSample]:
@@ -19,3 +19,8 @@ def last_sample_at() -> datetime | None:
 
 def audit_entry_queryset():
     return AuditEntry.objects.all()
+
+
+def api_tokens_of(*, user) -> list:
+    """``user``'s API tokens, newest first (revoked ones included: the list says so)."""
+    return list(ApiToken.objects.filter(user=user).order_by("-created_at", "-pk"))

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "terminals",
     "messages.apps.MessagesConfig",
     "reconciliation",
+    "ninja",  # the automation API (syncadmin/api/): listed for its Swagger UI files, served as our own
 ]
 
 MIDDLEWARE = [
@@ -394,3 +395,11 @@ SYNC_RETENTION_DUTY_CYCLE = env.float("SYNC_RETENTION_DUTY_CYCLE", default=0.15)
 # How often the purge schedule runs, and how long one run may last before it hands over.
 SYNC_RETENTION_INTERVAL_MINUTES = env.int("SYNC_RETENTION_INTERVAL_MINUTES", default=15)
 SYNC_RETENTION_RUN_SECONDS = env.float("SYNC_RETENTION_RUN_SECONDS", default=40.0)
+
+
+# --- The automation API (/api/v1/, docs/api.md) -----------------------------------------------------
+# Calls per token (or session user) and period (s, m, h, d), counted in Django's cache: per process
+# unless CACHES points at a shared cache. Over it: 429.
+SYNC_API_RATE = env.str("SYNC_API_RATE", default="600/m")
+# How long the first answer to a call with an Idempotency-Key is kept (and replayed to its retries).
+SYNC_API_IDEMPOTENCY_HOURS = env.int("SYNC_API_IDEMPOTENCY_HOURS", default=24)

@@ -1,20 +1,25 @@
-"""Console pages of the hub as a whole: the dashboard (figures from every app) and the audit log."""
+"""Console pages of the hub as a whole: the dashboard (figures from every app), the audit log, the user's API tokens."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 from django.conf import settings
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
 
 from messages.models import MessageState
 from syncadmin import selectors
 from syncadmin.dashboard import dashboard_summary
 from syncadmin.filtersets import AuditEntryFilterSet
+from syncadmin.forms import ApiTokenForm
 from syncadmin.lib.charts import Series, line_chart
-from syncadmin.lib.console import console_view, wants_fragment
+from syncadmin.lib.console import actor_of, console_view, wants_fragment
 from syncadmin.lib.listing import Keyset, ListPage
+from syncadmin.models import ApiToken
+from syncadmin.services import api_token_create, api_token_revoke
 from syncadmin.tables import AuditEntryTable
 
 WINDOWS = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(hours=24)}
@@ -68,3 +73,33 @@ def audit_list(request):
         keyset=Keyset.newest_first("at"),
     )
     return listing.render("syncadmin/audit_list.html")
+
+
+# Any logged-in user may hold tokens: a token can do only what its user may do in the console.
+@never_cache  # the answer to a POST holds the new token
+@console_view()
+def api_tokens(request):
+    """The user's API tokens; a POST makes one and shows it on this answer only (it is stored hashed)."""
+    form = ApiTokenForm(request.POST or None)
+    secret = None
+    if request.method == "POST" and form.is_valid():
+        days = form.cleaned_data["expires_in_days"]
+        expires_at = timezone.now() + timedelta(days=days) if days else None
+        _, secret = api_token_create(user=request.user, name=form.cleaned_data["name"], expires_at=expires_at)
+        form = ApiTokenForm()
+    context = {
+        "tokens": selectors.api_tokens_of(user=request.user),
+        "form": form,
+        "secret": secret,
+        "now": timezone.now(),
+    }
+    status = 400 if form.errors else 200
+    return render(request, "syncadmin/api_tokens.html", context, status=status)
+
+
+@require_POST
+@console_view()
+def api_token_revoke_view(request, pk: int):
+    token = get_object_or_404(ApiToken, pk=pk, user=request.user)  # someone else's token: 404, as if absent
+    api_token_revoke(token=token, actor=actor_of(request))
+    return redirect("api-tokens")

@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from syncadmin.lib.tokens import token_generate, token_hash
 from terminals.models import Terminal, UsedNonce
 
 
 def api_key_hash(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+    return token_hash(key)
 
 
 def api_key_generate() -> str:
-    return secrets.token_urlsafe(32)  # 32 random bytes
+    return token_generate()  # 32 random bytes
 
 
 def terminal_create(*, code: str, name: str = "", store: str = "") -> tuple[Terminal, str]:

@@ -14,12 +14,14 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from reconciliation import reports
 from reconciliation import services as reconciliation_services
 from reconciliation.models import Discrepancy, RunTrigger
-from tests.factories import BulkJobFactory, DeadLetterFactory, PurgeRunFactory, TerminalFactory
+from syncadmin.services import api_token_create
+from tests.factories import BulkJobFactory, DeadLetterFactory, PurgeRunFactory, TerminalFactory, UserFactory
 from tests.reconciliation.helpers import drain_all, env, ingest
 
-# URLs outside the console: the SOAP endpoint (its own protocol) and Django's admin (its own pages).
+# URLs outside the console: the SOAP endpoint (its own protocol), Django's admin (its own pages) and the
+# automation API (JSON for scripts: tests/syncadmin/api/, schemathesis from its OpenAPI schema).
 NOT_CONSOLE = ("terminal-soap",)
-SKIPPED_PREFIXES = ("admin/",)
+SKIPPED_PREFIXES = ("admin/", "api/")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ def console_objects() -> dict[str, int]:
         "reconciliation:explain": Discrepancy.objects.filter(run=run).first().pk,
         "reconciliation:run_detail": run.pk,
         "terminal_code": terminal.code,
+        "api-token": api_token_create(user=UserFactory(username="pages-token-owner"), name="pages")[0].pk,
     }
 
 

@@ -45,7 +45,7 @@ from messages.models import MessageState
 from reconciliation import reports
 from reconciliation import services as recon
 from reconciliation.models import Discrepancy, RunTrigger
-from syncadmin.services import audit_record
+from syncadmin.services import api_token_create, audit_record
 from tests.console_pages import url_patterns
 from tests.factories import (
     BulkJobFactory,
@@ -70,6 +70,7 @@ NOT_CONSOLE = {
     "healthz": "load-balancer probe, tested in tests/syncadmin/observability/test_health.py",
     "login": "django's login view behind django-axes, tested in tests/messages/test_views.py",
     "logout": "django's logout view",
+    "api/": "the automation API: schemathesis fuzzes it from its OpenAPI schema (tests/syncadmin/api/)",
 }
 # Which object a path's <int:pk> names, by the route before it.
 PK_OWNER = {
@@ -78,6 +79,7 @@ PK_OWNER = {
     "bulk-jobs/": "bulk_job",
     "reconciliation/discrepancies/": "discrepancy",
     "reconciliation/runs/": "run",
+    "account/api-tokens/": "api_token",
 }
 # A POST key whose value is another page's query string (the bulk form's "all matching the filter").
 NESTED_QUERY = {"query": ("message-list", {"action": "retry", "scope": "filter"})}
@@ -174,6 +176,7 @@ def world(db, settings):
             "bulk_job": BulkJobFactory().pk,
             "discrepancy": Discrepancy.objects.filter(run=run).first().pk,
             "run": run.pk,
+            "api_token": api_token_create(user=superuser, name="fuzzed")[0].pk,
         },
         "clients": clients,
     }
