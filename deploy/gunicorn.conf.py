@@ -59,12 +59,12 @@ control_socket_mode = 0o600
 
 # SOAP request metrics are counted in each worker process (syncadmin/lib/process_metrics.py):
 # prometheus_client's multiprocess mode sums every worker's files for /metrics, which needs
-# PROMETHEUS_MULTIPROC_DIR in the environment before the application is imported. raw_env sets
-# it in the master's environment at start; the workers inherit it before they import the application. Web only: the worker
-# cluster, which shares the environment file, counts nothing per process. (This file must not
-# import prometheus_client: it chooses between per-process and multiprocess values once, at import,
-# before raw_env is applied. The families are counters and histograms: no live gauge needs
-# multiprocess.mark_process_dead when a worker exits.)
+# PROMETHEUS_MULTIPROC_DIR in the environment before the application is imported. raw_env sets it in
+# the master's environment at start; the workers inherit it before they import the application. Web
+# only: the worker cluster, which shares the environment file, counts nothing per process. (This
+# file must not import prometheus_client: it chooses between per-process and multiprocess values
+# once, at import, before raw_env is applied. The families are counters and histograms: no live
+# gauge needs multiprocess.mark_process_dead when a worker exits.)
 prometheus_dir = os.path.join(runtime_dir, "prometheus")
 raw_env = [f"PROMETHEUS_MULTIPROC_DIR={prometheus_dir}"]
 

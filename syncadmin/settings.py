@@ -14,6 +14,7 @@ import environ
 
 # Before anything imports spyne, on every Python this project supports (its module says why).
 import syncadmin.lib.spyne_compat  # noqa: F401
+from syncadmin.lib.logs import logging_config
 from syncadmin.lib.secret_key import demo_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -274,27 +275,7 @@ if LOG_FORMAT not in ("json", "plain"):
     raise environ.ImproperlyConfigured(f"LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}")
 # One line per processed/failed message (logger messages.processing); WARNING keeps only failures.
 LOG_MESSAGE_LEVEL = env.str("LOG_MESSAGE_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {
-        "context": {"()": "syncadmin.lib.logs.ContextFilter"},
-        "health_polls": {"()": "syncadmin.lib.logs.HealthPollFilter"},
-    },
-    "formatters": {
-        "json": {"()": "syncadmin.lib.logs.JsonFormatter"},
-        "plain": {"()": "syncadmin.lib.logs.PlainFormatter"},
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        # django.request logs every 5xx at ERROR: not /healthz's 503s, which a load balancer polls
-        # every few seconds; /healthz logs a WARNING when its answer changes instead.
-        "django.request": {"filters": ["health_polls"]},
-        "messages.processing": {"level": LOG_MESSAGE_LEVEL},
-    },
-}
+LOGGING = logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT, message_level=LOG_MESSAGE_LEVEL)
 
 # --- Console -----------------------------------------------------------------------------------
 # Rows per page of the message list and other keyset-paginated tables.

@@ -110,3 +110,28 @@ class AccessLogFields(logging.Filter):
                 setattr(record, field, int(value) if field == "status" and str(value).isdigit() else value)
         record.pid = os.getpid()
         return True
+
+
+def logging_config(*, level: str, fmt: str, message_level: str) -> dict:
+    """The settings' LOGGING: one handler on stderr in ``fmt`` (json or plain), the log context on every line."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {
+            "context": {"()": "syncadmin.lib.logs.ContextFilter"},
+            "health_polls": {"()": "syncadmin.lib.logs.HealthPollFilter"},
+        },
+        "formatters": {
+            "json": {"()": "syncadmin.lib.logs.JsonFormatter"},
+            "plain": {"()": "syncadmin.lib.logs.PlainFormatter"},
+        },
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": fmt, "filters": ["context"]}},
+        "root": {"handlers": ["console"], "level": level},
+        "loggers": {
+            "django.db.backends": {"level": "WARNING"},
+            # django.request logs every 5xx at ERROR: not /healthz's 503s, which a load balancer polls
+            # every few seconds; /healthz logs a WARNING when its answer changes instead.
+            "django.request": {"filters": ["health_polls"]},
+            "messages.processing": {"level": message_level},
+        },
+    }
