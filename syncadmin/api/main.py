@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpResponseNotAllowed
+from django.urls import URLPattern
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
 from syncadmin.api import bulk_jobs, dead_letters, health, messages, reconciliation, terminals
 from syncadmin.api.auth import AUTH, TokenRateThrottle
 from syncadmin.api.idempotency import HEADER, KEY_MAX
-from syncadmin.api.problems import PROBLEM_MEDIA_TYPE, ProblemError, problem_response
+from syncadmin.api.problems import PROBLEM_MEDIA_TYPE, TITLES, ProblemError, problem_response
 from syncadmin.api.rendering import ExactJSONRenderer
 
 DESCRIPTION = """Operate SyncAdmin from scripts: terminals, messages, dead letters, bulk jobs,
@@ -29,10 +32,34 @@ IDEMPOTENCY_PARAMETER = {
 }
 
 
+def _problem_when_not_allowed(view):
+    """ninja answers a method a path does not have with a plain-text 405: make it a problem, Allow kept."""
+
+    @functools.wraps(view)  # keeps csrf_exempt and the other marks ninja set on its view
+    def wrapped(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        if isinstance(response, HttpResponseNotAllowed):
+            allowed = response["Allow"]
+            response = problem_response(405, f"{request.method} is not allowed here; allowed: {allowed}")
+            response["Allow"] = allowed
+        return response
+
+    return wrapped
+
+
 class SyncAdminAPI(NinjaAPI):
+    def _get_urls(self):
+        urls = super()._get_urls()
+        for pattern in urls:
+            if isinstance(pattern, URLPattern):
+                pattern.callback = _problem_when_not_allowed(pattern.callback)
+        return urls
+
     def get_openapi_schema(self, *args, **kwargs):
-        """Error answers are documented as application/problem+json, which is what they are; every POST
-        (each is wrapped by ``idempotent``) documents its Idempotency-Key header."""
+        """Error answers are documented as application/problem+json, which is what they are, under the
+        problems' own titles (ninja takes Python's HTTP phrases, which change between versions: 422 is
+        "Unprocessable Entity" on 3.11 and "Unprocessable Content" on 3.13, and the committed schema must
+        not); every POST (each is wrapped by ``idempotent``) documents its Idempotency-Key header."""
         schema = super().get_openapi_schema(*args, **kwargs)
         for path in schema["paths"].values():
             for method, operation in path.items():
@@ -40,8 +67,10 @@ class SyncAdminAPI(NinjaAPI):
                     operation.setdefault("parameters", []).append(IDEMPOTENCY_PARAMETER)
                 for status, response in operation.get("responses", {}).items():
                     content = response.get("content", {})
-                    if int(status) >= 400 and "application/json" in content:
-                        content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+                    if int(status) >= 400:
+                        response["description"] = TITLES[int(status)]
+                        if "application/json" in content:
+                            content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
         return schema
 
 

@@ -56,3 +56,10 @@ def test_text_no_database_can_store_is_400_before_any_endpoint_runs(admin_api):
     assert_problem(admin_api.post(f"/messages/{message.pk}/retry", {"reason": lone_surrogate}), 400, "body.reason")
     assert_problem(admin_api.post("/terminals", {"code": "S1", "store": "a\x00"}), 400, "body.store")
     assert_problem(admin_api.get("/terminals/a%00b"), 404)  # no terminal can have that code
+
+
+def test_a_method_the_path_does_not_have_is_a_405_problem_with_allow(admin_api):
+    response = admin_api.client.delete("/api/v1/terminals", HTTP_AUTHORIZATION=f"Bearer {admin_api.secret}")
+    body = assert_problem(response, 405)
+    assert set(response["Allow"].replace(" ", "").split(",")) == {"GET", "POST"}
+    assert "DELETE" in body["detail"]
