@@ -18,8 +18,9 @@ class SyncAdminConfig(AppConfig):
 
     def schedules(self) -> list[tuple[str, str, int]]:
         """The once-a-minute metrics sample (name, task, minutes), also the worker cluster's heartbeat; the
-        hourly purge of the API's expired idempotency records."""
+        hourly purges of the API's expired idempotency records and past rate windows."""
         return [
             ("syncadmin-metrics-sample", "syncadmin.observability.tasks.metrics_sample", 1),
             ("syncadmin-api-idempotency-purge", "syncadmin.api.tasks.idempotency_records_purge", 60),
+            ("syncadmin-api-rate-windows-purge", "syncadmin.api.tasks.api_call_windows_forget", 60),
         ]

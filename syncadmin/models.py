@@ -100,3 +100,18 @@ class IdempotencyRecord(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_user_key_uniq")]
+
+
+class ApiCallWindow(models.Model):
+    """The calls one API caller (a token, or a console user) made in one fixed window of SYNC_API_RATE.
+
+    Counted in the database, not in a cache: every gunicorn worker and every web node sees the same
+    count (a per-process cache lets N workers take N times the rate). Old windows are purged hourly.
+    """
+
+    caller = models.CharField(max_length=64)  # "token:<pk>" or "user:<pk>"
+    window_start = models.DateTimeField()
+    calls = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["caller", "window_start"], name="api_call_window_uniq")]

@@ -1,14 +1,15 @@
-"""Writes of the ground's own tables: the audit log, API tokens, idempotency records."""
+"""Writes of the ground's own tables: the audit log, API tokens, idempotency records, API call windows."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from syncadmin.lib.tokens import token_generate, token_hash
-from syncadmin.models import ApiToken, AuditEntry, IdempotencyRecord
+from syncadmin.models import ApiCallWindow, ApiToken, AuditEntry, IdempotencyRecord
 
 # Every API token starts so: a secret scanner (or a person) recognises a leaked one.
 API_TOKEN_PREFIX = "sat_"
@@ -143,3 +144,33 @@ def idempotency_store(*, user, key: str, status: int, body: str) -> None:
 def idempotency_purge(*, now: datetime | None = None) -> int:
     """Delete the expired records; how many."""
     return IdempotencyRecord.objects.filter(expires_at__lte=now or timezone.now()).delete()[0]
+
+
+# --- API rate windows --------------------------------------------------------------------------------
+
+
+def api_call_count(*, caller: str, period_seconds: int, now: datetime | None = None) -> tuple[int, float]:
+    """Count one call of ``caller`` in the current fixed window of ``period_seconds``.
+
+    Returns the calls counted in that window so far, this one included, and the seconds left until
+    the window ends. The increment is one UPDATE (a concurrent call waits on the row, then adds its
+    own); the first call of a window inserts the row, and a call that loses that race adds to it.
+    """
+    now = now or timezone.now()
+    epoch = int(now.timestamp()) // period_seconds * period_seconds
+    start = datetime.fromtimestamp(epoch, tz=UTC)
+    window = ApiCallWindow.objects.filter(caller=caller, window_start=start)
+    with transaction.atomic():
+        if not window.update(calls=F("calls") + 1):
+            try:
+                with transaction.atomic():
+                    ApiCallWindow.objects.create(caller=caller, window_start=start, calls=1)
+            except IntegrityError:
+                window.update(calls=F("calls") + 1)
+        calls = window.values_list("calls", flat=True).get()
+    return calls, epoch + period_seconds - now.timestamp()
+
+
+def api_call_windows_purge(*, older_than: timedelta = timedelta(days=1), now: datetime | None = None) -> int:
+    """Delete the windows that ended long ago (the longest rate period is a day); how many."""
+    return ApiCallWindow.objects.filter(window_start__lt=(now or timezone.now()) - older_than).delete()[0]

@@ -7,6 +7,7 @@ production set at least DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DATABASE_URL an
 """
 
 import ipaddress
+import re
 from pathlib import Path
 
 import csp.constants
@@ -379,8 +380,10 @@ SYNC_RETENTION_RUN_SECONDS = env.float("SYNC_RETENTION_RUN_SECONDS", default=40.
 
 
 # --- The automation API (/api/v1/, docs/api.md) -----------------------------------------------------
-# Calls per token (or session user) and period (s, m, h, d), counted in Django's cache: per process
-# unless CACHES points at a shared cache. Over it: 429.
+# Calls per token (or session user) and fixed period (s, m, h, d), counted in the database, so the
+# limit holds across every web worker and node. Over it: 429 with Retry-After.
 SYNC_API_RATE = env.str("SYNC_API_RATE", default="600/m")
+if not re.fullmatch(r"[1-9][0-9]*/[smhd]", SYNC_API_RATE):
+    raise environ.ImproperlyConfigured(f"SYNC_API_RATE must be like 600/m (calls per s, m, h, d): {SYNC_API_RATE!r}")
 # How long the first answer to a call with an Idempotency-Key is kept (and replayed to its retries).
 SYNC_API_IDEMPOTENCY_HOURS = env.int("SYNC_API_IDEMPOTENCY_HOURS", default=24)

@@ -7,13 +7,16 @@ the audit log names the same actor (``user:<name>``) as for the same action in t
 
 from __future__ import annotations
 
+import threading
+
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from ninja.security import HttpBearer, SessionAuth
-from ninja.throttling import AuthRateThrottle
+from ninja.throttling import BaseThrottle
 
 from syncadmin.api.problems import ProblemError
-from syncadmin.services import api_token_authenticate
+from syncadmin.models import ApiToken
+from syncadmin.services import api_call_count, api_token_authenticate
 
 
 class TokenAuth(HttpBearer):
@@ -42,18 +45,37 @@ class ConsoleSessionAuth(SessionAuth):
         return user if user.is_authenticated else None
 
 
-class TokenRateThrottle(AuthRateThrottle):
-    """SYNC_API_RATE calls per token (or per session user), counted in Django's cache."""
+PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def rate_parse(rate: str) -> tuple[int, int]:
+    """``"600/m"`` → (600 calls, 60 seconds)."""
+    count, _, period = rate.partition("/")  # its form is checked by the settings
+    return int(count), PERIODS[period]
+
+
+class TokenRateThrottle(BaseThrottle):
+    """SYNC_API_RATE calls per token (or per session user) and fixed window, counted in the database
+    (``api_call_count``), so the limit holds across every gunicorn worker and web node."""
 
     def __init__(self):
-        super().__init__(settings.SYNC_API_RATE)
+        # One instance serves every thread of a gthread worker: the wait of this thread's call.
+        self._local = threading.local()
 
     def allow_request(self, request) -> bool:
-        # The setting is read on every call (cheap), not once at import: a changed rate applies at once.
-        if self.rate != settings.SYNC_API_RATE:
-            self.rate = settings.SYNC_API_RATE
-            self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request)
+        auth = getattr(request, "auth", None)
+        if isinstance(auth, ApiToken):
+            caller = f"token:{auth.pk}"
+        elif getattr(auth, "pk", None) is not None:
+            caller = f"user:{auth.pk}"
+        else:
+            return True  # not authenticated: answered 401 before any count
+        limit, period = rate_parse(settings.SYNC_API_RATE)  # read per call: a changed rate applies at once
+        calls, self._local.wait = api_call_count(caller=caller, period_seconds=period)
+        return calls <= limit
+
+    def wait(self) -> float | None:
+        return getattr(self._local, "wait", None)
 
 
 AUTH = [TokenAuth(), ConsoleSessionAuth()]

@@ -121,3 +121,15 @@ def test_processes_racing_for_the_demo_secret_key_all_read_the_same_complete_key
         assert len(keys.pop()) >= 50
         assert sorted(p.name for p in var.iterdir()) == ["secret_key", "static"]  # no temporary file left
         assert (var / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("rate", ["600", "0/m", "10/minute", "-1/s", "x/m"])
+def test_a_malformed_api_rate_refuses_to_start(tmp_path, rate):
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "SYNC_VAR_DIR": str(tmp_path), "SYNC_API_RATE": rate},
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0 and "SYNC_API_RATE must be like 600/m" in proc.stderr
