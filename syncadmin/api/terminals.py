@@ -193,6 +193,17 @@ def terminal_bulk_create(request, body: BulkCreateIn):
     )
 
 
+# "/bulk" above takes the path for every method, so a terminal whose code is "bulk" is reached here.
+@router.get("/bulk", response={200: TerminalOut, 404: Problem, **COMMON}, include_in_schema=False)
+def terminal_named_bulk_get(request):
+    return terminal_get(request, "bulk")
+
+
+@router.patch("/bulk", response={200: TerminalOut, 404: Problem, **COMMON}, include_in_schema=False)
+def terminal_named_bulk_patch(request, body: TerminalPatch):
+    return terminal_patch(request, "bulk", body)
+
+
 @router.get("/{code}", response={200: TerminalOut, 404: Problem, **COMMON}, summary="Get a terminal")
 def terminal_get(request, code: str):
     require(request, VIEW)

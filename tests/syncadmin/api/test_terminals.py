@@ -113,3 +113,10 @@ def test_a_rollout_of_a_thousand_is_checked_whole_before_anything_is_made(admin_
     body = assert_problem(admin_api.post("/terminals/bulk", {"terminals": rows}), 409)
     assert [e["field"] for e in body["errors"]] == ["body.terminals.950.code"]
     assert Terminal.objects.count() == 1
+
+
+def test_a_terminal_whose_code_is_bulk_is_reached_like_any_other(admin_api):
+    assert admin_api.get("/terminals/bulk").status_code == 404  # none yet: not a 405 of the bulk route
+    assert admin_api.post("/terminals", {"code": "bulk", "name": "Till", "store": "S"}).status_code == 201
+    assert admin_api.get("/terminals/bulk").json()["code"] == "bulk"
+    assert admin_api.patch("/terminals/bulk", {"name": "Renamed"}).json()["name"] == "Renamed"
