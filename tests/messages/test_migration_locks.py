@@ -1,0 +1,95 @@
+"""No migration of the message table stops ingest while it runs (PostgreSQL; tests/messages/migration_load.py).
+
+Each migration of the message app whose SQL names the message table (from sqlmigrate, so a new
+one is picked up by itself), or that runs Python or SQL of its own (which sqlmigrate cannot
+show), is run forwards on a table of ROWS messages while a writer commits one message per
+transaction, and pg_locks is read every few milliseconds: the migration must never hold a lock
+that stops INSERT and UPDATE for longer than a moment, and the writer must never wait long. The
+released ones the linter accepts (tests/migration_lint.py, ACCEPTED) are left out: they are
+known to hold the table and are explained there. A plain CREATE INDEX on the same table under
+the same load is the reference: the watcher must catch it holding writes for longer than a
+moment, or the table is too small to tell.
+"""
+
+import io
+
+import pytest
+from django.core.management import call_command
+from django.db import connection, models
+from django.db.migrations import RunPython, RunSQL
+from django.db.migrations.executor import MigrationExecutor
+
+from tests.messages.migration_load import TABLE, messages_fill, under_load
+from tests.migration_lint import ACCEPTED
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+ROWS = 300_000
+# "A moment": a change of the catalogue holds its lock for milliseconds; an index build in place
+# holds it as long as the table is big (the plain build below: 0.3 to 0.5 s on ROWS messages here).
+MOMENT_SECONDS = 0.15
+# The writer's longest insert (on a shared 2-core machine, CPU alone costs some tens of ms).
+WRITE_WAIT_SECONDS = 1.0
+
+
+def _message_table_migrations():
+    """The message app's migrations whose SQL names the table, or that run code sqlmigrate cannot show."""
+    executor = MigrationExecutor(connection)
+    found = []
+    for (app, name), migration in sorted(executor.loader.disk_migrations.items()):
+        if app != "queue_messages" or migration.initial or (app, name) in ACCEPTED:
+            continue
+        out = io.StringIO()
+        call_command("sqlmigrate", app, name, stdout=out, stderr=io.StringIO())
+        runs_code = any(isinstance(op, RunPython | RunSQL) for op in migration.operations)
+        if f'"{TABLE}"' in out.getvalue() or runs_code:
+            found.append((app, name))
+    return found
+
+
+@pytest.fixture
+def back_at_head():
+    yield
+    call_command("migrate", interactive=False, verbosity=0)
+
+
+def _previous(app, name):
+    graph = MigrationExecutor(connection).loader.graph
+    parents = [parent for parent in graph.node_map[(app, name)].parents if parent.key[0] == app]
+    return parents[0].key if parents else (app, None)
+
+
+def test_no_message_table_migration_stops_ingest(back_at_head):
+    nodes = _message_table_migrations()
+    call_command("migrate", "queue_messages", _previous(*nodes[0])[1] or "zero", interactive=False, verbosity=0)
+    messages_fill(ROWS)
+    # The reference, same table, same load: a plain CREATE INDEX holds writes for its whole build.
+    # Were it shorter than a moment the table would be too small for this test to see anything.
+    reference = under_load(_plain_index_build)
+    assert "ShareLock" in reference.modes and reference.longest_block > MOMENT_SECONDS, reference
+    seen = {}
+    for node in nodes:  # oldest first, forwards only from here
+        call_command("migrate", node[0], _previous(*node)[1], interactive=False, verbosity=0)
+        seen[node] = under_load(lambda node=node: call_command("migrate", *node, interactive=False, verbosity=0))
+    held = {node: observed for node, observed in seen.items() if observed.longest_block >= MOMENT_SECONDS}
+    waited = {node: observed for node, observed in seen.items() if observed.slowest_write >= WRITE_WAIT_SECONDS}
+    assert not held and not waited, (held, waited)
+
+
+def test_the_message_table_migrations_are_found():
+    # 0003 builds the retention index concurrently, 0005 sets the table's autovacuum thresholds.
+    found = _message_table_migrations()
+    assert {("queue_messages", "0003_message_state_updated_idx"), ("queue_messages", "0005_queue_autovacuum")} <= set(
+        found
+    )
+
+
+def _plain_index_build():
+    index = models.Index(fields=["payload", "entity_key"], name="probe_plain_idx")
+    model = MigrationExecutor(connection).loader.project_state().apps.get_model("queue_messages", "Message")
+    try:
+        with connection.schema_editor(atomic=False) as editor:
+            editor.add_index(model, index)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP INDEX IF EXISTS {index.name}")
