@@ -3,7 +3,8 @@
 One case per release recorded in CHANGELOG.md (tests/releases.py). Each follows the order of
 docs/operations/upgrades.md: the release's database, built by its own migrations and filled
 through its own models (tests/upgrade_data.py) while its workers hold leases; then `migrate`
-(the real command, post_migrate and all); then the new workers; then the web. Every table that
+(the real command, post_migrate and all); then the new workers; then the web; and last the
+rollback, back to the release's migrations. Every table that
 existed before is read back row by row, byte for byte, and the only differences allowed are the
 ones a migration of the upgrade is there to make, each named below. Then the new code reads the
 data for its meaning: states, keys, permissions, the moved models.
@@ -86,6 +87,7 @@ def test_an_installation_of_the_release_upgrades_without_losing_or_changing_anyt
     _meaning(filled)
     _new_workers_drain(filled)
     _new_web_serves(filled)
+    _rollback(targets, filled)
 
 
 def _rows(table_rows):
@@ -167,3 +169,10 @@ def _new_web_serves(filled):
     response = client.get(f"/messages/{pk}/")
     assert response.status_code == 200
     assert filled.messages[pk]["message_id"] in response.content.decode()
+
+
+def _rollback(targets, filled):
+    """Back to the release's migrations (docs, "Rollback"): every migration since is reversible, no message goes."""
+    MigrationExecutor(connection).migrate(targets)
+    assert MigrationRecorder(connection).applied_migrations().keys() == applied_by(targets)
+    assert set(Message.objects.values_list("pk", flat=True)) == set(filled.messages)

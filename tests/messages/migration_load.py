@@ -7,17 +7,48 @@ the migration's backend holds on the message table in a mode that stops INSERT a
 (anything that conflicts with ROW EXCLUSIVE).
 """
 
+import io
 import threading
 import time
 from dataclasses import dataclass, field
 
 import psycopg
+from django.core.management import call_command
 from django.db import connection
+from django.db.migrations import RunPython, RunSQL
+from django.db.migrations.executor import MigrationExecutor
+
+from tests.migration_lint import ACCEPTED
 
 TABLE = "queue_messages_message"
 # The lock modes that conflict with ROW EXCLUSIVE, the one every INSERT and UPDATE takes.
 WRITE_BLOCKING = ("ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
 POLL_SECONDS = 0.002
+
+
+def message_table_migrations(*, accepted: bool = False) -> list[tuple[str, str]]:
+    """The message app's migrations whose SQL names the table, or that run code sqlmigrate cannot show.
+
+    Oldest first. Without ``accepted``, less the released ones the linter accepts (tests/migration_lint.py).
+    """
+    executor = MigrationExecutor(connection)
+    found = []
+    for (app, name), migration in sorted(executor.loader.disk_migrations.items()):
+        if app != "queue_messages" or migration.initial or ((app, name) in ACCEPTED and not accepted):
+            continue
+        out = io.StringIO()
+        call_command("sqlmigrate", app, name, stdout=out, stderr=io.StringIO())
+        runs_code = any(isinstance(op, RunPython | RunSQL) for op in migration.operations)
+        if f'"{TABLE}"' in out.getvalue() or runs_code:
+            found.append((app, name))
+    return found
+
+
+def previous(app: str, name: str) -> str:
+    """The migration before ``name`` in its app ("zero" for the first)."""
+    graph = MigrationExecutor(connection).loader.graph
+    parents = [parent.key for parent in graph.node_map[(app, name)].parents if parent.key[0] == app]
+    return parents[0][1] if parents else "zero"
 
 
 def _connect() -> psycopg.Connection:

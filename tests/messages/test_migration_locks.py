@@ -11,16 +11,12 @@ the same load is the reference: the watcher must catch it holding writes for lon
 moment, or the table is too small to tell.
 """
 
-import io
-
 import pytest
 from django.core.management import call_command
 from django.db import connection, models
-from django.db.migrations import RunPython, RunSQL
 from django.db.migrations.executor import MigrationExecutor
 
-from tests.messages.migration_load import TABLE, messages_fill, under_load
-from tests.migration_lint import ACCEPTED
+from tests.messages.migration_load import message_table_migrations, messages_fill, previous, under_load
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -32,36 +28,15 @@ MOMENT_SECONDS = 0.15
 WRITE_WAIT_SECONDS = 1.0
 
 
-def _message_table_migrations():
-    """The message app's migrations whose SQL names the table, or that run code sqlmigrate cannot show."""
-    executor = MigrationExecutor(connection)
-    found = []
-    for (app, name), migration in sorted(executor.loader.disk_migrations.items()):
-        if app != "queue_messages" or migration.initial or (app, name) in ACCEPTED:
-            continue
-        out = io.StringIO()
-        call_command("sqlmigrate", app, name, stdout=out, stderr=io.StringIO())
-        runs_code = any(isinstance(op, RunPython | RunSQL) for op in migration.operations)
-        if f'"{TABLE}"' in out.getvalue() or runs_code:
-            found.append((app, name))
-    return found
-
-
 @pytest.fixture
 def back_at_head():
     yield
     call_command("migrate", interactive=False, verbosity=0)
 
 
-def _previous(app, name):
-    graph = MigrationExecutor(connection).loader.graph
-    parents = [parent for parent in graph.node_map[(app, name)].parents if parent.key[0] == app]
-    return parents[0].key if parents else (app, None)
-
-
 def test_no_message_table_migration_stops_ingest(back_at_head):
-    nodes = _message_table_migrations()
-    call_command("migrate", "queue_messages", _previous(*nodes[0])[1] or "zero", interactive=False, verbosity=0)
+    nodes = message_table_migrations()
+    call_command("migrate", "queue_messages", previous(*nodes[0]), interactive=False, verbosity=0)
     messages_fill(ROWS)
     # The reference, same table, same load: a plain CREATE INDEX holds writes for its whole build.
     # Were it shorter than a moment the table would be too small for this test to see anything.
@@ -69,7 +44,7 @@ def test_no_message_table_migration_stops_ingest(back_at_head):
     assert "ShareLock" in reference.modes and reference.longest_block > MOMENT_SECONDS, reference
     seen = {}
     for node in nodes:  # oldest first, forwards only from here
-        call_command("migrate", node[0], _previous(*node)[1], interactive=False, verbosity=0)
+        call_command("migrate", node[0], previous(*node), interactive=False, verbosity=0)
         seen[node] = under_load(lambda node=node: call_command("migrate", *node, interactive=False, verbosity=0))
     held = {node: observed for node, observed in seen.items() if observed.longest_block >= MOMENT_SECONDS}
     waited = {node: observed for node, observed in seen.items() if observed.slowest_write >= WRITE_WAIT_SECONDS}
@@ -78,7 +53,7 @@ def test_no_message_table_migration_stops_ingest(back_at_head):
 
 def test_the_message_table_migrations_are_found():
     # 0003 builds the retention index concurrently, 0005 sets the table's autovacuum thresholds.
-    found = _message_table_migrations()
+    found = message_table_migrations()
     assert {("queue_messages", "0003_message_state_updated_idx"), ("queue_messages", "0005_queue_autovacuum")} <= set(
         found
     )
