@@ -91,6 +91,7 @@ bench: install
 	$(PY) bench/metrics.py
 	$(PY) bench/retention.py
 	$(PY) bench/bulk.py
+	$(PY) bench/migrations.py
 
 ## The chaos suite alone (its own private PostgreSQL + Redis): short versions, then the long ones.
 chaos: install
