@@ -24,8 +24,9 @@ ROWS = 300_000
 # "A moment": a change of the catalogue holds its lock for milliseconds; an index build in place
 # holds it as long as the table is big (the plain build below: 0.3 to 0.5 s on ROWS messages here).
 MOMENT_SECONDS = 0.15
-# The writer's longest insert (on a shared 2-core machine, CPU alone costs some tens of ms).
-WRITE_WAIT_SECONDS = 1.0
+# The writer's longest insert: a gross bound only (up to 0.2 s seen here while a concurrent build
+# shares the 2 cores, and a shared machine's disk can stall a commit); the locks are the measure.
+WRITE_WAIT_SECONDS = 2.0
 
 
 @pytest.fixture
