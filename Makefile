@@ -31,6 +31,8 @@ VENV_STALE := yes
 endif
 PG_URL ?= postgres://postgres@127.0.0.1:5432/syncadmin
 REDIS_URL ?= redis://127.0.0.1:6379/0
+# The migration linter reads PostgreSQL's SQL through the server's maintenance database (it runs none).
+LINT_PG_URL ?= $(dir $(PG_URL))postgres
 
 .PHONY: run test test-sqlite test-postgres install python lint docs bench chaos chaos-long lock upgrade-deps venv-stale
 
@@ -65,6 +67,8 @@ lint: install
 	$(VENV)/bin/lint-imports
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
+# A migration that would hold a big table against writes, or break the running code, fails (tests/migration_lint.py).
+	DATABASE_URL=$(LINT_PG_URL) $(PY) -m tests.migration_lint
 # The docs: a broken link or anchor fails (never add --quiet: it hides the warnings --strict counts).
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
@@ -90,6 +94,7 @@ bench: install
 	$(PY) bench/metrics.py
 	$(PY) bench/retention.py
 	$(PY) bench/bulk.py
+	$(PY) bench/migrations.py
 
 ## The chaos suite alone (its own private PostgreSQL + Redis): short versions, then the long ones.
 chaos: install

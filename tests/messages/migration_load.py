@@ -1,0 +1,152 @@
+"""Run a migration of the message table while a writer keeps inserting messages, and see what it locked.
+
+For tests/messages/test_migration_locks.py and bench/migrations.py (PostgreSQL). Three
+connections: the migration's (Django's), a writer's that commits one message per transaction
+as ingest does, and a watcher's that reads pg_locks every couple of milliseconds for the locks
+the migration's backend holds on the message table in a mode that stops INSERT and UPDATE
+(anything that conflicts with ROW EXCLUSIVE).
+"""
+
+import io
+import threading
+import time
+from dataclasses import dataclass, field
+
+import psycopg
+from django.core.management import call_command
+from django.db import connection
+from django.db.migrations import RunPython, RunSQL
+from django.db.migrations.executor import MigrationExecutor
+
+from tests.migration_lint import ACCEPTED
+
+TABLE = "queue_messages_message"
+# The lock modes that conflict with ROW EXCLUSIVE, the one every INSERT and UPDATE takes.
+WRITE_BLOCKING = ("ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
+POLL_SECONDS = 0.002
+
+
+def message_table_migrations(*, accepted: bool = False) -> list[tuple[str, str]]:
+    """The message app's migrations whose SQL names the table, or that run code sqlmigrate cannot show.
+
+    Oldest first. Without ``accepted``, less the released ones the linter accepts (tests/migration_lint.py).
+    """
+    executor = MigrationExecutor(connection)
+    found = []
+    for (app, name), migration in sorted(executor.loader.disk_migrations.items()):
+        if app != "queue_messages" or migration.initial or ((app, name) in ACCEPTED and not accepted):
+            continue
+        out = io.StringIO()
+        call_command("sqlmigrate", app, name, stdout=out, stderr=io.StringIO())
+        runs_code = any(isinstance(op, RunPython | RunSQL) for op in migration.operations)
+        if f'"{TABLE}"' in out.getvalue() or runs_code:
+            found.append((app, name))
+    return found
+
+
+def previous(app: str, name: str) -> str:
+    """The migration before ``name`` in its app ("zero" for the first)."""
+    graph = MigrationExecutor(connection).loader.graph
+    parents = [parent.key for parent in graph.node_map[(app, name)].parents if parent.key[0] == app]
+    return parents[0][1] if parents else "zero"
+
+
+def _connect() -> psycopg.Connection:
+    s = connection.settings_dict
+    return psycopg.connect(
+        dbname=s["NAME"], user=s["USER"], password=s["PASSWORD"] or None, host=s["HOST"], port=s["PORT"] or None,
+        autocommit=True,
+    )  # fmt: skip
+
+
+def messages_fill(rows: int) -> None:
+    """``rows`` messages of one terminal, in one statement (and the terminal, if missing)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO terminals_terminal (code, name, store, enabled, api_key_hash, app_version, created_at,"
+            " updated_at) VALUES ('T-LOAD', '', '', true, '', '', now(), now()) ON CONFLICT (code) DO NOTHING"
+        )
+        cursor.execute(
+            f"INSERT INTO {TABLE} (terminal_id, message_id, message_type, entity_type, entity_key, sequence,"
+            " created_at, payload, state, attempts, next_attempt_at, lease_owner, last_error, received_at,"
+            " updated_at, trace_id)"
+            " SELECT t.id, 'fill-' || g, 'product.upsert', 'product', 'SKU-' || (g %% 5000), g, now(),"
+            " '{\"name\": \"item\", \"price\": \"1.99\"}',"
+            " (ARRAY['Processed', 'Received', 'Failed', 'Discarded'])[g %% 4 + 1],"
+            " 0, now(), '', '', now() - g * interval '1 ms', now(), md5(g::text)"
+            " FROM terminals_terminal t, generate_series(1, %s) g WHERE t.code = 'T-LOAD'",
+            [rows],
+        )  # fmt: skip
+        cursor.execute(f"ANALYZE {TABLE}")
+
+
+@dataclass
+class Observed:
+    seconds: float = 0.0  # how long the migration took
+    longest_block: float = 0.0  # the longest run of samples in which it held a write-blocking lock
+    modes: set[str] = field(default_factory=set)  # every lock mode it was seen holding on the table
+    writes: int = 0  # messages the writer committed while it ran
+    slowest_write: float = 0.0  # the writer's longest insert
+
+
+def under_load(run) -> Observed:
+    """Call ``run()`` (the migration, on Django's connection) with the writer and the watcher running."""
+    observed = Observed()
+    stop = threading.Event()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+        cursor.execute("SELECT id FROM terminals_terminal WHERE code = 'T-LOAD'")
+        terminal_id = cursor.fetchone()[0]
+
+    def writer():
+        with _connect() as conn:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                started = time.monotonic()
+                conn.execute(
+                    f"INSERT INTO {TABLE} (terminal_id, message_id, message_type, entity_type, entity_key, sequence,"
+                    " created_at, payload, state, attempts, next_attempt_at, lease_owner, last_error, received_at,"
+                    " updated_at, trace_id) VALUES (%s, %s, 'product.upsert', 'product', 'SKU-W', %s, now(), '{}',"
+                    " 'Received', 0, now(), '', '', now(), now(), '')",
+                    [terminal_id, f"w-{time.time_ns()}", n],
+                )  # fmt: skip
+                observed.slowest_write = max(observed.slowest_write, time.monotonic() - started)
+                observed.writes += 1
+
+    def watcher():
+        with _connect() as conn:
+            blocking_since = None
+            while not stop.is_set():
+                now = time.monotonic()
+                modes = {
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT mode FROM pg_locks WHERE pid = %s AND granted AND relation = %s::regclass",
+                        [pid, TABLE],
+                    )
+                }
+                observed.modes |= modes
+                if modes & set(WRITE_BLOCKING):
+                    blocking_since = blocking_since or now
+                    observed.longest_block = max(observed.longest_block, now - blocking_since)
+                else:
+                    blocking_since = None
+                time.sleep(POLL_SECONDS)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=watcher)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.2)  # both running before the migration starts
+        writes_before = observed.writes
+        started = time.monotonic()
+        run()
+        observed.seconds = time.monotonic() - started
+        observed.writes -= writes_before
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    return observed
