@@ -201,6 +201,9 @@ def certificates(folder: Path) -> tuple[Path, Path, Path]:
             ),
             critical=True,
         )
+        # Key identifiers: Python 3.13's default TLS context verifies with VERIFY_X509_STRICT, which
+        # refuses a chain without them (as a public CA's chain always has them).
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     server = (
@@ -217,6 +220,8 @@ def certificates(folder: Path) -> tuple[Path, Path, Path]:
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     pem = serialization.Encoding.PEM
