@@ -19,7 +19,14 @@ from syncadmin.services import audit_record
 
 
 class ActionRefused(Exception):
-    """An operator action that cannot be done as asked; the message says why, nothing changed."""
+    """An operator action that cannot be done as asked; the message says why, nothing changed.
+
+    ``field`` names the input at fault (``reason``, ``payload``); None when the message's state refuses it.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 def operator_action_audit(
@@ -56,7 +63,7 @@ def message_operator_retry(
 def message_operator_discard(*, message_ids: Iterable[int], actor: str, reason: str, detail: dict | None = None) -> int:
     """Discard (Received/Failed/DeadLettered -> Discarded) with a required reason, and audit it."""
     if not reason or not reason.strip():
-        raise ActionRefused("a reason is required to discard messages")
+        raise ActionRefused("a reason is required to discard messages", field="reason")
     return _audited(
         message_discard, "message.discard", message_ids=message_ids, actor=actor, reason=reason.strip(), detail=detail
     )
@@ -79,11 +86,11 @@ def message_edit_and_retry(*, message_id: int, payload: str, actor: str, reason:
     the audit entry's detail, so the edit can always be reviewed and undone by hand.
     """
     if not reason or not reason.strip():
-        raise ActionRefused("a reason is required to edit a payload")
+        raise ActionRefused("a reason is required to edit a payload", field="reason")
     try:
         json_parse(payload)
     except ValueError as exc:
-        raise ActionRefused(f"the new payload is not valid JSON: {exc}") from exc
+        raise ActionRefused(f"the new payload is not valid JSON: {exc}", field="payload") from exc
     with transaction.atomic():
         message = Message.objects.select_for_update().get(pk=message_id)
         if message.state != MessageState.DEAD_LETTERED:

@@ -325,7 +325,7 @@ def message_edit(request, message_id: MessageId, body: EditIn):
     try:
         message_edit_and_retry(message_id=message.pk, payload=body.payload, actor=actor_of(request), reason=reason)
     except ActionRefused as exc:
-        if "JSON" in str(exc):
-            raise ProblemError(400, str(exc), errors=[("body.payload", str(exc))]) from exc
+        if exc.field:  # the input was at fault, not the message's state
+            raise ProblemError(400, str(exc), errors=[(f"body.{exc.field}", str(exc))]) from exc
         raise ProblemError(409, str(exc), kind="illegal-transition") from exc
     return _detail(_load(message_id))

@@ -26,6 +26,7 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
+from tests.deploy import recipe
 from tests.processes import ROOT, free_port, start_gunicorn, stop, wait_until
 
 NGINX = "/usr/sbin/nginx"
@@ -79,28 +80,20 @@ class Browser:
 
 
 def nginx_config(prefix: Path, port: int, upstream: int) -> str:
-    user = "user root root;\n" if os.geteuid() == 0 else ""  # workers must reach the temp dirs
-    temp = "\n".join(
-        f"    {name}_temp_path {prefix / name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    return f"""{user}daemon off;
-worker_processes 1;
-pid {prefix / "nginx.pid"};
-error_log {prefix / "error.log"} info;
-events {{ worker_connections 64; }}
-http {{
-    access_log {prefix / "access.log"};
-{temp}
-    server {{
-        listen 127.0.0.1:{port};
-        server_name 127.0.0.1;
-        location / {{
-            proxy_pass http://127.0.0.1:{upstream};
-            include {PARAMS};
-        }}
+    """The main config (recipe.nginx_main) with one plain-HTTP site proxying to gunicorn."""
+    site = prefix / "site.conf"
+    site.write_text(
+        f"""server {{
+    listen 127.0.0.1:{port};
+    server_name 127.0.0.1;
+    location / {{
+        proxy_pass http://127.0.0.1:{upstream};
+        include {PARAMS};
     }}
 }}
 """
+    )
+    return recipe.nginx_main(prefix, site)
 
 
 def listening(url: str) -> bool:
