@@ -6,7 +6,8 @@ import django_tables2 as tables
 from django.urls import reverse
 from django.utils.html import format_html
 
-from messages.models import BulkJob, Message, PurgeRun
+from messages.models import BulkJob, Message, MessageState, PurgeRun
+from messages.selectors.triage import message_superseded_sequences
 from syncadmin.lib.columns import StampColumn
 
 NUM = {"td": {"class": "num"}, "th": {"class": "num"}}
@@ -52,9 +53,22 @@ class MessageTable(tables.Table):
         orderable = True
         empty_text = "No message matches these filters."
 
+    def before_render(self, request):
+        # Which of this page's dead letters are superseded: one look-up for the page, not one per row.
+        dead = [r.pk for r in self.data if r.state == MessageState.DEAD_LETTERED]
+        self.superseded = message_superseded_sequences(message_ids=dead) if dead else {}
+
     def render_state(self, record):
         # record.state, not value: django-tables2 hands over the choice's label ("Dead Lettered").
-        return state_badge(record.state)
+        seq = getattr(self, "superseded", {}).get(record.pk)
+        if seq is None:
+            return state_badge(record.state)
+        return format_html(
+            '{} <span class="badge superseded" title="The central store already holds sequence {} of this entity '
+            'from this terminal: a retry would change nothing">superseded</span>',
+            state_badge(record.state),
+            seq,
+        )
 
     def render_message_id(self, value, record):
         return format_html('<a href="{}">{}</a>', reverse("message-detail", args=[record.pk]), value)
@@ -72,6 +86,10 @@ class DeadLetterGroupTable(tables.Table):
 
     key = tables.TemplateColumn(template_name="messages/_group_key.html", verbose_name="Group", orderable=False)
     count = tables.Column(verbose_name="Open", attrs={"td": {"class": "num"}, "th": {"class": "num"}}, orderable=False)
+    superseded = tables.Column(verbose_name="Superseded", attrs=NUM, orderable=False)
+    triage = tables.TemplateColumn(
+        template_name="messages/_group_triage.html", verbose_name="Triage", orderable=False, empty_values=()
+    )
     first_seen = StampColumn(verbose_name="First seen", orderable=False)
     last_seen = StampColumn(verbose_name="Last seen", orderable=False)
     note = tables.TemplateColumn(template_name="messages/_group_note.html", verbose_name="Note", orderable=False)
@@ -80,6 +98,9 @@ class DeadLetterGroupTable(tables.Table):
     class Meta:
         attrs = {"class": "grid", "id": "group-table"}
         empty_text = "No open dead letters. Nothing to fix right now."
+
+    def render_superseded(self, value):
+        return format_html('<span class="badge superseded">{}</span>', value) if value else ""
 
 
 class BulkJobTable(tables.Table):

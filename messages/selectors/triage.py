@@ -30,6 +30,8 @@ from syncadmin.lib.sql import chunks
 
 # How each grouping of the dead-letter page names a dead letter's group: grouping -> DeadLetter field.
 GROUP_FIELDS = {"reason": "group_key", "terminal": "message__terminal__code", "entity": "message__entity_type"}
+# The message list's filter that selects a group's messages: grouping -> filter name (messages/filtersets.py).
+MESSAGE_FILTERS = {"reason": "group", "terminal": "terminal", "entity": "entity_type"}
 # The owner filter's two words besides a username.
 OWNER_MINE, OWNER_NOBODY = "mine", "nobody"
 

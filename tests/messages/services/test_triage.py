@@ -38,7 +38,8 @@ def test_a_triage_change_writes_the_group_history_and_an_audit_entry():
         grouping="reason", key=REASON_KEY, actor="user:sam", status=T.ON_HOLD, ticket_url="https://jira.example/OPS-1"
     )
     triage = DeadLetterGroupNote.objects.get(grouping="reason", key=REASON_KEY)
-    assert (triage.status, triage.ticket_url, triage.updated_by) == (T.ON_HOLD, "https://jira.example/OPS-1", "user:sam")
+    assert (triage.status, triage.ticket_url) == (T.ON_HOLD, "https://jira.example/OPS-1")
+    assert triage.updated_by == "user:sam"
     event = DeadLetterGroupEvent.objects.get()
     assert (event.kind, event.from_status, event.to_status, event.actor) == ("triage", T.NEW, T.ON_HOLD, "user:sam")
     assert "ticket: – → https://jira.example/OPS-1" in event.detail
@@ -46,7 +47,8 @@ def test_a_triage_change_writes_the_group_history_and_an_audit_entry():
     assert audit.detail["status"] == {"from": "new", "to": "on_hold"}
     # The same values again change nothing and write nothing.
     deadletter_group_triage_set(grouping="reason", key=REASON_KEY, actor="user:sam", status=T.ON_HOLD)
-    assert DeadLetterGroupEvent.objects.count() == 1 and AuditEntry.objects.filter(action="deadletter.triage").count() == 1
+    assert DeadLetterGroupEvent.objects.count() == 1
+    assert AuditEntry.objects.filter(action="deadletter.triage").count() == 1
 
 
 @pytest.mark.parametrize("url", ["javascript:alert(1)", "ftp://files.example/x", "not a url", "http://"])
