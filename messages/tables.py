@@ -6,8 +6,7 @@ import django_tables2 as tables
 from django.urls import reverse
 from django.utils.html import format_html
 
-from messages.models import BulkJob, Message, MessageState, PurgeRun
-from messages.selectors.triage import message_superseded_sequences
+from messages.models import BulkJob, Message, PurgeRun
 from syncadmin.lib.columns import StampColumn
 
 NUM = {"td": {"class": "num"}, "th": {"class": "num"}}
@@ -53,22 +52,9 @@ class MessageTable(tables.Table):
         orderable = True
         empty_text = "No message matches these filters."
 
-    def before_render(self, request):
-        # Which of this page's dead letters are superseded: one look-up for the page, not one per row.
-        dead = [r.pk for r in self.data if r.state == MessageState.DEAD_LETTERED]
-        self.superseded = message_superseded_sequences(message_ids=dead) if dead else {}
-
     def render_state(self, record):
         # record.state, not value: django-tables2 hands over the choice's label ("Dead Lettered").
-        seq = getattr(self, "superseded", {}).get(record.pk)
-        if seq is None:
-            return state_badge(record.state)
-        return format_html(
-            '{} <span class="badge superseded" title="The central store already holds sequence {} of this entity '
-            'from this terminal: a retry would change nothing">superseded</span>',
-            state_badge(record.state),
-            seq,
-        )
+        return state_badge(record.state)
 
     def render_message_id(self, value, record):
         return format_html('<a href="{}">{}</a>', reverse("message-detail", args=[record.pk]), value)
