@@ -40,7 +40,7 @@ def _bad_group(form) -> HttpResponse:
     return HttpResponse("No such dead-letter group: " + form.errors.as_text(), status=400, content_type="text/plain")
 
 
-def _group_page(request, grouping: str, key: str, form: TriageForm | None = None, status: int = 200):
+def _group_page(request, grouping: str, key: str, form: TriageForm | None = None):
     triage = triage_selectors.deadletter_group_triage(grouping=grouping, key=key)
     open_ids = triage_selectors.deadletter_group_open_ids(grouping=grouping, key=key)
     superseded = triage_selectors.message_superseded_sequences(message_ids=open_ids)
@@ -69,7 +69,7 @@ def _group_page(request, grouping: str, key: str, form: TriageForm | None = None
         "form": form,
         "query": urlencode({"state": MessageState.DEAD_LETTERED, message_filter: key}),
     }
-    return render(request, "messages/deadletter_group.html", context, status=status)
+    return render(request, "messages/deadletter_group.html", context)
 
 
 @require_GET
@@ -99,7 +99,7 @@ def deadletter_group_triage_view(request):
             return redirect(group_url(grouping, key))
         except ActionRefused as exc:
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
-    return _group_page(request, grouping, key, form, status=400)
+    return _group_page(request, grouping, key, form)  # the page again, with the form's errors
 
 
 @require_POST

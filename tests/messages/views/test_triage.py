@@ -46,7 +46,7 @@ def test_support_triages_a_group_and_a_bad_ticket_link_is_a_form_error(login_as)
     client = login_as("Support")
     data = {"by": "reason", "key": KEY, "status": "investigating", "owner": "support", "note": "HQ price list"}
     bad = client.post("/dead-letters/group/triage/", {**data, "ticket_url": "javascript:alert(1)"})
-    assert bad.status_code == 400 and "ticket-error" in bad.content.decode()
+    assert bad.status_code == 200 and "ticket-error" in bad.content.decode()
     assert not DeadLetterGroupNote.objects.exists()
     ok = client.post("/dead-letters/group/triage/", {**data, "ticket_url": "https://jira.example/OPS-7"})
     assert ok.status_code == 302 and ok["Location"] == GROUP
