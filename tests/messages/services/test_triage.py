@@ -1,13 +1,16 @@
 """messages/services/triage.py: failure-group triage (owner, status, ticket, history, recurrence) and
 the discard of superseded dead letters (issue 20)."""
 
+import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
+from django.db import transaction
 
 from messages import services
 from messages.models import DeadLetter, DeadLetterGroupEvent, DeadLetterGroupNote, Message, MessageState, TriageStatus
-from messages.services import Envelope
+from messages.services import Envelope, failures
 from messages.services.console import ActionRefused, deadletter_group_note_set, message_operator_retry
 from messages.services.triage import (
     deadletter_group_take,
@@ -15,9 +18,11 @@ from messages.services.triage import (
     deadletter_superseded_discard,
     superseded_reason,
 )
+from syncadmin.lib.clock import db_now
 from syncadmin.models import AuditEntry
 from tests.factories import DeadLetterFactory
 from tests.messages.helpers import drain_all, env
+from tests.messages.test_concurrency import run_threads
 
 S = MessageState
 T = TriageStatus
@@ -147,3 +152,30 @@ def test_discarding_superseded_ones_needs_a_reason(terminal):
     with pytest.raises(ActionRefused):
         deadletter_superseded_discard(message_ids=[dl.message.pk], actor="user:sam", reason="  ")
     assert Message.objects.get(pk=dl.message.pk).state == S.DEAD_LETTERED
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_dead_letters_racing_into_a_fixed_group_recur_it_once(terminal):
+    """The second worker read "fixed" before the first committed: its compare-and-set finds "new" and writes nothing."""
+    services.message_ingest_batch(
+        terminal=terminal,
+        envelopes=[Envelope(m, "product.upsert", m, 1, datetime.now(UTC), "{}") for m in ("a", "b")],
+    )
+    first, second = services.message_claim(worker="w1", limit=2)
+    deadletter_group_triage_set(grouping="terminal", key=terminal.code, actor="user:sam", status=T.FIXED)
+    first_done = threading.Event()
+
+    def worker(i):
+        message = (first, second)[i]
+        if i == 1:
+            first_done.wait(10)  # the first holds the group's row, uncommitted
+        with transaction.atomic():
+            failures.message_dead_letter(message, actor=f"w{i}", reason="boom", error_class="ValueError", now=db_now())
+            if i == 0:
+                first_done.set()
+                time.sleep(0.5)  # the second reads "fixed" meanwhile, then waits for this row lock
+
+    run_threads(2, worker)
+    assert set(Message.objects.values_list("state", flat=True)) == {S.DEAD_LETTERED}
+    assert history("terminal", terminal.code) == [("triage", T.NEW, T.FIXED), ("recurred", T.FIXED, T.NEW)]
