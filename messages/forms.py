@@ -61,3 +61,54 @@ class GroupNoteForm(forms.Form):
     grouping = forms.ChoiceField(choices=[("reason", "reason"), ("terminal", "terminal"), ("entity", "entity")])
     key = forms.CharField(max_length=255)
     note = forms.CharField(max_length=2000, required=False)
+
+
+GROUPINGS = [("reason", "reason"), ("terminal", "terminal"), ("entity", "entity")]
+STATUS_CHOICES = [("new", "New"), ("investigating", "Investigating"), ("on_hold", "On hold"),
+                  ("fixed", "Fixed, waiting for retry")]  # fmt: skip
+
+
+class GroupForm(forms.Form):
+    """Which dead-letter group a page or an action is about."""
+
+    by = forms.ChoiceField(choices=GROUPINGS)
+    key = forms.CharField(max_length=255, required=False, strip=False)
+
+
+class TriageForm(GroupForm):
+    status = forms.ChoiceField(choices=STATUS_CHOICES)
+    owner = forms.CharField(max_length=150, required=False)
+    ticket_url = forms.URLField(max_length=500, required=False, assume_scheme="https", label="Ticket link")
+    note = forms.CharField(max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 3}))
+
+    def clean_ticket_url(self):
+        value = self.cleaned_data["ticket_url"]
+        if value and not value.lower().startswith(("http://", "https://")):
+            raise forms.ValidationError("The ticket link must be an http:// or https:// URL.")
+        return value
+
+
+class GroupFilterForm(forms.Form):
+    """The dead-letter page's filters on the groups' triage: status and owner ("mine", "nobody", a username)."""
+
+    by = forms.ChoiceField(choices=GROUPINGS, required=False)
+    status = forms.ChoiceField(choices=[("", "Any status"), *STATUS_CHOICES], required=False)
+    owner = forms.CharField(max_length=150, required=False)
+
+
+class SupersededForm(forms.Form):
+    """Discard the superseded dead letters of a group (by, key) or of a selection (select)."""
+
+    by = forms.ChoiceField(choices=GROUPINGS, required=False)
+    key = forms.CharField(max_length=255, required=False, strip=False)
+    select = IdListField(required=False)
+    reason = forms.CharField(max_length=1000, required=False)
+    confirmed = forms.BooleanField(required=False)
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("by") and not data.get("select"):
+            raise forms.ValidationError("Select at least one message, or name a dead-letter group.")
+        if data.get("confirmed") and not (data.get("reason") or "").strip():
+            self.add_error("reason", "A reason is required to discard messages.")
+        return data

@@ -72,6 +72,10 @@ class DeadLetterGroupTable(tables.Table):
 
     key = tables.TemplateColumn(template_name="messages/_group_key.html", verbose_name="Group", orderable=False)
     count = tables.Column(verbose_name="Open", attrs={"td": {"class": "num"}, "th": {"class": "num"}}, orderable=False)
+    superseded = tables.Column(verbose_name="Superseded", attrs=NUM, orderable=False)
+    triage = tables.TemplateColumn(
+        template_name="messages/_group_triage.html", verbose_name="Triage", orderable=False, empty_values=()
+    )
     first_seen = StampColumn(verbose_name="First seen", orderable=False)
     last_seen = StampColumn(verbose_name="Last seen", orderable=False)
     note = tables.TemplateColumn(template_name="messages/_group_note.html", verbose_name="Note", orderable=False)
@@ -80,6 +84,9 @@ class DeadLetterGroupTable(tables.Table):
     class Meta:
         attrs = {"class": "grid", "id": "group-table"}
         empty_text = "No open dead letters. Nothing to fix right now."
+
+    def render_superseded(self, value):
+        return format_html('<span class="badge superseded">{}</span>', value) if value else ""
 
 
 class BulkJobTable(tables.Table):

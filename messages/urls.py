@@ -1,6 +1,6 @@
 from django.urls import path
 
-from messages.views import bulk, dead_letters, message_detail, message_list, retention
+from messages.views import bulk, dead_letters, message_detail, message_list, retention, triage
 
 urlpatterns = [
     path("messages/", message_list.message_list, name="message-list"),
@@ -18,4 +18,8 @@ urlpatterns = [
     path("retention/", retention.retention, name="retention"),
     path("dead-letters/", dead_letters.deadletter_list, name="deadletter-list"),
     path("dead-letters/note/", dead_letters.deadletter_note, name="deadletter-note"),
+    path("dead-letters/group/", triage.deadletter_group, name="deadletter-group"),
+    path("dead-letters/group/triage/", triage.deadletter_group_triage_view, name="deadletter-group-triage"),
+    path("dead-letters/group/take/", triage.deadletter_group_take_view, name="deadletter-group-take"),
+    path("dead-letters/superseded/", triage.deadletter_superseded_view, name="deadletter-superseded"),
 ]

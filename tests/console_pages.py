@@ -66,7 +66,10 @@ def console_objects() -> dict[str, int]:
 
 
 # Pages that need a query string to show anything but a 400.
-QUERIES = {"reconciliation:cell": "?terminal={terminal_code}&entity_type=product"}
+QUERIES = {
+    "reconciliation:cell": "?terminal={terminal_code}&entity_type=product",
+    "deadletter-group": "?by=terminal&key={terminal_code}",
+}
 
 
 def console_pages(objects: dict[str, int]) -> list[Page]:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import pytest
 from django.apps import apps as global_apps
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.db import connection
@@ -40,6 +41,8 @@ MOVES_CONTENT_TYPES = ("syncadmin", "0005_models_moved_to_their_apps")
 MOVED_MODELS = {"deadlettergroupnote": "queue_messages", "terminalhealthsnapshot": "terminals"}
 REWRITES_SCHEDULES = ("queue_messages", "0008_schedule_task_paths")
 DROPS_FUTURE_REPORTS = ("reconciliation", "0004_drop_future_dated_reports")
+GROUP_TRIAGE = ("queue_messages", "0010_group_triage")  # issue 20: group notes gain a triage, a new permission
+TRIAGERS = ("Support", "Terminal admins")  # the groups GROUP_TRIAGE grants it to
 # Tables read separately below: the migration records, and the four a migration or post_migrate writes.
 READ_SEPARATELY = {
     "django_migrations",
@@ -47,6 +50,8 @@ READ_SEPARATELY = {
     "auth_permission",
     "django_q_schedule",
     "reconciliation_reportedcount",
+    "auth_group_permissions",
+    "syncadmin_deadlettergroupnote",
 }
 
 
@@ -84,7 +89,8 @@ def test_an_installation_of_the_release_upgrades_without_losing_or_changing_anyt
     _content_types_and_permissions(before, after, upgrade)
     _schedules(before, after, upgrade)
     _reports(before, after, filled, upgrade)
-    _meaning(filled)
+    _group_triage(before, after, upgrade)
+    _meaning(filled, upgrade)
     _new_workers_drain(filled)
     _new_web_serves(filled)
     _rollback(targets, filled)
@@ -133,7 +139,23 @@ def _reports(before, after, filled, upgrade):
     assert _rows(after["reconciliation_reportedcount"]) == {pk: old[pk] for pk in kept}
 
 
-def _meaning(filled):
+def _group_triage(before, after, upgrade):
+    """Each group note gains an empty triage (new, nobody, no ticket); Support and Terminal admins get
+    triage_deadletter; nothing else in either table changes."""
+    triage = GROUP_TRIAGE in upgrade
+    notes = _rows(before["syncadmin_deadlettergroupnote"])
+    for row in notes.values():
+        row.update({"owner": "", "status": "new", "ticket_url": ""} if triage else {})
+    assert _rows(after["syncadmin_deadlettergroupnote"]) == notes
+    grants, found = _rows(before["auth_group_permissions"]), _rows(after["auth_group_permissions"])
+    assert {pk: found.get(pk) for pk in grants} == grants
+    added = {(row["group_id"], row["permission_id"]) for pk, row in found.items() if pk not in grants}
+    permission = Permission.objects.filter(codename="triage_deadletter").first()
+    expected = {(group.pk, permission.pk) for group in Group.objects.filter(name__in=TRIAGERS)}
+    assert added == (expected if triage else set())
+
+
+def _meaning(filled, upgrade):
     """Today's code reads the upgraded rows as the release wrote them."""
     assert Counter(Message.objects.values_list("state", flat=True)) == {state: PER_STATE for state in MessageState}
     for pk, fields in filled.messages.items():
@@ -153,7 +175,8 @@ def _meaning(filled):
         user = get_user_model().objects.get(username=group.lower().replace(" ", "_"))
         assert user.check_password(PASSWORD)
         moved = {(MOVED_MODELS.get(codename.split("_", 1)[1], app), codename) for app, codename in perms}
-        assert user.get_group_permissions() == {f"{app}.{codename}" for app, codename in moved}
+        granted = {"queue_messages.triage_deadletter"} if GROUP_TRIAGE in upgrade and group in TRIAGERS else set()
+        assert user.get_group_permissions() == {f"{app}.{codename}" for app, codename in moved} | granted
     editor = get_user_model().objects.get(username="note_editor")
     assert editor.has_perm("queue_messages.change_deadlettergroupnote")
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from django.db import transaction
 
-from messages.models import DeadLetter, DeadLetterGroupNote, Message, MessageState
+from messages.models import DeadLetter, DeadLetterGroupEvent, DeadLetterGroupNote, Message, MessageState
 from messages.services.operator import message_discard, message_restore, message_retry
 from messages.services.transitions import message_transition
 from messages.services.wakeup import wake_workers
@@ -129,10 +129,18 @@ def message_edit_and_retry(*, message_id: int, payload: str, actor: str, reason:
 
 
 def deadletter_group_note_set(*, grouping: str, key: str, note: str, actor: str):
-    """Write (or clear) the operator note on a dead-letter group, and audit the change."""
-    obj, _ = DeadLetterGroupNote.objects.update_or_create(
-        grouping=grouping, key=key[:255], defaults={"note": note.strip(), "updated_by": actor[:150]}
-    )
+    """Write (or clear) the operator note on a dead-letter group, and audit the change (and the group's history)."""
+    with transaction.atomic():
+        old = DeadLetterGroupNote.objects.select_for_update().filter(grouping=grouping, key=key[:255]).first()
+        obj, _ = DeadLetterGroupNote.objects.update_or_create(
+            grouping=grouping, key=key[:255], defaults={"note": note.strip(), "updated_by": actor[:150]}
+        )
+        before = old.note if old else ""
+        if before != obj.note:
+            DeadLetterGroupEvent.objects.create(
+                grouping=grouping, key=obj.key, kind=DeadLetterGroupEvent.Kind.TRIAGE, at=db_now(), actor=actor[:150],
+                from_status=obj.status, to_status=obj.status, detail=f"note: {before or '–'} → {obj.note or '–'}",
+            )  # fmt: skip
     audit_record(
         actor=actor,
         action="deadletter.note",

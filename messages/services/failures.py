@@ -15,6 +15,7 @@ from django.db import InterfaceError, OperationalError
 
 from messages.models import DeadLetter, Message, MessageState
 from messages.services.transitions import message_transition
+from messages.services.triage import deadletter_group_recur
 
 S = MessageState
 
@@ -75,13 +76,14 @@ def message_dead_letter(
         fields={"lease_owner": "", "lease_expires_at": None, "next_attempt_at": None, "last_error": reason},
         now=now,
     )
+    group_key = failure_group_key(error_class, reason)
     DeadLetter.objects.update_or_create(
         message=message,
         defaults={
             "reason": reason,
             "error_class": error_class,
             "traceback": traceback,
-            "group_key": failure_group_key(error_class, reason),
+            "group_key": group_key,
             "dead_lettered_at": now,
             "resolution": "",
             "resolved_by": "",
@@ -89,6 +91,8 @@ def message_dead_letter(
             "note": "",
         },
     )
+    # A group support had closed (fixed, or gone) comes back as new, in this transaction.
+    deadletter_group_recur(message=message, group_key=group_key, actor=actor, now=now)
     message.state = S.DEAD_LETTERED
 
 

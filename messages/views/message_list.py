@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET
 from messages import selectors
 from messages.filtersets import message_filterset
 from messages.models import VIEW_PERM, MessageState
+from messages.selectors import triage as triage_selectors
 from messages.tables import MessageTable
 from syncadmin.lib.console import console_view
 from syncadmin.lib.exports import csv_response
@@ -45,6 +46,10 @@ def message_list(request):
         "state_choices": MessageState.choices,
         "terminal_codes": [] if request.htmx else terminal_codes(),
         "refresh_event": "messagesChanged",
+        # The page's dead letters a retry could not change (issue 20): badged "superseded".
+        "superseded": triage_selectors.message_superseded_sequences(
+            message_ids=[m.pk for m in listing.page.rows if m.state == MessageState.DEAD_LETTERED]
+        ),
         "count_url": reverse("message-count") + "?" + filter_query(request),
         "export_url": reverse("message-export") + "?" + filter_query(request),
     }

@@ -1,7 +1,8 @@
 """Every console action × every role: forbidden answers 403 and changes nothing; allowed is not 403.
 
 The matrix is the access model of docs/console.md, "Who may do what" (and docs/reconciliation.md):
-Viewers only read; Support retry, discard, annotate dead letters and run/resync/explain
+Viewers only read (dead-letter groups and their triage included); Support retry, discard (superseded dead
+letters too), annotate and triage dead-letter groups and run/resync/explain
 reconciliation; Terminal admins also edit payloads, restore, manage terminals, rotate keys and
 recount counters.
 """
@@ -10,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from messages.models import BulkJob, Message, MessageState
+from messages.models import BulkJob, CentralEntity, DeadLetterGroupEvent, DeadLetterGroupNote, Message, MessageState
 from reconciliation.models import Discrepancy, ReconciliationRun
 from syncadmin.models import AuditEntry
 from terminals.models import Terminal
@@ -27,6 +28,10 @@ ADMINS = {"Terminal admins"}
 def objects():
     terminal = TerminalFactory(code="ROLE-T1")
     dead = DeadLetterFactory(message__terminal=terminal).message
+    CentralEntity.objects.create(  # the dead letter is superseded: a discard of the superseded ones would take it
+        entity_type=dead.entity_type, entity_key=dead.entity_key, terminal_code=terminal.code, data={},
+        last_sequence=dead.sequence, updated_at=datetime.now(UTC),
+    )  # fmt: skip
     discarded = MessageFactory(terminal=terminal, state=S.DISCARDED)
     job = BulkJobFactory(params={"scope": "selected", "ids": [dead.pk]})
     run = ReconciliationRun.objects.create(trigger="command", triggered_by="test", created_at=datetime.now(UTC))
@@ -49,6 +54,13 @@ ACTIONS = [
     ("bulk restore", "/messages/bulk/", {"action": "restore", "scope": "selected", "select": ["{disc}"]}, ADMINS),
     ("cancel bulk job", "/bulk-jobs/{job}/cancel/", {}, SUPPORT_UP),
     ("dead-letter note", "/dead-letters/note/", {"grouping": "reason", "key": "k", "note": "n"}, SUPPORT_UP),
+    ("take a dead-letter group", "/dead-letters/group/take/", {"by": "reason", "key": "k"}, SUPPORT_UP),
+    ("triage a dead-letter group", "/dead-letters/group/triage/",
+     {"by": "reason", "key": "k", "status": "on_hold", "owner": "x", "ticket_url": "https://t.example/1"}, SUPPORT_UP),
+    ("discard superseded of a group", "/dead-letters/superseded/",
+     {"by": "terminal", "key": "ROLE-T1", "confirmed": "1", "reason": "r"}, SUPPORT_UP),
+    ("discard superseded of a selection", "/dead-letters/superseded/",
+     {"select": ["{dead}"], "confirmed": "1", "reason": "r"}, SUPPORT_UP),
     ("create terminal", "/terminals/new/", {"code": "ROLE-NEW"}, ADMINS),
     ("edit terminal", "/terminals/{t}/edit/", {"name": "renamed"}, ADMINS),
     ("disable terminal", "/terminals/{t}/enabled/", {"enabled": "0", "reason": "r"}, ADMINS),
@@ -82,6 +94,8 @@ def snapshot(objects):
         BulkJob.objects.get(pk=objects["job"].pk).state,
         Discrepancy.objects.get(pk=objects["d"].pk).explained_note if hasattr(Discrepancy, "explained_note") else None,
         ReconciliationRun.objects.count(),
+        list(DeadLetterGroupNote.objects.values_list("grouping", "key", "status", "owner", "ticket_url", "note")),
+        DeadLetterGroupEvent.objects.count(),
     )
 
 
@@ -96,3 +110,13 @@ def test_every_action_for_every_role(login_as, objects, role, name, url, data, a
     else:
         assert response.status_code == 403, f"{role} must not {name}: got {response.status_code}"
         assert snapshot(objects) == before, f"a refused {name} changed something"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_role_sees_a_dead_letter_group_and_only_support_gets_its_controls(login_as, objects, role):
+    page = login_as(role).get("/dead-letters/group/?by=terminal&key=ROLE-T1")
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert 'id="superseded-count"' in body
+    controls = ("triage-form", 'id="take-it"', 'id="discard-superseded"')
+    assert all((c in body) == (role in SUPPORT_UP) for c in controls), role
