@@ -1,6 +1,7 @@
 """A throttled group retry in a real browser: give it a rate, watch its progress, pause, resume, see it end.
 
-The support-staff guide's screenshots (docs/img/bulk-throttle-*.png) are taken here. No worker
+The support-staff guide's screenshots are taken here (into var/screenshots/, as the other browser
+tests; docs/img/bulk-throttle-*.png are copies of them, looked at before they were committed). No worker
 cluster runs in a browser test: the test runs the job's task itself (as a worker would, with the
 token the console handed it), while the page polls the job's progress.
 """
@@ -9,7 +10,6 @@ import shutil
 import time
 
 import pytest
-from django.conf import settings
 
 from messages.filtersets import message_filter_queryset
 from messages.models import BulkJob, BulkJobState, Message, MessageState
@@ -25,13 +25,10 @@ pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
     pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian's chromium is not installed"),
 ]
-DOCS_IMG = settings.BASE_DIR / "docs" / "img"
 
 
 def shot(page, name):
-    path = shots_dir() / name
-    page.screenshot(path=str(path), full_page=True)
-    shutil.copyfile(path, DOCS_IMG / name)
+    page.screenshot(path=str(shots_dir() / name), full_page=True)
 
 
 def run_task(job: BulkJob, **kwargs) -> BulkJob:
