@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from django import forms
 
+from messages.models import BULK_RATE_MAX
 from syncadmin.lib.jsontext import json_parse
 from syncadmin.lib.validation import IdListField
 
 REASON_ATTRS = {"placeholder": "Why? (kept in the audit log)", "autocomplete": "off"}
+RATE_ERRORS = {
+    "invalid": "The rate is a whole number of messages per second.",
+    "min_value": "The rate is at least 1 message per second (leave it empty for full speed).",
+    "max_value": f"The rate is at most {BULK_RATE_MAX:,} messages per second (leave it empty for full speed).",
+}
 
 
 class RetryForm(forms.Form):
@@ -32,6 +38,8 @@ class BulkActionForm(forms.Form):
     select = IdListField(required=False)
     query = forms.CharField(required=False, max_length=4000)
     reason = forms.CharField(max_length=1000, required=False)
+    # Throttle (messages per second): above it, the action runs as a background job at that pace.
+    rate = forms.IntegerField(required=False, min_value=1, max_value=BULK_RATE_MAX, error_messages=RATE_ERRORS)
     confirmed = forms.BooleanField(required=False)
 
     def clean(self):
@@ -42,6 +50,12 @@ class BulkActionForm(forms.Form):
         if data.get("confirmed") and data.get("action") == "discard" and not (data.get("reason") or "").strip():
             self.add_error("reason", "A reason is required to discard messages.")
         return data
+
+
+class BulkJobHoldForm(forms.Form):
+    """Pause or resume a background bulk job: the reason is optional and kept in the audit log."""
+
+    reason = forms.CharField(max_length=1000, required=False, widget=forms.TextInput(attrs=REASON_ATTRS))
 
 
 class EditPayloadForm(forms.Form):

@@ -286,9 +286,14 @@ class OutboundUpdate(models.Model):
 class BulkJobState(models.TextChoices):
     PENDING = "Pending"
     RUNNING = "Running"
+    PAUSED = "Paused"  # by an operator: no task runs it until it is resumed (or cancelled)
     DONE = "Done"
     CANCELLED = "Cancelled"
     FAILED = "Failed"
+
+
+# The highest throttle a job takes (messages per second): above it, throttling means nothing.
+BULK_RATE_MAX = 10_000
 
 
 class BulkJob(models.Model):
@@ -313,6 +318,14 @@ class BulkJob(models.Model):
     last_id = models.BigIntegerField(default=0)  # keyset cursor: every id up to it is done
     cancel_requested = models.BooleanField(default=False)
     cancelled_by = models.CharField(max_length=150, blank=True)
+    # Throttle: at most this many messages per second (None: as fast as the workers go).
+    rate = models.PositiveIntegerField(null=True, blank=True)
+    # Paused by an operator: who, since when, why; and the paused time of earlier pauses, which
+    # the progress leaves out of the job's rate (db_default: rows written by the code before it).
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_by = models.CharField(max_length=150, blank=True, default="", db_default="")
+    pause_reason = models.TextField(blank=True, default="", db_default="")
+    paused_seconds = models.FloatField(default=0.0, db_default=0.0)
     # The token of the task allowed to run the job: a redelivered or stale task holds another one.
     runner = models.CharField(max_length=64, blank=True)
     actor = models.CharField(max_length=150)

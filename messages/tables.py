@@ -98,6 +98,7 @@ class BulkJobTable(tables.Table):
     total = tables.Column(attrs=NUM, default="…")
     done = tables.Column(attrs=NUM)
     changed = tables.Column(attrs=NUM)
+    rate = tables.Column(attrs=NUM, verbose_name="Msg/s at most", default="—")
     actor = tables.Column(verbose_name="By")
     finished_at = StampColumn(verbose_name="Finished")
 
@@ -113,6 +114,7 @@ class BulkJobTable(tables.Table):
             "total",
             "done",
             "changed",
+            "rate",
             "actor",
             "finished_at",
         )

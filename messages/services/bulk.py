@@ -12,6 +12,10 @@ Chunks walk them in id order (``last_id`` is the cursor) and delete their own it
 interrupted by a lost worker resumes where it stopped, and a message that comes back into the
 selection (retried, then dead-lettered again) is never acted on twice by one job.
 
+A job may carry a rate (messages per second): its chunks are then that many messages and each
+waits out its second before the next (``Pace``). An operator may pause a job (it stops before its
+next chunk and keeps its cursor), resume it, or cancel it, paused or not (bulk_control.py).
+
 Only one task may run a job at a time: the job row holds the token of the task allowed to run it
 (``runner``); every chunk commits only if the token still matches, and a task that runs out of
 time hands over to a new task with a new token. A redelivered, duplicated or stale task holds an
@@ -37,7 +41,8 @@ from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from messages.models import ACTION_STATES, BulkJob, BulkJobItem, BulkJobState, Message
+from messages.models import ACTION_STATES, BULK_RATE_MAX, BulkJob, BulkJobItem, BulkJobState, Message
+from messages.services.bulk_pace import Pace
 from messages.services.operator import message_discard, message_restore, message_retry
 from syncadmin.services import audit_record
 
@@ -50,6 +55,10 @@ MessageFilter = Callable[[str], QuerySet]
 # A Pending job not started after this long, or a Running one whose last chunk is older than
 # this, lost its task (broker down at enqueue, worker killed): the resume schedule re-enqueues it.
 STALLED_AFTER = timedelta(seconds=90)
+# A throttled job's task runs at most this long, then hands the job back to the broker's queue.
+THROTTLED_SLICE_SECONDS = 10.0
+# Where a job ends from, and the states an operator can still act on.
+OPEN_STATES = (J.PENDING, J.RUNNING, J.PAUSED)
 
 
 class BulkRefused(Exception):
@@ -58,6 +67,15 @@ class BulkRefused(Exception):
 
 class LostJob(Exception):
     """Another task took the job over (or it ended): this task must stop without writing."""
+
+
+def bulk_rate_check(rate: int | None) -> int | None:
+    """A job's throttle as given (None: no throttle), or BulkRefused saying what is wrong with it."""
+    if rate is None:
+        return None
+    if isinstance(rate, bool) or not isinstance(rate, int) or not 1 <= rate <= BULK_RATE_MAX:
+        raise BulkRefused(f"the rate must be a whole number of messages per second from 1 to {BULK_RATE_MAX:,}")
+    return rate
 
 
 def _apply_action(action: str, ids: list[int], actor: str, reason: str) -> int:
@@ -105,6 +123,7 @@ def bulk_action_start(
     message_filter: MessageFilter,
     reason: str = "",
     threshold: int | None = None,
+    rate: int | None = None,
 ) -> BulkOutcome:
     """Run a console bulk action: at once when it is small, as a background job otherwise.
 
@@ -117,7 +136,10 @@ def bulk_action_start(
     reason = (reason or "").strip()
     if action == "discard" and not reason:
         raise BulkRefused("a reason is required to discard messages")
+    rate = bulk_rate_check(rate)
     threshold = settings.CONSOLE_BULK_JOB_THRESHOLD if threshold is None else threshold
+    if rate:
+        threshold = min(threshold, rate)  # more than one second of the rate: a job keeps to it
     ids_qs = actionable(queryset=job_queryset(params=params, message_filter=message_filter), action=action)
     head = list(ids_qs[: threshold + 1])
     detail = {"scope": params.get("scope"), "filters": params.get("filters", {})}
@@ -135,9 +157,9 @@ def bulk_action_start(
         return BulkOutcome(changed=changed)
     with transaction.atomic():
         job = BulkJob.objects.create(
-            action=action, params=params, actor=actor[:150], reason=reason, created_at=timezone.now()
+            action=action, params=params, actor=actor[:150], reason=reason, rate=rate, created_at=timezone.now()
         )
-        transaction.on_commit(lambda: _enqueue(job.pk, ""))
+        transaction.on_commit(lambda: bulk_job_enqueue_quietly(job.pk, ""))
     return BulkOutcome(job=job)
 
 
@@ -146,7 +168,8 @@ def bulk_job_enqueue(job_id: int, token: str = "") -> None:
     async_task(BULK_TASK, job_id, token, group="bulk", q_options={"task_name": f"bulk-job-{job_id}"})
 
 
-def _enqueue(job_id: int, token: str) -> None:
+def bulk_job_enqueue_quietly(job_id: int, token: str) -> None:
+    """Enqueue the job's task; if the broker is down, leave it to the resume schedule."""
     try:
         bulk_job_enqueue(job_id, token)
     except Exception:  # broker down: the job stays Pending and the resume schedule enqueues it
@@ -156,10 +179,13 @@ def _enqueue(job_id: int, token: str) -> None:
 # --- running a job ----------------------------------------------------------------------------
 
 
-def _finish(job_id: int, *, state: str, token: str | None, error: str = "") -> bool:
-    """End the job (compare-and-set, so it ends once) and write its one audit entry."""
+def bulk_job_finish(job_id: int, *, state: str, token: str | None, error: str = "") -> bool:
+    """End the job (compare-and-set, so it ends once) and write its one audit entry.
+
+    ``token`` None: no task runs it (Pending or Paused), so whoever ends it need not hold one.
+    """
     with transaction.atomic():
-        qs = BulkJob.objects.filter(pk=job_id, state__in=(J.PENDING, J.RUNNING))
+        qs = BulkJob.objects.filter(pk=job_id, state__in=OPEN_STATES)
         if token is not None:
             qs = qs.filter(runner=token)
         if not qs.update(state=state, finished_at=timezone.now(), error=error[:2000], runner=""):
@@ -185,6 +211,8 @@ def _finish(job_id: int, *, state: str, token: str | None, error: str = "") -> b
                 "filters": job.params.get("filters", {}),
                 **({"query": job.params["query"]} if "query" in job.params else {}),
                 **({"cancelled_by": job.cancelled_by} if job.cancelled_by else {}),
+                **({"rate": job.rate} if job.rate else {}),
+                **({"paused_s": round(job.paused_seconds, 2)} if job.paused_seconds else {}),
                 **({"error": error[:500]} if error else {}),
                 "duration_s": round(duration, 2),
             },
@@ -234,7 +262,6 @@ def bulk_job_execute(
     token returns at once without touching anything.
     """
     budget = settings.Q_TIMEOUT * 0.6 if max_seconds is None else max_seconds
-    deadline = time.monotonic() + budget
     mine = uuid.uuid4().hex
     now = timezone.now()
     claimed = BulkJob.objects.filter(pk=job_id, state__in=(J.PENDING, J.RUNNING), runner=token).update(
@@ -244,6 +271,8 @@ def bulk_job_execute(
         return BulkJob.objects.get(pk=job_id)
     BulkJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=now)
     job = BulkJob.objects.get(pk=job_id)
+    deadline = time.monotonic() + (min(budget, THROTTLED_SLICE_SECONDS) if job.rate else budget)
+    pace = Pace(job.rate)
     try:
         if job.max_id is None:
             with transaction.atomic():
@@ -251,19 +280,19 @@ def bulk_job_execute(
                 if not BulkJob.objects.filter(pk=job_id, runner=mine).update(max_id=max_id, total=total):
                     raise LostJob
             job.max_id, job.total = max_id, total
-        chunk = settings.CONSOLE_BULK_JOB_CHUNK
+        chunk = pace.chunk(settings.CONSOLE_BULK_JOB_CHUNK)
         while True:
             job.refresh_from_db(fields=["cancel_requested", "runner", "state", "last_id", "done", "changed"])
             if job.runner != mine or job.state != J.RUNNING:
                 raise LostJob
             if job.cancel_requested:
-                _finish(job_id, state=J.CANCELLED, token=mine)
+                bulk_job_finish(job_id, state=J.CANCELLED, token=mine)
                 break
             if time.monotonic() >= deadline:
-                # Hand over to a fresh task rather than overrun Q_TIMEOUT.
+                # Hand over to a fresh task rather than overrun Q_TIMEOUT (throttled: hold a slot long).
                 nxt = uuid.uuid4().hex
                 if BulkJob.objects.filter(pk=job_id, runner=mine).update(runner=nxt):
-                    _enqueue(job_id, nxt)
+                    bulk_job_enqueue_quietly(job_id, nxt)
                 break
             with transaction.atomic():
                 ids = _next_ids(job, chunk)
@@ -278,27 +307,32 @@ def bulk_job_execute(
                     )
                     if not progressed:
                         raise LostJob  # rolls this chunk back: the new runner does it
-            if not ids:
-                _finish(job_id, state=J.DONE, token=mine)
+            if ids:
+                pace.wait(len(ids))  # a pause or cancel meanwhile is seen at the top of the loop
+            else:
+                bulk_job_finish(job_id, state=J.DONE, token=mine)
                 break
     except LostJob:
         log.info("bulk job %s: another task took over; this one stops", job_id)
     except Exception as exc:
         log.exception("bulk job %s failed", job_id)
-        _finish(job_id, state=J.FAILED, token=mine, error=f"{type(exc).__name__}: {exc}")
+        bulk_job_finish(job_id, state=J.FAILED, token=mine, error=f"{type(exc).__name__}: {exc}")
     return BulkJob.objects.get(pk=job_id)
 
 
 def bulk_job_cancel(*, job_id: int, actor: str) -> BulkJob:
-    """Cancel a job: a Pending one ends at once; a Running one stops before its next chunk."""
+    """Cancel a job: a Pending or Paused one ends at once; a Running one stops before its next chunk."""
     with transaction.atomic():
         job = BulkJob.objects.select_for_update().get(pk=job_id)
         if job.finished:
             raise BulkRefused(f"the job has already ended ({job.state})")
-        BulkJob.objects.filter(pk=job_id).update(cancel_requested=True, cancelled_by=actor[:150])
-        if job.state == J.PENDING:
-            # No task runs it yet: end it here (a task that arrives later finds it ended).
-            _finish(job_id, state=J.CANCELLED, token=None)
+        changes = {"cancel_requested": True, "cancelled_by": actor[:150]}
+        if job.state == J.PAUSED and job.paused_at:  # its last pause counts as paused time
+            changes["paused_seconds"] = job.paused_seconds + (timezone.now() - job.paused_at).total_seconds()
+        BulkJob.objects.filter(pk=job_id).update(**changes)
+        if job.state in (J.PENDING, J.PAUSED):
+            # No task runs it: end it here (a task that arrives later finds it ended).
+            bulk_job_finish(job_id, state=J.CANCELLED, token=None)
     return BulkJob.objects.get(pk=job_id)
 
 
@@ -318,7 +352,7 @@ def bulk_jobs_resume() -> int:
         if BulkJob.objects.filter(pk=pk, runner=runner, state__in=(J.PENDING, J.RUNNING)).update(
             runner=nxt, heartbeat_at=timezone.now()
         ):
-            _enqueue(pk, nxt)
+            bulk_job_enqueue_quietly(pk, nxt)
             resumed += 1
     if resumed:
         log.warning("resumed %s stalled bulk job(s)", resumed)

@@ -1,4 +1,5 @@
-"""Bulk actions on the message list, and the background bulk jobs they become (progress, cancel, list).
+"""Bulk actions on the message list, and the background bulk jobs they become (progress, pause, resume,
+cancel, list).
 
 Thin: they authorise, call messages.services.bulk and the selectors, and render.
 """
@@ -12,10 +13,11 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_POST
 
 from messages.filtersets import message_filter_queryset, message_filterset
-from messages.forms import BulkActionForm
-from messages.models import ACTION_PERMS, VIEW_PERM, BulkJob
+from messages.forms import BulkActionForm, BulkJobHoldForm
+from messages.models import ACTION_PERMS, VIEW_PERM, BulkJob, BulkJobState
 from messages.selectors import bulk as bulk_selectors
 from messages.services.bulk import BulkRefused, actionable, bulk_action_start, bulk_job_cancel, job_queryset
+from messages.services.bulk_control import bulk_job_pause, bulk_job_resume
 from messages.tables import BulkJobTable
 from syncadmin.lib.console import actor_of, console_view, wants_fragment
 from syncadmin.lib.listing import Keyset, ListPage
@@ -54,12 +56,13 @@ def message_bulk(request):
         "query": data["query"],
         "filters": params.get("filters", {}),
         "reason": data.get("reason", ""),
+        "rate": data.get("rate"),
         "threshold": threshold,
     }
     if not data.get("confirmed"):
         queryset = job_queryset(params=params, message_filter=message_filter_queryset)
         context["count"] = actionable(queryset=queryset, action=action).count()
-        context["background"] = context["count"] > threshold
+        context["background"] = context["count"] > min(threshold, data.get("rate") or threshold)
         return render(request, "messages/_bulk_panel.html", context)
     try:
         outcome = bulk_action_start(
@@ -67,6 +70,7 @@ def message_bulk(request):
             params=params,
             actor=actor_of(request),
             reason=(data.get("reason") or "").strip(),
+            rate=data.get("rate"),
             message_filter=message_filter_queryset,
         )
     except BulkRefused as exc:
@@ -81,10 +85,13 @@ def message_bulk(request):
 
 
 def _job_context(request, job: BulkJob, **extra) -> dict:
+    may_control = not job.finished and request.user.has_perm(ACTION_PERMS[job.action])
     return {
         "job": job,
         "progress": bulk_selectors.bulk_job_progress(job=job),
-        "can_cancel": not job.finished and request.user.has_perm(ACTION_PERMS[job.action]),
+        "can_cancel": may_control,
+        "can_pause": may_control and not job.cancel_requested and job.state != BulkJobState.PAUSED,
+        "can_resume": may_control and job.state == BulkJobState.PAUSED,
         **extra,
     }
 
@@ -106,18 +113,44 @@ def bulk_job_detail(request, pk: int):
     return render(request, "messages/bulk_job_detail.html", _job_context(request, job))
 
 
+def _cancel(*, job_id: int, actor: str, reason: str = "") -> BulkJob:
+    # The cancel is audited once, with the job's end (who cancelled it is on the job).
+    return bulk_job_cancel(job_id=job_id, actor=actor)
+
+
+def _job_control(request, pk: int, act):
+    """Cancel, pause or resume (``act(job_id=, actor=, **form)``) and answer with the progress panel."""
+    job = get_object_or_404(BulkJob, pk=pk)
+    # Whoever may run this action may stop, pause or resume it; the check is here, whatever the page showed.
+    if not request.user.has_perm(ACTION_PERMS[job.action]):
+        raise PermissionDenied(f"you may not {job.action} messages")
+    form = BulkJobHoldForm(request.POST)
+    if not form.is_valid():
+        return bulk_job_panel(request, job, status=400, flash=" ".join(e for es in form.errors.values() for e in es))
+    try:
+        job = act(job_id=job.pk, actor=actor_of(request), **form.cleaned_data)
+    except BulkRefused as exc:
+        job.refresh_from_db()
+        return bulk_job_panel(request, job, status=409, flash=str(exc))
+    return bulk_job_panel(request, job)
+
+
 @require_POST
 @console_view(VIEW_JOBS)
 def bulk_job_cancel_view(request, pk: int):
-    job = get_object_or_404(BulkJob, pk=pk)
-    # Whoever may run this action may stop it; the check is here, whatever the page showed.
-    if not request.user.has_perm(ACTION_PERMS[job.action]):
-        raise PermissionDenied(f"you may not {job.action} messages")
-    try:
-        job = bulk_job_cancel(job_id=job.pk, actor=actor_of(request))
-    except BulkRefused as exc:
-        return bulk_job_panel(request, job, status=409, flash=str(exc))
-    return bulk_job_panel(request, job)
+    return _job_control(request, pk, _cancel)
+
+
+@require_POST
+@console_view(VIEW_JOBS)
+def bulk_job_pause_view(request, pk: int):
+    return _job_control(request, pk, bulk_job_pause)
+
+
+@require_POST
+@console_view(VIEW_JOBS)
+def bulk_job_resume_view(request, pk: int):
+    return _job_control(request, pk, bulk_job_resume)
 
 
 @require_GET

@@ -12,7 +12,7 @@ from ninja import Field, Query, Router, Schema
 
 from messages import selectors
 from messages.filtersets import message_filterset
-from messages.models import VIEW_PERM, MessageState
+from messages.models import BULK_RATE_MAX, VIEW_PERM, MessageState
 from messages.services.console import deadletter_group_note_set
 from syncadmin.api.auth import actor_of, require
 from syncadmin.api.fields import Text
@@ -113,6 +113,7 @@ class GroupActionIn(Schema):
     action: Literal["retry", "discard"]
     reason: Text = Field("", max_length=1000, description="required to discard")
     dry_run: bool = False
+    rate: int | None = Field(None, ge=1, le=BULK_RATE_MAX, description="throttle: at most so many messages per second")
 
 
 @router.post(
@@ -131,4 +132,6 @@ def deadletter_group_action(request, body: GroupActionIn):
             400, "no such group", errors=[("body.key", " ".join(" ".join(v) for v in fs.errors.values()))]
         )
     params = {"scope": "filter", "query": query.urlencode(), "filters": fs.active}
-    return bulk_run(request, action=body.action, params=params, reason=body.reason, dry_run=body.dry_run)
+    return bulk_run(
+        request, action=body.action, params=params, reason=body.reason, dry_run=body.dry_run, rate=body.rate
+    )

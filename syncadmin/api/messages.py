@@ -17,7 +17,7 @@ from ninja import Field, Path, Query, Router, Schema, Status
 
 from messages import selectors
 from messages.filtersets import message_filter_queryset, message_filterset
-from messages.models import ACTION_PERMS, ACTION_STATES, VIEW_PERM, DeadLetter, Message
+from messages.models import ACTION_PERMS, ACTION_STATES, BULK_RATE_MAX, VIEW_PERM, DeadLetter, Message
 from messages.services.bulk import BulkRefused, actionable, bulk_action_start, job_queryset
 from messages.services.console import (
     ActionRefused,
@@ -162,6 +162,10 @@ class BulkIn(Schema):
     filter: MessageFilters | None = Field(None, description="or every message these filters match")
     reason: Text = Field("", max_length=1000, description="required to discard")
     dry_run: bool = Field(False, description="only count the messages the action would change")
+    rate: int | None = Field(
+        None, ge=1, le=BULK_RATE_MAX,
+        description="throttle: at most this many messages per second (more than one second of it runs as a job)",
+    )  # fmt: skip
 
 
 class BulkOut(Schema):
@@ -171,7 +175,7 @@ class BulkOut(Schema):
     job: BulkJobOut | None = Field(description="a large action: the background job doing it")
 
 
-def bulk_run(request, *, action: str, params: dict, reason: str, dry_run: bool):
+def bulk_run(request, *, action: str, params: dict, reason: str, dry_run: bool, rate: int | None = None):
     """Count (dry run) or start the console's bulk action on ``params``: at once, or as a bulk job (202)."""
     require(request, VIEW_PERM, ACTION_PERMS[action])
     reason = _reason(reason, "body.reason", required=action == "discard" and not dry_run)
@@ -181,8 +185,9 @@ def bulk_run(request, *, action: str, params: dict, reason: str, dry_run: bool):
         return Status(200, BulkOut(dry_run=True, count=count, changed=None, job=None))
     try:
         outcome = bulk_action_start(
-            action=action, params=params, actor=actor_of(request), reason=reason, message_filter=message_filter_queryset
-        )
+            action=action, params=params, actor=actor_of(request), reason=reason, rate=rate,
+            message_filter=message_filter_queryset,
+        )  # fmt: skip
     except BulkRefused as exc:
         raise ProblemError(400, str(exc)) from exc
     if outcome.job is not None:
@@ -206,7 +211,9 @@ def message_bulk(request, body: BulkIn):
     else:
         fs = _filterset(body.filter, "body.filter")
         params = {"scope": "filter", "query": body.filter.query_string(), "filters": fs.active}
-    return bulk_run(request, action=body.action, params=params, reason=body.reason, dry_run=body.dry_run)
+    return bulk_run(
+        request, action=body.action, params=params, reason=body.reason, dry_run=body.dry_run, rate=body.rate
+    )
 
 
 # --- one message ---------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Every console action × every role: forbidden answers 403 and changes nothing; allowed is not 403.
 
 The matrix is the access model of docs/console.md, "Who may do what" (and docs/reconciliation.md):
-Viewers only read (dead-letter groups and their triage included); Support retry, discard (superseded dead
-letters too), annotate and triage dead-letter groups and run/resync/explain
+Viewers only read (dead-letter groups and their triage, bulk jobs: they see a paused job but cannot pause,
+resume or cancel it); Support retry, discard (superseded dead letters too), pause/resume/cancel their bulk jobs,
+annotate and triage dead-letter groups and run/resync/explain
 reconciliation; Terminal admins also edit payloads, restore, manage terminals, rotate keys and
 recount counters.
 """
@@ -11,7 +12,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from messages.models import BulkJob, CentralEntity, DeadLetterGroupEvent, DeadLetterGroupNote, Message, MessageState
+from messages.models import (
+    BulkJob,
+    BulkJobState,
+    CentralEntity,
+    DeadLetterGroupEvent,
+    DeadLetterGroupNote,
+    Message,
+    MessageState,
+)
 from reconciliation.models import Discrepancy, ReconciliationRun
 from syncadmin.models import AuditEntry
 from terminals.models import Terminal
@@ -34,12 +43,13 @@ def objects():
     )  # fmt: skip
     discarded = MessageFactory(terminal=terminal, state=S.DISCARDED)
     job = BulkJobFactory(params={"scope": "selected", "ids": [dead.pk]})
+    paused = BulkJobFactory(params={"scope": "selected", "ids": [dead.pk]}, state=BulkJobState.PAUSED)
     run = ReconciliationRun.objects.create(trigger="command", triggered_by="test", created_at=datetime.now(UTC))
     discrepancy = Discrepancy.objects.create(
         run=run, terminal_code=terminal.code, entity_type="product", kind="gap",
         terminal_count=3, central_count=1, recount=1, in_flight=0, delta=2,
     )  # fmt: skip
-    return {"t": terminal, "dead": dead, "disc": discarded, "job": job, "d": discrepancy}
+    return {"t": terminal, "dead": dead, "disc": discarded, "job": job, "paused": paused, "d": discrepancy}
 
 
 # (name, url template, POST data, roles allowed)
@@ -53,6 +63,11 @@ ACTIONS = [
      SUPPORT_UP),
     ("bulk restore", "/messages/bulk/", {"action": "restore", "scope": "selected", "select": ["{disc}"]}, ADMINS),
     ("cancel bulk job", "/bulk-jobs/{job}/cancel/", {}, SUPPORT_UP),
+    ("pause bulk job", "/bulk-jobs/{job}/pause/", {"reason": "r"}, SUPPORT_UP),
+    ("resume bulk job", "/bulk-jobs/{paused}/resume/", {"reason": "r"}, SUPPORT_UP),
+    ("cancel paused bulk job", "/bulk-jobs/{paused}/cancel/", {}, SUPPORT_UP),
+    ("throttled bulk retry", "/messages/bulk/",
+     {"action": "retry", "scope": "selected", "select": ["{dead}"], "rate": "5", "confirmed": "1"}, SUPPORT_UP),
     ("dead-letter note", "/dead-letters/note/", {"grouping": "reason", "key": "k", "note": "n"}, SUPPORT_UP),
     ("take a dead-letter group", "/dead-letters/group/take/", {"by": "reason", "key": "k"}, SUPPORT_UP),
     ("triage a dead-letter group", "/dead-letters/group/triage/",
@@ -75,6 +90,7 @@ ACTIONS = [
 
 def fill(value, objects):
     ids = {"dead": objects["dead"].pk, "disc": objects["disc"].pk, "job": objects["job"].pk}
+    ids["paused"] = objects["paused"].pk
     ids.update(t=objects["t"].pk, d=objects["d"].pk)
     if isinstance(value, list):
         return [fill(v, objects) for v in value]
@@ -92,6 +108,8 @@ def snapshot(objects):
         Terminal.objects.count(),
         AuditEntry.objects.count(),
         BulkJob.objects.get(pk=objects["job"].pk).state,
+        BulkJob.objects.get(pk=objects["paused"].pk).state,
+        BulkJob.objects.count(),
         Discrepancy.objects.get(pk=objects["d"].pk).explained_note if hasattr(Discrepancy, "explained_note") else None,
         ReconciliationRun.objects.count(),
         list(DeadLetterGroupNote.objects.values_list("grouping", "key", "status", "owner", "ticket_url", "note")),

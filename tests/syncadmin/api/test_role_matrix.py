@@ -26,6 +26,9 @@ ACTIONS = [
     ("bulk restore", "/messages/actions", {"action": "restore", "ids": ["{disc}"]}, ADMINS),
     ("bulk retry dry run", "/messages/actions", {"action": "retry", "ids": ["{dead}"], "dry_run": True}, SUPPORT_UP),
     ("cancel bulk job", "/bulk-jobs/{job}/cancel", {}, SUPPORT_UP),
+    ("pause bulk job", "/bulk-jobs/{job}/pause", {"reason": "r"}, SUPPORT_UP),
+    ("resume bulk job", "/bulk-jobs/{paused}/resume", {"reason": "r"}, SUPPORT_UP),
+    ("throttled bulk retry", "/messages/actions", {"action": "retry", "ids": ["{dead}"], "rate": 5}, SUPPORT_UP),
     ("dead-letter note", "/dead-letters/groups/note", {"grouping": "reason", "key": "k", "note": "n"}, SUPPORT_UP),
     ("group retry", "/dead-letters/groups/actions", {"by": "terminal", "key": "ROLE-T1", "action": "retry"},
      SUPPORT_UP),
@@ -45,6 +48,7 @@ READS = [
 
 def fill(value, objects):  # noqa: F811
     ids = {"dead": objects["dead"].pk, "disc": objects["disc"].pk, "job": objects["job"].pk}
+    ids["paused"] = objects["paused"].pk
     if isinstance(value, list):
         return [fill(v, objects) for v in value]
     if isinstance(value, dict):
