@@ -1,6 +1,6 @@
 from django.urls import path
 
-from messages.views import bulk, dead_letters, message_detail, message_list, retention
+from messages.views import bulk, dead_letters, entity_story, message_detail, message_list, retention, saved_views
 
 urlpatterns = [
     path("messages/", message_list.message_list, name="message-list"),
@@ -18,4 +18,9 @@ urlpatterns = [
     path("retention/", retention.retention, name="retention"),
     path("dead-letters/", dead_letters.deadletter_list, name="deadletter-list"),
     path("dead-letters/note/", dead_letters.deadletter_note, name="deadletter-note"),
+    path("entities/", entity_story.entity_story_view, name="entity-story"),
+    path("views/", saved_views.saved_view_list, name="saved-view-list"),
+    path("views/save/", saved_views.saved_view_save, name="saved-view-save"),
+    path("views/<int:pk>/", saved_views.saved_view_open, name="saved-view-open"),
+    path("views/<int:pk>/delete/", saved_views.saved_view_delete_view, name="saved-view-delete"),
 ]
