@@ -143,3 +143,16 @@ class PurgeRunFactory(factory.django.DjangoModelFactory):
     events_removed = 12000
     deadletters_removed = 3
     batches = 2
+
+
+class SavedViewFactory(factory.django.DjangoModelFactory):
+    """A saved view of the message list, as the save-view form leaves it."""
+
+    class Meta:
+        model = "queue_messages.SavedView"
+
+    name = factory.Sequence(lambda n: f"view {n}")
+    owner = factory.SubFactory(UserFactory)
+    shared = False
+    query = "state=DeadLettered"
+    created_at = factory.LazyFunction(lambda: datetime.now(UTC))

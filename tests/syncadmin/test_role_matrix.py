@@ -1,20 +1,27 @@
 """Every console action × every role: forbidden answers 403 and changes nothing; allowed is not 403.
 
 The matrix is the access model of docs/console.md, "Who may do what" (and docs/reconciliation.md):
-Viewers only read; Support retry, discard, annotate dead letters and run/resync/explain
-reconciliation; Terminal admins also edit payloads, restore, manage terminals, rotate keys and
-recount counters.
+Viewers only read (and keep their own saved views); Support retry, discard, annotate dead letters
+and run/resync/explain reconciliation; Terminal admins also edit payloads, restore, manage
+terminals, rotate keys, recount counters and save or delete the team's saved views.
 """
 
 from datetime import UTC, datetime
 
 import pytest
 
-from messages.models import BulkJob, Message, MessageState
+from messages.models import BulkJob, Message, MessageState, SavedView
 from reconciliation.models import Discrepancy, ReconciliationRun
 from syncadmin.models import AuditEntry
 from terminals.models import Terminal
-from tests.factories import BulkJobFactory, DeadLetterFactory, MessageFactory, TerminalFactory
+from tests.factories import (
+    BulkJobFactory,
+    DeadLetterFactory,
+    MessageFactory,
+    SavedViewFactory,
+    TerminalFactory,
+    UserFactory,
+)
 
 S = MessageState
 pytestmark = pytest.mark.django_db
@@ -34,7 +41,8 @@ def objects():
         run=run, terminal_code=terminal.code, entity_type="product", kind="gap",
         terminal_count=3, central_count=1, recount=1, in_flight=0, delta=2,
     )  # fmt: skip
-    return {"t": terminal, "dead": dead, "disc": discarded, "job": job, "d": discrepancy}
+    team_view = SavedViewFactory(name="team", shared=True, owner=UserFactory(username="lead", group="Terminal admins"))
+    return {"t": terminal, "dead": dead, "disc": discarded, "job": job, "d": discrepancy, "tv": team_view}
 
 
 # (name, url template, POST data, roles allowed)
@@ -58,12 +66,15 @@ ACTIONS = [
      SUPPORT_UP),
     ("explain discrepancy", "/reconciliation/discrepancies/{d}/explain/", {"note": "known"}, SUPPORT_UP),
     ("recount", "/reconciliation/recount/", {"terminal": "ROLE-T1", "entity_type": "product", "reason": "r"}, ADMINS),
+    ("save a personal view", "/views/save/", {"name": "mine", "query": "state=Failed"}, set(ROLES)),
+    ("save a team view", "/views/save/", {"name": "ours", "query": "state=Failed", "shared": "on"}, ADMINS),
+    ("delete a team view", "/views/{tv}/delete/", {}, ADMINS),
 ]  # fmt: skip
 
 
 def fill(value, objects):
     ids = {"dead": objects["dead"].pk, "disc": objects["disc"].pk, "job": objects["job"].pk}
-    ids.update(t=objects["t"].pk, d=objects["d"].pk)
+    ids.update(t=objects["t"].pk, d=objects["d"].pk, tv=objects["tv"].pk)
     if isinstance(value, list):
         return [fill(v, objects) for v in value]
     if isinstance(value, str):
@@ -82,6 +93,7 @@ def snapshot(objects):
         BulkJob.objects.get(pk=objects["job"].pk).state,
         Discrepancy.objects.get(pk=objects["d"].pk).explained_note if hasattr(Discrepancy, "explained_note") else None,
         ReconciliationRun.objects.count(),
+        list(SavedView.objects.order_by("pk").values_list("name", "shared")),
     )
 
 
