@@ -3,7 +3,8 @@
 The key travels in the query string, not the path: a terminal's key may hold a slash, a question
 mark or a percent sign, and a query string carries any of them as it is. Without both values the
 page is the "find an entity" form; a value that is not one (an entity type outside ENTITY_RE, a key
-too long) is that form's error (400), never a query.
+too long) is that form's error, answered like a list's invalid filter (200, the form says why),
+never a query.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def entity_story_view(request):
     asked = bool(request.GET.get("entity_type") or request.GET.get("entity_key"))
     form = EntityForm(request.GET if asked else None)
     if not asked or not form.is_valid():
-        return render(request, "messages/entity_story.html", {"form": form}, status=400 if asked else 200)
+        return render(request, "messages/entity_story.html", {"form": form})
     entity_type, entity_key = form.cleaned_data["entity_type"], form.cleaned_data["entity_key"]
     central, central_total = entity_story.entity_central_rows(entity_type=entity_type, entity_key=entity_key)
     listing = ListPage(

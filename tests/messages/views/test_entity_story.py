@@ -60,8 +60,8 @@ def test_without_an_entity_it_is_the_find_form(login_as):
 )  # fmt: skip
 def test_bad_input_is_a_form_error_not_a_500(login_as, entity_type, key):
     response = login_as("Viewers").get(story_url(entity_type, key))
-    assert response.status_code == 400
-    assert b'id="entity-errors"' in response.content
+    assert response.status_code == 200  # as a list's invalid filter: the page, saying why
+    assert b'id="entity-errors"' in response.content and b"story-table" not in response.content
 
 
 @pytest.mark.parametrize("key", ["A/B/C", "50% off?", "k&x=1#frag", " padded ", "ключ"])
@@ -109,6 +109,6 @@ def test_reached_from_a_message_the_message_list_and_a_reconciliation_cell(login
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(entity_type=st.text(max_size=45), key=st.text(max_size=140))
-def test_any_input_answers_200_or_400(login_as, entity_type, key):
+def test_any_input_answers_the_page(login_as, entity_type, key):
     response = login_as("Viewers").get("/entities/", {"entity_type": entity_type, "entity_key": key})
-    assert response.status_code in (200, 400)
+    assert response.status_code == 200
