@@ -40,11 +40,14 @@ MOVES_CONTENT_TYPES = ("syncadmin", "0005_models_moved_to_their_apps")
 MOVED_MODELS = {"deadlettergroupnote": "queue_messages", "terminalhealthsnapshot": "terminals"}
 REWRITES_SCHEDULES = ("queue_messages", "0008_schedule_task_paths")
 DROPS_FUTURE_REPORTS = ("reconciliation", "0004_drop_future_dated_reports")
-# Tables read separately below: the migration records, and the four a migration or post_migrate writes.
+GRANTS_SHARE_VIEW = ("queue_messages", "0011_saved_views")  # a new permission, given to Terminal admins
+NEW_GRANTS = {GRANTS_SHARE_VIEW: {("Terminal admins", "queue_messages", "share_savedview")}}
+# Tables read separately below: the migration records, and the five a migration or post_migrate writes.
 READ_SEPARATELY = {
     "django_migrations",
     "django_content_type",
     "auth_permission",
+    "auth_group_permissions",
     "django_q_schedule",
     "reconciliation_reportedcount",
 }
@@ -82,9 +85,10 @@ def test_an_installation_of_the_release_upgrades_without_losing_or_changing_anyt
         if table not in READ_SEPARATELY:
             assert after.get(table) == rows, f"{table} changed"
     _content_types_and_permissions(before, after, upgrade)
+    granted = _group_grants(before, after, upgrade)
     _schedules(before, after, upgrade)
     _reports(before, after, filled, upgrade)
-    _meaning(filled)
+    _meaning(filled, granted)
     _new_workers_drain(filled)
     _new_web_serves(filled)
     _rollback(targets, filled)
@@ -105,6 +109,26 @@ def _content_types_and_permissions(before, after, upgrade):
     # New models get their content type and permissions from migrate's post_migrate; none goes.
     permissions = _rows(after["auth_permission"])
     assert {pk: permissions.get(pk) for pk in _rows(before["auth_permission"])} == _rows(before["auth_permission"])
+
+
+def _group_grants(before, after, upgrade) -> set[tuple[str, str, str]]:
+    """Every group keeps its grants; the only new ones are those a migration of the upgrade gives.
+
+    Returns them as (group, app label, codename).
+    """
+    expected = _rows(before["auth_group_permissions"])
+    found = _rows(after["auth_group_permissions"])
+    assert {pk: found.get(pk) for pk in expected} == expected
+    permissions, groups = _rows(after["auth_permission"]), _rows(after["auth_group"])
+    content_types = _rows(after["django_content_type"])
+    new = set()
+    for pk, row in found.items():
+        if pk not in expected:
+            permission = permissions[row["permission_id"]]
+            app_label = content_types[permission["content_type_id"]]["app_label"]
+            new.add((groups[row["group_id"]]["name"], app_label, permission["codename"]))
+    assert new == set().union(*(grants for migration, grants in NEW_GRANTS.items() if migration in upgrade))
+    return new
 
 
 def _schedules(before, after, upgrade):
@@ -133,8 +157,8 @@ def _reports(before, after, filled, upgrade):
     assert _rows(after["reconciliation_reportedcount"]) == {pk: old[pk] for pk in kept}
 
 
-def _meaning(filled):
-    """Today's code reads the upgraded rows as the release wrote them."""
+def _meaning(filled, granted):
+    """Today's code reads the upgraded rows as the release wrote them (``granted``: the upgrade's new grants)."""
     assert Counter(Message.objects.values_list("state", flat=True)) == {state: PER_STATE for state in MessageState}
     for pk, fields in filled.messages.items():
         message = Message.objects.get(pk=pk)
@@ -153,6 +177,7 @@ def _meaning(filled):
         user = get_user_model().objects.get(username=group.lower().replace(" ", "_"))
         assert user.check_password(PASSWORD)
         moved = {(MOVED_MODELS.get(codename.split("_", 1)[1], app), codename) for app, codename in perms}
+        moved |= {(app, codename) for name, app, codename in granted if name == group}
         assert user.get_group_permissions() == {f"{app}.{codename}" for app, codename in moved}
     editor = get_user_model().objects.get(username="note_editor")
     assert editor.has_perm("queue_messages.change_deadlettergroupnote")
