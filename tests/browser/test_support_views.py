@@ -110,6 +110,7 @@ def test_an_entitys_whole_story_from_a_message_from_search_and_from_a_reconcilia
     page.fill("#entity-form input[name=entity_type]", "Product.Upsert")
     page.click("#entity-form button[type=submit]")
     page.wait_for_selector("#entity-errors")
+    page.screenshot(path=str(shots_dir() / "entity-story-form-error.png"), full_page=False)
     # 3. From a reconciliation cell: its latest messages link to their entity's story.
     page.goto(f"{live_server.url}/reconciliation/cell/?terminal=STORE03-T1&entity_type=product")
     page.click(f"a[title=\"the entity's whole story\"]:text-is('{KEY}') >> nth=0")
@@ -157,6 +158,7 @@ def test_save_the_message_filter_for_the_team_and_find_it_in_the_navigation(
     table = page.locator("#saved-view-table")
     assert "my failed" in table.inner_text() and "Central store timeouts" in table.inner_text()
     assert table.locator("button:text-is('Delete')").count() == 1  # their own only
+    page.screenshot(path=str(shots_dir() / "saved-views-list.png"), full_page=False)
     table.locator("button:text-is('Delete')").click()
     page.wait_for_selector("#saved-view-table")
     assert list(SavedView.objects.values_list("name", flat=True)) == ["Central store timeouts"]
