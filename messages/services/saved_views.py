@@ -62,12 +62,9 @@ def saved_view_create(*, owner, name: str, query: str, shared: bool, message_fil
         message_filter(query)
     except ValueError as exc:
         raise SavedViewRefused(f"the filter is not valid: {exc}", field="query") from exc
-    taken = SavedViewRefused(
-        f"a team view named “{name}” exists already" if shared else f"you have a view named “{name}” already",
-        field="name",
-    )
     if SavedView.objects.filter(owner=owner, name=name).exists():
         raise SavedViewRefused(f"you have a view named “{name}” already", field="name")
+    taken = SavedViewRefused(f"a team view named “{name}” exists already", field="name")
     if shared and SavedView.objects.filter(shared=True, name=name).exists():
         raise taken
     try:
@@ -77,8 +74,8 @@ def saved_view_create(*, owner, name: str, query: str, shared: bool, message_fil
             )
             if shared:
                 _audit(view, action="savedview.create", actor=owner)
-    except IntegrityError as exc:  # saved by someone else between the check and the insert
-        raise taken from exc
+    except IntegrityError as exc:  # the same name saved between the checks and the insert
+        raise (taken if shared else SavedViewRefused(f"you have a view named “{name}” already", field="name")) from exc
     return view
 
 
