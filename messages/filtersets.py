@@ -6,7 +6,7 @@ import django_filters
 from django import forms
 from django.http import QueryDict
 
-from messages.models import DeadLetter, Message, MessageState
+from messages.models import DeadLetter, Message, MessageState, SavedView
 from messages.selectors import message_list_queryset
 from syncadmin.filtersets import ConsoleFilterSet
 from syncadmin.lib.validation import parse_id
@@ -72,3 +72,17 @@ def message_filter_queryset(query: str):
     if not fs.is_valid():
         raise ValueError(fs.errors.as_text())
     return fs.qs
+
+
+class SavedViewFilterSet(ConsoleFilterSet):
+    name = django_filters.CharFilter(lookup_expr="icontains", label="Name contains")
+    shared = django_filters.ChoiceFilter(
+        choices=[("false", "mine"), ("true", "the team's")], method="filter_shared", empty_label="Mine and the team's"
+    )
+
+    class Meta:
+        model = SavedView
+        fields: list[str] = []
+
+    def filter_shared(self, queryset, name, value):
+        return queryset.filter(shared=value == "true")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from messages.models import BULK_RATE_MAX
+from messages.models import BULK_RATE_MAX, ENTITY_RE, SAVED_VIEW_NAME_MAX, SAVED_VIEW_QUERY_MAX
 from syncadmin.lib.jsontext import json_parse
 from syncadmin.lib.validation import IdListField
 
@@ -126,3 +126,23 @@ class SupersededForm(forms.Form):
         if data.get("confirmed") and not (data.get("reason") or "").strip():
             self.add_error("reason", "A reason is required to discard messages.")
         return data
+
+
+class EntityForm(forms.Form):
+    """Which entity's story to show: its type (as in message types, ``<entity>.<op>``) and its key."""
+
+    entity_type = forms.CharField(max_length=40, widget=forms.TextInput(attrs={"placeholder": "product"}))
+    # Not stripped: a key is matched exactly as the terminal sent it.
+    entity_key = forms.CharField(max_length=128, strip=False)
+
+    def clean_entity_type(self):
+        value = self.cleaned_data["entity_type"].strip()
+        if not ENTITY_RE.match(value):
+            raise forms.ValidationError("An entity type is lower-case letters, digits and _, starting with a letter.")
+        return value
+
+
+class SavedViewForm(forms.Form):
+    name = forms.CharField(max_length=SAVED_VIEW_NAME_MAX, widget=forms.TextInput(attrs={"placeholder": "Name"}))
+    shared = forms.BooleanField(required=False, label="for the team")
+    query = forms.CharField(max_length=SAVED_VIEW_QUERY_MAX, required=False)

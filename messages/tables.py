@@ -6,7 +6,7 @@ import django_tables2 as tables
 from django.urls import reverse
 from django.utils.html import format_html
 
-from messages.models import BulkJob, Message, PurgeRun
+from messages.models import BulkJob, Message, PurgeRun, SavedView
 from syncadmin.lib.columns import StampColumn
 
 NUM = {"td": {"class": "num"}, "th": {"class": "num"}}
@@ -173,3 +173,51 @@ class PurgeRunTable(tables.Table):
         if record.finished_at is None:
             return "running"
         return "time budget spent, continued" if record.more else "complete"
+
+
+class EntityStoryTable(tables.Table):
+    """An entity's messages from every terminal, in sequence order, with what each did.
+
+    The rows are written out by messages/_story_rows.html (each with its ``outcome``); these are the columns.
+    """
+
+    sequence = tables.Column(verbose_name="Seq", attrs=NUM)
+    terminal = tables.Column(accessor="terminal__code")
+    message_id = tables.Column(verbose_name="Message id")
+    message_type = tables.Column(verbose_name="Type")
+    state = tables.Column()
+    outcome = tables.Column(verbose_name="What it did", empty_values=())
+    received_at = StampColumn(verbose_name="Received")
+    processed_at = StampColumn(verbose_name="Processed")
+
+    class Meta:
+        model = Message
+        fields = ()
+        sequence = ("sequence", "terminal", "message_id", "message_type", "state", "outcome", "received_at",
+                    "processed_at")  # fmt: skip
+        attrs = {"class": "grid", "id": "story-table"}
+        orderable = False
+        empty_text = "No message has touched this entity (or the retention purge has removed them)."
+
+
+class SavedViewTable(tables.Table):
+    name = tables.Column(verbose_name="View")
+    shared = tables.Column(verbose_name="For")
+    owner = tables.Column(accessor="owner__username", verbose_name="Saved by")
+    query = tables.Column(verbose_name="Filters", default="all messages")
+    created_at = StampColumn(verbose_name="Saved")
+    actions = tables.TemplateColumn(template_name="messages/_saved_view_actions.html", verbose_name="", orderable=False)
+
+    class Meta:
+        model = SavedView
+        fields = ()
+        sequence = ("name", "shared", "owner", "query", "created_at", "actions")
+        attrs = {"class": "grid", "id": "saved-view-table"}
+        orderable = False
+        empty_text = "No saved view yet: filter the message list, then “Save view”."
+
+    def render_name(self, value, record):
+        return format_html('<a href="{}">{}</a>', reverse("saved-view-open", args=[record.pk]), value)
+
+    def render_shared(self, value):
+        return "the team" if value else "me"

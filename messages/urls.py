@@ -1,6 +1,15 @@
 from django.urls import path
 
-from messages.views import bulk, dead_letters, message_detail, message_list, retention, triage
+from messages.views import (
+    bulk,
+    dead_letters,
+    entity_story,
+    message_detail,
+    message_list,
+    retention,
+    saved_views,
+    triage,
+)
 
 urlpatterns = [
     path("messages/", message_list.message_list, name="message-list"),
@@ -24,4 +33,9 @@ urlpatterns = [
     path("dead-letters/group/triage/", triage.deadletter_group_triage_view, name="deadletter-group-triage"),
     path("dead-letters/group/take/", triage.deadletter_group_take_view, name="deadletter-group-take"),
     path("dead-letters/superseded/", triage.deadletter_superseded_view, name="deadletter-superseded"),
+    path("entities/", entity_story.entity_story_view, name="entity-story"),
+    path("views/", saved_views.saved_view_list, name="saved-view-list"),
+    path("views/save/", saved_views.saved_view_save, name="saved-view-save"),
+    path("views/<int:pk>/", saved_views.saved_view_open, name="saved-view-open"),
+    path("views/<int:pk>/delete/", saved_views.saved_view_delete_view, name="saved-view-delete"),
 ]

@@ -15,7 +15,14 @@ from reconciliation import reports
 from reconciliation import services as reconciliation_services
 from reconciliation.models import Discrepancy, RunTrigger
 from syncadmin.services import api_token_create
-from tests.factories import BulkJobFactory, DeadLetterFactory, PurgeRunFactory, TerminalFactory, UserFactory
+from tests.factories import (
+    BulkJobFactory,
+    DeadLetterFactory,
+    PurgeRunFactory,
+    SavedViewFactory,
+    TerminalFactory,
+    UserFactory,
+)
 from tests.reconciliation.helpers import drain_all, env, ingest
 
 # URLs outside the console: the SOAP endpoint (its own protocol), Django's admin (its own pages) and the
@@ -62,6 +69,7 @@ def console_objects() -> dict[str, int]:
         "reconciliation:run_detail": run.pk,
         "terminal_code": terminal.code,
         "api-token": api_token_create(user=UserFactory(username="pages-token-owner"), name="pages")[0].pk,
+        "saved-view": SavedViewFactory(name="pages", shared=True).pk,  # a team view: every user may open it
     }
 
 
@@ -69,6 +77,7 @@ def console_objects() -> dict[str, int]:
 QUERIES = {
     "reconciliation:cell": "?terminal={terminal_code}&entity_type=product",
     "deadletter-group": "?by=terminal&key={terminal_code}",
+    "entity-story": "?entity_type=product&entity_key=A",
 }
 
 

@@ -74,6 +74,8 @@ class UserFactory(factory.django.DjangoModelFactory):
 ACCESS_MIGRATIONS = [
     ("syncadmin.migrations.0003_console_groups", "create_groups"),
     ("reconciliation.migrations.0003_group_permissions", "grant"),
+    ("messages.migrations.0010_group_triage", "add_permission"),
+    ("messages.migrations.0011_saved_views", "grant"),
 ]
 
 
@@ -142,3 +144,16 @@ class PurgeRunFactory(factory.django.DjangoModelFactory):
     events_removed = 12000
     deadletters_removed = 3
     batches = 2
+
+
+class SavedViewFactory(factory.django.DjangoModelFactory):
+    """A saved view of the message list, as the save-view form leaves it."""
+
+    class Meta:
+        model = "queue_messages.SavedView"
+
+    name = factory.Sequence(lambda n: f"view {n}")
+    owner = factory.SubFactory(UserFactory)
+    shared = False
+    query = "state=DeadLettered"
+    created_at = factory.LazyFunction(lambda: datetime.now(UTC))

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 import pytest
 from django.apps import apps as global_apps
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.db import connection
@@ -51,14 +50,20 @@ ADDED_COLUMNS = {
         },
     },
 }  # fmt: skip
-# Tables read separately below: the migration records, and the four a migration or post_migrate writes.
+GRANTS_SHARE_VIEW = ("queue_messages", "0011_saved_views")  # a new permission, given to Terminal admins
+# The grants each migration gives, as (group, app label, codename).
+NEW_GRANTS = {
+    GROUP_TRIAGE: {(group, "queue_messages", "triage_deadletter") for group in TRIAGERS},
+    GRANTS_SHARE_VIEW: {("Terminal admins", "queue_messages", "share_savedview")},
+}
+# Tables read separately below: the migration records, and the six a migration or post_migrate writes.
 READ_SEPARATELY = {
     "django_migrations",
     "django_content_type",
     "auth_permission",
+    "auth_group_permissions",
     "django_q_schedule",
     "reconciliation_reportedcount",
-    "auth_group_permissions",
     "syncadmin_deadlettergroupnote",
 }
 
@@ -95,10 +100,11 @@ def test_an_installation_of_the_release_upgrades_without_losing_or_changing_anyt
         if table not in READ_SEPARATELY:
             assert _without_added_columns(after.get(table), table, upgrade) == rows, f"{table} changed"
     _content_types_and_permissions(before, after, upgrade)
+    granted = _group_grants(before, after, upgrade)
     _schedules(before, after, upgrade)
     _reports(before, after, filled, upgrade)
-    _group_triage(before, after, upgrade)
-    _meaning(filled, upgrade)
+    _group_notes(before, after, upgrade)
+    _meaning(filled, granted)
     _new_workers_drain(filled)
     _new_web_serves(filled)
     _rollback(targets, filled)
@@ -134,6 +140,26 @@ def _content_types_and_permissions(before, after, upgrade):
     assert {pk: permissions.get(pk) for pk in _rows(before["auth_permission"])} == _rows(before["auth_permission"])
 
 
+def _group_grants(before, after, upgrade) -> set[tuple[str, str, str]]:
+    """Every group keeps its grants; the only new ones are those a migration of the upgrade gives.
+
+    Returns them as (group, app label, codename).
+    """
+    expected = _rows(before["auth_group_permissions"])
+    found = _rows(after["auth_group_permissions"])
+    assert {pk: found.get(pk) for pk in expected} == expected
+    permissions, groups = _rows(after["auth_permission"]), _rows(after["auth_group"])
+    content_types = _rows(after["django_content_type"])
+    new = set()
+    for pk, row in found.items():
+        if pk not in expected:
+            permission = permissions[row["permission_id"]]
+            app_label = content_types[permission["content_type_id"]]["app_label"]
+            new.add((groups[row["group_id"]]["name"], app_label, permission["codename"]))
+    assert new == set().union(*(grants for migration, grants in NEW_GRANTS.items() if migration in upgrade))
+    return new
+
+
 def _schedules(before, after, upgrade):
     # The operator's own schedules stay as they were, the moved task's path rewritten; the
     # declared ones are what post_migrate (re)writes, with today's paths.
@@ -160,24 +186,16 @@ def _reports(before, after, filled, upgrade):
     assert _rows(after["reconciliation_reportedcount"]) == {pk: old[pk] for pk in kept}
 
 
-def _group_triage(before, after, upgrade):
-    """Each group note gains an empty triage (new, nobody, no ticket); Support and Terminal admins get
-    triage_deadletter; nothing else in either table changes."""
-    triage = GROUP_TRIAGE in upgrade
+def _group_notes(before, after, upgrade):
+    """Each group note gains an empty triage (new, nobody, no ticket); nothing else in it changes."""
     notes = _rows(before["syncadmin_deadlettergroupnote"])
     for row in notes.values():
-        row.update({"owner": "", "status": "new", "ticket_url": ""} if triage else {})
+        row.update({"owner": "", "status": "new", "ticket_url": ""} if GROUP_TRIAGE in upgrade else {})
     assert _rows(after["syncadmin_deadlettergroupnote"]) == notes
-    grants, found = _rows(before["auth_group_permissions"]), _rows(after["auth_group_permissions"])
-    assert {pk: found.get(pk) for pk in grants} == grants
-    added = {(row["group_id"], row["permission_id"]) for pk, row in found.items() if pk not in grants}
-    permission = Permission.objects.filter(codename="triage_deadletter").first()
-    expected = {(group.pk, permission.pk) for group in Group.objects.filter(name__in=TRIAGERS)}
-    assert added == (expected if triage else set())
 
 
-def _meaning(filled, upgrade):
-    """Today's code reads the upgraded rows as the release wrote them."""
+def _meaning(filled, granted):
+    """Today's code reads the upgraded rows as the release wrote them (``granted``: the upgrade's new grants)."""
     assert Counter(Message.objects.values_list("state", flat=True)) == {state: PER_STATE for state in MessageState}
     for pk, fields in filled.messages.items():
         message = Message.objects.get(pk=pk)
@@ -196,8 +214,8 @@ def _meaning(filled, upgrade):
         user = get_user_model().objects.get(username=group.lower().replace(" ", "_"))
         assert user.check_password(PASSWORD)
         moved = {(MOVED_MODELS.get(codename.split("_", 1)[1], app), codename) for app, codename in perms}
-        granted = {"queue_messages.triage_deadletter"} if GROUP_TRIAGE in upgrade and group in TRIAGERS else set()
-        assert user.get_group_permissions() == {f"{app}.{codename}" for app, codename in moved} | granted
+        moved |= {(app, codename) for name, app, codename in granted if name == group}
+        assert user.get_group_permissions() == {f"{app}.{codename}" for app, codename in moved}
     editor = get_user_model().objects.get(username="note_editor")
     assert editor.has_perm("queue_messages.change_deadlettergroupnote")
 

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('queue_messages', '0010_group_triage'),
+        ('queue_messages', '0011_saved_views'),
     ]
 
     operations = [

@@ -42,6 +42,7 @@ def message_list(request):
         "filter_query": filter_query(request),
         "list_url": request.path,
         "bulk": True,
+        "save_view": True,  # the save-view form takes the filters from the table (htmx/table.html)
         "row_template": "messages/_message_rows.html",
         "state_choices": MessageState.choices,
         "terminal_codes": [] if request.htmx else terminal_codes(),

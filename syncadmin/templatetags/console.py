@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django import template
 from django.utils.html import format_html
 
@@ -84,3 +86,9 @@ def first_line(value: str) -> str:
 @register.filter
 def signed1(value) -> str:
     return f"{value:+.1f}"
+
+
+@register.filter
+def pretty_json(value) -> str:
+    """A stored JSON document, indented (the central store's data on the entity story)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)

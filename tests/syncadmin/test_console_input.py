@@ -53,6 +53,7 @@ from tests.factories import (
     MessageFactory,
     MetricSampleFactory,
     PurgeRunFactory,
+    SavedViewFactory,
     TerminalFactory,
     UserFactory,
 )
@@ -80,6 +81,7 @@ PK_OWNER = {
     "reconciliation/discrepancies/": "discrepancy",
     "reconciliation/runs/": "run",
     "account/api-tokens/": "api_token",
+    "views/": "saved_view",
 }
 # A POST key whose value is another page's query string (the bulk form's "all matching the filter").
 NESTED_QUERY = {"query": ("message-list", {"action": "retry", "scope": "filter"})}
@@ -177,6 +179,7 @@ def world(db, settings):
             "discrepancy": Discrepancy.objects.filter(run=run).first().pk,
             "run": run.pk,
             "api_token": api_token_create(user=superuser, name="fuzzed")[0].pk,
+            "saved_view": SavedViewFactory(owner=viewer, name="fuzzed", shared=True).pk,
         },
         "clients": clients,
     }

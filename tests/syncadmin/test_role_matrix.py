@@ -2,10 +2,10 @@
 
 The matrix is the access model of docs/console.md, "Who may do what" (and docs/reconciliation.md):
 Viewers only read (dead-letter groups and their triage, bulk jobs: they see a paused job but cannot pause,
-resume or cancel it); Support retry, discard (superseded dead letters too), pause/resume/cancel their bulk jobs,
-annotate and triage dead-letter groups and run/resync/explain
-reconciliation; Terminal admins also edit payloads, restore, manage terminals, rotate keys and
-recount counters.
+resume or cancel it) and keep their own saved views; Support retry, discard (superseded dead letters too),
+pause/resume/cancel their bulk jobs, annotate and triage dead-letter groups and run/resync/explain
+reconciliation; Terminal admins also edit payloads, restore, manage terminals, rotate keys,
+recount counters and save or delete the team's saved views.
 """
 
 from datetime import UTC, datetime
@@ -20,11 +20,19 @@ from messages.models import (
     DeadLetterGroupNote,
     Message,
     MessageState,
+    SavedView,
 )
 from reconciliation.models import Discrepancy, ReconciliationRun
 from syncadmin.models import AuditEntry
 from terminals.models import Terminal
-from tests.factories import BulkJobFactory, DeadLetterFactory, MessageFactory, TerminalFactory
+from tests.factories import (
+    BulkJobFactory,
+    DeadLetterFactory,
+    MessageFactory,
+    SavedViewFactory,
+    TerminalFactory,
+    UserFactory,
+)
 
 S = MessageState
 pytestmark = pytest.mark.django_db
@@ -49,7 +57,10 @@ def objects():
         run=run, terminal_code=terminal.code, entity_type="product", kind="gap",
         terminal_count=3, central_count=1, recount=1, in_flight=0, delta=2,
     )  # fmt: skip
-    return {"t": terminal, "dead": dead, "disc": discarded, "job": job, "paused": paused, "d": discrepancy}
+    team_view = SavedViewFactory(name="team", shared=True, owner=UserFactory(username="lead", group="Terminal admins"))
+    return {
+        "t": terminal, "dead": dead, "disc": discarded, "job": job, "paused": paused, "d": discrepancy, "tv": team_view,
+    }  # fmt: skip
 
 
 # (name, url template, POST data, roles allowed)
@@ -85,13 +96,16 @@ ACTIONS = [
      SUPPORT_UP),
     ("explain discrepancy", "/reconciliation/discrepancies/{d}/explain/", {"note": "known"}, SUPPORT_UP),
     ("recount", "/reconciliation/recount/", {"terminal": "ROLE-T1", "entity_type": "product", "reason": "r"}, ADMINS),
+    ("save a personal view", "/views/save/", {"name": "mine", "query": "state=Failed"}, set(ROLES)),
+    ("save a team view", "/views/save/", {"name": "ours", "query": "state=Failed", "shared": "on"}, ADMINS),
+    ("delete a team view", "/views/{tv}/delete/", {}, ADMINS),
 ]  # fmt: skip
 
 
 def fill(value, objects):
     ids = {"dead": objects["dead"].pk, "disc": objects["disc"].pk, "job": objects["job"].pk}
     ids["paused"] = objects["paused"].pk
-    ids.update(t=objects["t"].pk, d=objects["d"].pk)
+    ids.update(t=objects["t"].pk, d=objects["d"].pk, tv=objects["tv"].pk)
     if isinstance(value, list):
         return [fill(v, objects) for v in value]
     if isinstance(value, str):
@@ -114,6 +128,7 @@ def snapshot(objects):
         ReconciliationRun.objects.count(),
         list(DeadLetterGroupNote.objects.values_list("grouping", "key", "status", "owner", "ticket_url", "note")),
         DeadLetterGroupEvent.objects.count(),
+        list(SavedView.objects.order_by("pk").values_list("name", "shared")),
     )
 
 
