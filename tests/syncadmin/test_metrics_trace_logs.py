@@ -11,7 +11,7 @@ from django_q.models import Schedule
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from messages import services
+from messages import metrics, services
 from messages.models import Message
 from messages.services.sampling import metric_sample_write
 from syncadmin.lib import tracing
@@ -78,8 +78,6 @@ def test_a_batch_of_one_trace_carries_its_trace_id_and_noops_get_their_own_recor
 
 
 def test_no_record_is_built_when_the_level_filters_it_out(terminal, caplog, committed, monkeypatch):
-    from messages import metrics
-
     built = []
     real = metrics._log_records
     monkeypatch.setattr(metrics, "_log_records", lambda *a: built.append(real(*a)) or built[-1])
