@@ -72,7 +72,7 @@ def parse_args(argv=None):
     p.add_argument("--terminals", type=int, default=50)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--batch", type=int, default=100, help="PgQueuer's dequeue batch size")
-    p.add_argument("--pool", type=int, default=4, help="connections per worker for the jobs' work (--work same)")
+    p.add_argument("--pool", type=int, default=8, help="connections per worker for the jobs' work (--work same)")
     p.add_argument("--work", choices=["noop", "same"], default="noop")
     p.add_argument("--synchronous-commit", action="store_true", help="default: off, as the engine's drains")
     return p.parse_args(argv)
