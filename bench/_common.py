@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def timed_processes(target, args_per_process: list[tuple]) -> float:
     """Start one process per argument tuple, wait for them all; the seconds it took. Exits if one failed
@@ -68,3 +70,35 @@ def terminals_insert(cursor, *, prefix: str, count: int, heartbeat: bool) -> Non
         """,
         [prefix, count],
     )
+
+
+def descendants(pid: int) -> list[int]:
+    # Read from /proc, not `ps`: spawning a ps per process twice a second took CPU from the drain.
+    kids = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids += [int(k) for k in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return kids + [g for k in kids for g in descendants(k)]
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return 0.0
+
+
+def table_updates(cursor, table: str) -> tuple[int, int]:
+    """PostgreSQL: (rows updated, of them HOT: in place, no index written) of ``table`` so far.
+
+    The counts are flushed by the backends that made them when they go idle or exit: read them
+    after the workers have stopped."""
+    cursor.execute("SELECT pg_stat_clear_snapshot()")
+    cursor.execute("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = %s", [table])
+    row = cursor.fetchone()
+    return (row[0], row[1]) if row else (0, 0)

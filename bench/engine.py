@@ -7,7 +7,11 @@ Prints messages/s for batched ingest and for the drain by a real `qcluster` (ful
 audited transitions, central upsert, counters), the workers' RSS over the drain, and in the
 same run, on the same database and batch size, a bare SQL loop as the reference: claim a batch
 (FOR UPDATE SKIP LOCKED on PostgreSQL), set the state and insert one event row per message in
-one transaction; plus its lease form (claim committed first, then the result).
+one transaction; plus its lease form (claim committed first, then the result). On PostgreSQL
+also the message table's row updates during the drain and how many were HOT (in place, no index
+written), and the peers (bench/peers/: PgQueuer draining as many jobs, no-op and doing the
+engine's work, from pinned versions in a virtualenv of their own) with the engine's ratio to
+each; ``--no-peers`` skips them (their virtualenv is installed from PyPI on first use).
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import fresh_database, timed_processes  # noqa: E402
+from bench._common import descendants, fresh_database, rss_mb, table_updates, timed_processes  # noqa: E402
+from bench.peers import pgqueuer_drains  # noqa: E402
 
 ENTITIES = ["product", "price", "stock", "sale", "customer"]
 
@@ -48,6 +53,9 @@ def parse_args():
     )
     p.add_argument("--pg", default=os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432"))
     p.add_argument("--redis", default=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/14"))
+    p.add_argument("--database", default="syncadmin_bench", help="its own database (dropped and created); the "
+                   "peers use <database>_peers")  # fmt: skip
+    p.add_argument("--no-peers", action="store_true", help="skip the peers (their virtualenv needs PyPI once)")
     return p.parse_args()
 
 
@@ -58,7 +66,7 @@ def prepare_env(args) -> dict:
         env.pop("DATABASE_URL", None)
         env["Q_BROKER"] = "orm"
     else:
-        env["DATABASE_URL"] = fresh_database(args.pg, "syncadmin_bench")
+        env["DATABASE_URL"] = fresh_database(args.pg, args.database)
         env["Q_BROKER"] = args.redis
         import redis
 
@@ -113,27 +121,6 @@ def fill(args) -> float:
     return per_terminal * args.terminals / elapsed
 
 
-def descendants(pid: int) -> list[int]:
-    # Read from /proc, not `ps`: spawning a ps per process twice a second took CPU from the drain.
-    kids = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            kids += [int(k) for k in (task / "children").read_text().split()]
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return kids + [g for k in kids for g in descendants(k)]
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except FileNotFoundError:
-        pass
-    return 0.0
-
-
 def drain(args, env) -> dict:
     from django.db import connection
 
@@ -154,6 +141,7 @@ def drain(args, env) -> dict:
             return c.fetchone()[0]
 
     total = pending()
+    updates = None if args.sqlite else table_updates(connection.cursor(), "queue_messages_message")
     cluster = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     time.sleep(3)  # let the cluster fork its workers before the clock starts
@@ -175,12 +163,17 @@ def drain(args, env) -> dict:
         cluster.wait(60)
     except subprocess.TimeoutExpired:
         os.killpg(cluster.pid, signal.SIGKILL)
+    if updates:  # read once the workers' backends have exited: they flush their counts then
+        time.sleep(1)
+        upd, hot = table_updates(connection.cursor(), "queue_messages_message")
+        updates = (upd - updates[0], hot - updates[1])
     # the busiest processes are the workers; report their RSS at start, peak and end of the drain
     workers = sorted(samples.values(), key=lambda s: max(s), reverse=True)[: args.workers]
     return {
         "rate": total / elapsed,
         "seconds": elapsed,
         "rss": [(round(s[0], 1), round(max(s), 1), round(s[-1], 1)) for s in workers if s],
+        "updates": updates,
     }
 
 
@@ -355,6 +348,17 @@ def main():
           f"({result['seconds']:.1f} s)", flush=True)  # fmt: skip
     for i, (start, peak, end) in enumerate(result["rss"]):
         print(f"    worker {i} RSS MB: start {start}, peak {peak}, end {end}")
+    if result["updates"]:
+        upd, hot = result["updates"]
+        print(f"    message table during the drain: {upd:,} row updates, {hot:,} HOT ({hot / max(upd, 1):.0%}; "
+              "pg_stat_user_tables)")  # fmt: skip
+    peers = []
+    if not (args.no_peers or args.sqlite):  # PgQueuer is PostgreSQL only
+        peers = pgqueuer_drains(pg=args.pg, database=f"{args.database}_peers", jobs=args.messages // args.terminals
+                                * args.terminals, terminals=args.terminals, workers=args.workers, batch=args.batch,
+                                synchronous_commit=not async_commit())  # fmt: skip
+    for label, rate in peers:
+        print(f"  peer, {label} ({args.workers} workers, batch {args.batch}):{'':<8}{rate:8,.0f} msg/s", flush=True)
     dsn = str(Path(env["SYNC_VAR_DIR"]) / "syncadmin.sqlite3") if args.sqlite else env["DATABASE_URL"]
     bare = bare_loop(args, dsn, lease_form=False)
     print(
@@ -372,6 +376,8 @@ def main():
     rate = result["rate"]
     print(f"  engine / bare loop: {rate / bare:.0%} (multi-row INSERT), {rate / per_row:.0%} (INSERT per row)   "
           f"engine / lease form: {rate / lease:.0%}   engine / bare loop on its own tables: {rate / real:.0%}")  # fmt: skip
+    if peers:
+        print("  " + "   ".join(f"engine / {label}: {rate / peer:.2f}" for label, peer in peers))
 
 
 if __name__ == "__main__":

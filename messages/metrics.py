@@ -1,11 +1,12 @@
 """The queue engine's metrics, log lines and spans: what it counts in its own transactions.
 
 The engine (messages/services/) calls these inside the transaction of the change they describe:
-what they count commits or rolls back with it (the per-message log lines and spans are written
+what they count commits or rolls back with it (a batch's log records and its span are written
 once it has committed); /metrics and the once-a-minute sample read the counts back
 (``message_state_counts``). Costs: one multi-row INSERT into MetricCounter per call, or per
-transaction inside ``collected()`` (the claim and the batch use it); the log lines only when
-their level is enabled; the spans only when tracing is on.
+transaction inside ``collected()`` (the claim and the batch use it); per batch, not per message,
+one log record per outcome that went well (built only when its level is enabled) and one span
+(only when tracing is on); a record per message only for one that failed.
 """
 
 from __future__ import annotations
@@ -81,80 +82,107 @@ def transition_recorded(*, from_state: str, to_state: str, count: int, error_cla
 def batch_finished(
     *, messages: Sequence, outcomes: dict[int, tuple[str, str]], started: float, now: datetime, worker: str
 ) -> None:
-    """A claimed batch was applied: count attempts and outcomes, time it, log and trace each message
-    (the lines and spans once the batch has committed).
+    """A claimed batch was applied: count attempts and outcomes, time it, log it and trace it (the
+    log records and the span once the batch has committed).
 
     ``outcomes`` maps message pk -> (processed | noop | failed | dead_lettered, reason);
-    ``started`` is the batch's time.perf_counter() at its start.
+    ``started`` is the batch's time.perf_counter() at its start. Metric deltas are folded per
+    (message type, outcome) in memory: a batch of one type adds each series once, whatever its size.
     """
     if not messages:
         return
     elapsed = time.perf_counter() - started
     share = elapsed / len(messages)
-    counts: dict[tuple[str, str], float] = defaultdict(float)  # (series, labels as tuple) -> value
-    entries = []
+    share_le = _bucket(share, PROCESSING_BUCKETS)
+    groups: dict[tuple[str, str], list] = defaultdict(list)  # (message type, outcome) -> messages
     for m in messages:
-        outcome, reason = outcomes.get(m.pk, ("unknown", ""))
-        entries.append((m, outcome, reason))
-        t = type_label(m.message_type)
-        counts[("message_attempts", (("message_type", t),))] += 1
-        counts[("message_outcomes", (("message_type", t), ("outcome", outcome)))] += 1
-        counts[
-            ("message_processing_seconds_bucket", (("message_type", t), ("le", _bucket(share, PROCESSING_BUCKETS))))
-        ] += 1
-        counts[("message_processing_seconds_sum", (("message_type", t),))] += share
-        counts[("message_processing_seconds_count", (("message_type", t),))] += 1
+        groups[(m.message_type, outcomes.get(m.pk, ("unknown", ""))[0])].append(m)
+    counts: dict[tuple[str, tuple], float] = defaultdict(float)  # (series, labels as tuple) -> value
+    for (message_type, outcome), group in groups.items():
+        t, n = type_label(message_type), len(group)
+        counts[("message_attempts", (("message_type", t),))] += n
+        counts[("message_outcomes", (("message_type", t), ("outcome", outcome)))] += n
+        counts[("message_processing_seconds_bucket", (("message_type", t), ("le", share_le)))] += n
+        counts[("message_processing_seconds_sum", (("message_type", t),))] += share * n
+        counts[("message_processing_seconds_count", (("message_type", t),))] += n
         if outcome in ("processed", "noop"):
-            latency = max((now - m.received_at).total_seconds(), 0.0)
-            counts[
-                ("message_latency_seconds_bucket", (("message_type", t), ("le", _bucket(latency, LATENCY_BUCKETS))))
-            ] += 1
-            counts[("message_latency_seconds_sum", (("message_type", t),))] += latency
-            counts[("message_latency_seconds_count", (("message_type", t),))] += 1
+            for m in group:
+                latency = max((now - m.received_at).total_seconds(), 0.0)
+                le = _bucket(latency, LATENCY_BUCKETS)
+                counts[("message_latency_seconds_bucket", (("message_type", t), ("le", le)))] += 1
+                counts[("message_latency_seconds_sum", (("message_type", t),))] += latency
+            counts[("message_latency_seconds_count", (("message_type", t),))] += n
     metric_deltas_add([(name, dict(labels), value) for (name, labels), value in counts.items()])
+    records = _log_records(messages, outcomes, worker)
+    traced = tracing.enabled()
+    if not records and not traced:
+        return  # nothing to write once it commits: no record built, no hook
     end_ns = time.time_ns()
 
     def emit() -> None:
-        _log_outcomes(entries, worker)
-        if tracing.enabled():
-            tracing.message_spans(entries=entries, start_ns=end_ns - int(elapsed * 1e9), end_ns=end_ns, worker=worker)
+        for level, text, fields in records:
+            log.log(level, text, extra=fields)
+        if traced:
+            entries = [(m, *outcomes.get(m.pk, ("unknown", ""))) for m in messages]
+            tracing.batch_span(entries=entries, start_ns=end_ns - int(elapsed * 1e9), end_ns=end_ns, worker=worker)
 
-    # The lines and spans tell what happened to each message: written once the batch's transaction
-    # has committed, never for a batch that rolled back (its messages are applied again), and not
-    # while the transaction still holds the batch's central rows (at 22 µs a line, a batch of 100
-    # kept them locked 2 ms longer for its log lines alone).
+    # The records and the span tell what happened to the batch's messages: written once its
+    # transaction has committed, never for a batch that rolled back (its messages are applied
+    # again), and not while the transaction still holds the batch's central rows.
     transaction.on_commit(emit)
 
 
-_LEVELS = {"processed": logging.INFO, "noop": logging.INFO, "failed": logging.WARNING, "dead_lettered": logging.WARNING}
-_TEXT = {
-    "processed": "message processed",
-    "noop": "message processed (no-op)",
+_TEXT = {  # the records' messages: constant texts, so that a log query can select them
+    "processed": "messages processed",
+    "noop": "messages processed (no-op)",
     "failed": "message failed; will retry",
     "dead_lettered": "message dead-lettered",
 }
 
 
-def _log_outcomes(entries, worker: str) -> None:
-    for m, outcome, reason in entries:
-        level = _LEVELS.get(outcome, logging.WARNING)
-        if not log.isEnabledFor(level):
+def _log_records(messages: Sequence, outcomes: dict[int, tuple[str, str]], worker: str) -> list[tuple]:
+    """(level, text, fields) of the batch's log records, built only for the levels that are on.
+
+    One INFO record per outcome that went well (processed, no-op) for the whole batch, naming its
+    messages (``message_ids``, ``message_pks``, ``trace_ids``, ``terminals``, in the batch's
+    order), so that a search for one message's id or trace id finds its batch's record; one
+    WARNING record per message that failed or was dead-lettered, with its reason, as before.
+    """
+    info, warning = log.isEnabledFor(logging.INFO), log.isEnabledFor(logging.WARNING)
+    if not warning:
+        return []
+    good: dict[str, list] = defaultdict(list)
+    warnings = []
+    for m in messages:
+        outcome, reason = outcomes.get(m.pk, ("unknown", ""))
+        if outcome in ("processed", "noop"):
+            if info:
+                good[outcome].append(m)
             continue
-        log.log(
-            level,
-            _TEXT.get(outcome, f"message {outcome}"),
-            extra={
-                "trace_id": m.trace_id,
-                "terminal": m.terminal.code,
-                "message_id": m.message_id,
-                "message_pk": m.pk,
-                "message_type": m.message_type,
-                "attempt": m.attempts,
-                "outcome": outcome,
-                "reason": reason,
-                "worker": worker,
-            },
-        )
+        warnings.append((logging.WARNING, _TEXT.get(outcome, f"message {outcome}"), {
+            "trace_id": m.trace_id, "terminal": m.terminal.code, "message_id": m.message_id, "message_pk": m.pk,
+            "message_type": m.message_type, "attempt": m.attempts, "outcome": outcome, "reason": reason,
+            "worker": worker,
+        }))  # fmt: skip
+    records = []
+    for outcome, group in good.items():
+        fields = {
+            "outcome": outcome,
+            "reason": outcomes[group[0].pk][1],
+            "count": len(group),
+            "message_ids": [m.message_id for m in group],
+            "message_pks": [m.pk for m in group],
+            "trace_ids": [m.trace_id for m in group],
+            "terminals": sorted({m.terminal.code for m in group}),
+            "attempts": [m.attempts for m in group],
+            "worker": worker,
+        }
+        if len(fields["terminals"]) == 1:
+            fields["terminal"] = fields["terminals"][0]
+        if len(set(fields["trace_ids"])) == 1:  # one SOAP call's messages: the line is in its trace
+            fields["trace_id"] = fields["trace_ids"][0]
+        records.append((logging.INFO, _TEXT[outcome], fields))
+    return records + warnings
 
 
 # --- messages per state, from the counters -----------------------------------------------------

@@ -274,7 +274,8 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOG_FORMAT = env.str("LOG_FORMAT", default="json")
 if LOG_FORMAT not in ("json", "plain"):
     raise environ.ImproperlyConfigured(f"LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}")
-# One line per processed/failed message (logger messages.processing); WARNING keeps only failures.
+# Processing records (logger messages.processing): one INFO per batch, one WARNING per failed message;
+# WARNING keeps only the failures.
 LOG_MESSAGE_LEVEL = env.str("LOG_MESSAGE_LEVEL", default="INFO")
 LOGGING = logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT, message_level=LOG_MESSAGE_LEVEL)
 

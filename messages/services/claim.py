@@ -26,6 +26,7 @@ from messages.services.transitions import EVENT_COLUMNS, message_transition
 from syncadmin.lib.clock import db_now
 from syncadmin.lib.counters import collected
 from syncadmin.lib.fastsql import server_binding_cursor
+from syncadmin.lib.rows import loaded
 from syncadmin.lib.sql import per_vendor
 from syncadmin.models import MetricCounter
 from terminals.models import Terminal
@@ -131,18 +132,20 @@ def message_claim_due(*, worker: str, limit: int, lease_seconds: float) -> list[
         due_at, pk = names.index("due_at"), names.index("id")
         rows = sorted(cursor.fetchall(), key=lambda row: (row[due_at], row[pk]))
     claimed = []
-    # from_db takes the loaded values in the model's field order; the rest stay deferred.
+    # The loaded columns as the instance's values (syncadmin/lib/rows.py: what from_db makes, at a
+    # seventh of its cost); the rest stay deferred.
     wanted = {"id", "terminal_id", *CLAIM_COLUMNS}
-    fields = [f.attname for f in Message._meta.concrete_fields if f.attname in wanted]
+    columns = [(i, name) for i, name in enumerate(names) if name in wanted]
     terminals: dict[int, Terminal] = {}  # one instance per terminal, not one per message
+    code = names.index("code")
     for row in rows:
-        data = dict(zip(names, row, strict=True))
+        data = {name: row[i] for i, name in columns}
         data["state"] = S.PROCESSING
-        m = Message.from_db(conn.alias, fields, [data[f] for f in fields])
+        m = loaded(Message, conn.alias, data)
         terminal = terminals.get(data["terminal_id"])
         if terminal is None:
-            terminal = terminals[data["terminal_id"]] = Terminal.from_db(
-                conn.alias, ["id", "code"], [data["terminal_id"], data["code"]]
+            terminal = terminals[data["terminal_id"]] = loaded(
+                Terminal, conn.alias, {"id": data["terminal_id"], "code": row[code]}
             )
         m._state.fields_cache["terminal"] = terminal  # what assigning m.terminal does, minus its checks
         claimed.append(m)

@@ -20,6 +20,9 @@ from contextvars import ContextVar
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
 CONTEXT_FIELDS = ("trace_id", "terminal", "message_id", "message_pk")
+# A record about many messages (the engine's one record per batch) names them in lists: the plain
+# format shows them too, so that grepping a message's id or trace id finds its batch's line.
+LIST_FIELDS = ("message_ids", "trace_ids")
 _context: ContextVar[dict | None] = ContextVar("syncadmin_log_context", default=None)
 
 
@@ -64,6 +67,7 @@ class PlainFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         parts = [f"{k}={getattr(record, k)}" for k in CONTEXT_FIELDS if getattr(record, k, "") not in ("", None)]
+        parts += [f"{k}={','.join(map(str, getattr(record, k)))}" for k in LIST_FIELDS if getattr(record, k, None)]
         return f"{line} [{' '.join(parts)}]" if parts else line
 
 

@@ -3,11 +3,12 @@
 Off (the default) costs one boolean check per SOAP call and per batch: no provider, no span
 objects. On (OTEL_TRACES_EXPORTER=otlp|console, or an OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT;
 OTEL_SDK_DISABLED=true wins), every SOAP call gets a ``soap.<Operation>`` span and every
-processed message a ``message.process`` span. Both are in the trace whose id is the
-message's ``trace_id`` (set at ingest from the SOAP call): the SOAP span and the message
-spans hang under one virtual root span derived from that trace id, so a tracing backend
-shows the call and each message's processing, even minutes later in another process, as
-one trace. An incoming W3C ``traceparent`` header is honoured: its trace id is used.
+applied batch a ``messages.batch`` span. The SOAP span is in the trace whose id is the
+messages' ``trace_id`` (set at ingest from the SOAP call), under one virtual root span derived
+from that trace id; the batch span links to the virtual root of each of its messages' traces
+(and is in that trace when all its messages share it), so a tracing backend leads from a call
+to the batches that applied its messages, even minutes later in another process. An incoming
+W3C ``traceparent`` header is honoured: its trace id is used.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from contextlib import contextmanager
 
 from django.conf import settings
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -82,10 +84,7 @@ def restore(previous) -> None:
 
 def _root_context(trace_id: str):
     """A remote parent in trace ``trace_id``: the virtual root every span of that trace hangs under."""
-    tid = int(trace_id, 16)
-    span_id = (tid & 0xFFFFFFFFFFFFFFFF) or 1  # derived from the trace id: the same in every process
-    parent = SpanContext(trace_id=tid, span_id=span_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-    return trace.set_span_in_context(NonRecordingSpan(parent))
+    return trace.set_span_in_context(NonRecordingSpan(_root_span_context(trace_id)))
 
 
 def _valid_trace_id(value: str) -> bool:
@@ -125,34 +124,58 @@ def _span_kind(name: str):
     return getattr(SpanKind, name)
 
 
-def message_spans(*, entries, start_ns: int, end_ns: int, worker: str) -> None:
-    """One ``message.process`` span per message of a batch, in the message's own trace.
+def _root_span_context(trace_id: str) -> SpanContext:
+    """The virtual root span of trace ``trace_id``: its span id derived from the trace id, the same
+    in every process."""
+    tid = int(trace_id, 16)
+    return SpanContext(trace_id=tid, span_id=(tid & 0xFFFFFFFFFFFFFFFF) or 1, is_remote=True,
+                       trace_flags=TraceFlags(TraceFlags.SAMPLED))  # fmt: skip
 
-    ``entries`` are (message, outcome, reason). Messages of a batch are applied together, so
-    each span covers the batch's time; the batch size is an attribute.
+
+def batch_span(*, entries, start_ns: int, end_ns: int, worker: str) -> None:
+    """One ``messages.batch`` span for a batch, linked to each of its messages' traces.
+
+    ``entries`` are (message, outcome, reason). The span links to the virtual root of every
+    distinct trace among the batch's messages (link attributes: the pks and ids of that trace's
+    messages), so a tracing backend leads from a SOAP call's trace to the batches that applied its
+    messages. When every message is in one trace (one SOAP call's batch) the span is in that
+    trace too, under its virtual root; otherwise it starts a trace of its own. Attributes: the
+    batch's size, its messages' pks and ids, the count per outcome, the worker; error status when
+    a message failed.
     """
     if _tracer is None:
         return
-    size = len(entries)
-    for message, outcome, reason in entries:
-        trace_id = message.trace_id if _valid_trace_id(message.trace_id or "") else new_trace_id()
-        span = _tracer.start_span(
-            "message.process",
-            context=_root_context(trace_id),
-            kind=_span_kind("CONSUMER"),
-            start_time=start_ns,
-            attributes={
-                "messaging.system": "syncadmin",
-                "syncadmin.message_pk": message.pk,
-                "syncadmin.message_id": message.message_id,
-                "syncadmin.message_type": message.message_type,
-                "syncadmin.terminal": message.terminal.code,
-                "syncadmin.attempt": message.attempts,
-                "syncadmin.outcome": outcome,
-                "syncadmin.batch_size": size,
-                "syncadmin.worker": worker,
-            },
-        )
-        if outcome in ("failed", "dead_lettered"):
-            span.set_status(Status(StatusCode.ERROR, reason[:200]))
-        span.end(end_time=end_ns)
+    traces: dict[str, list] = {}
+    outcomes: dict[str, int] = {}
+    for message, outcome, _reason in entries:
+        trace_id = message.trace_id if _valid_trace_id(message.trace_id or "") else ""
+        if trace_id:
+            traces.setdefault(trace_id.lower(), []).append(message)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    links = [
+        trace.Link(_root_span_context(trace_id), {
+            "syncadmin.message_pks": [m.pk for m in group], "syncadmin.message_ids": [m.message_id for m in group]})
+        for trace_id, group in traces.items()
+    ]  # fmt: skip
+    own_trace = len(traces) == 1 and sum(len(g) for g in traces.values()) == len(entries)
+    span = _tracer.start_span(
+        "messages.batch",
+        context=_root_context(next(iter(traces))) if own_trace else Context(),
+        kind=_span_kind("CONSUMER"),
+        start_time=start_ns,
+        links=links,
+        attributes={
+            "messaging.system": "syncadmin",
+            "messaging.batch.message_count": len(entries),
+            "syncadmin.batch_size": len(entries),
+            "syncadmin.message_pks": [m.pk for m, _, _ in entries],
+            "syncadmin.message_ids": [m.message_id for m, _, _ in entries],
+            "syncadmin.worker": worker,
+            **{f"syncadmin.outcome.{outcome}": n for outcome, n in outcomes.items()},
+        },
+    )
+    failed = [(m, reason) for m, outcome, reason in entries if outcome in ("failed", "dead_lettered")]
+    if failed:
+        m, reason = failed[0]
+        span.set_status(Status(StatusCode.ERROR, f"{len(failed)} message(s) failed; {m.message_id}: {reason}"[:200]))
+    span.end(end_time=end_ns)

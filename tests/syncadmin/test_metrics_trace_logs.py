@@ -11,7 +11,7 @@ from django_q.models import Schedule
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from messages import services
+from messages import metrics, services
 from messages.models import Message
 from messages.services.sampling import metric_sample_write
 from syncadmin.lib import tracing
@@ -38,18 +38,54 @@ def spans():
     tracing.restore(previous)
 
 
-def test_a_processed_message_logs_a_line_with_its_trace_id_and_message_id(terminal, caplog, committed):
-    services.message_ingest_batch(terminal=terminal, envelopes=[env("m-1", "A")], trace_id="ab" * 16)
+def test_a_processed_batch_logs_one_line_naming_its_messages_and_trace_ids(terminal, caplog, committed):
+    """One INFO record per batch, not per message: a search for a message's id or trace id still
+    finds it (message_ids, trace_ids, message_pks in the JSON line and in the plain one)."""
+    services.message_ingest_batch(
+        terminal=terminal, envelopes=[env("m-1", "A"), env("m-2", "B"), env("m-3", "C")], trace_id="ab" * 16
+    )
+    services.message_ingest_batch(terminal=terminal, envelopes=[env("m-4", "D")], trace_id="cd" * 16)
     with caplog.at_level(logging.INFO, logger="messages.processing"), committed():
         drain_all()
-    m = Message.objects.get(message_id="m-1")
+    pks = dict(Message.objects.values_list("message_id", "pk"))
     [record] = [r for r in caplog.records if r.name == "messages.processing"]
-    assert (record.trace_id, record.message_id, record.message_pk) == ("ab" * 16, "m-1", m.pk)
-    assert (record.terminal, record.outcome, record.levelno) == ("T0001", "processed", logging.INFO)
+    assert (record.outcome, record.levelno, record.count, record.worker) == ("processed", logging.INFO, 4, "w1")
+    assert record.message_ids == ["m-1", "m-2", "m-3", "m-4"]
+    assert record.message_pks == [pks["m-1"], pks["m-2"], pks["m-3"], pks["m-4"]]
+    assert record.trace_ids == ["ab" * 16] * 3 + ["cd" * 16] and record.attempts == [1, 1, 1, 1]
+    assert (record.terminals, record.terminal) == (["T0001"], "T0001")
+    assert not hasattr(record, "trace_id")  # two traces: no single trace id to claim
     line = json.loads(JsonFormatter().format(record))
-    assert line["trace_id"] == "ab" * 16 and line["message_id"] == "m-1" and line["terminal"] == "T0001"
-    assert (line["level"], line["logger"], line["message"]) == ("INFO", "messages.processing", "message processed")
-    assert "ab" * 16 in PlainFormatter().format(record)
+    assert line["message_ids"] == ["m-1", "m-2", "m-3", "m-4"] and line["trace_ids"][3] == "cd" * 16
+    assert (line["level"], line["logger"], line["message"]) == ("INFO", "messages.processing", "messages processed")
+    plain = PlainFormatter().format(record)
+    assert "m-3" in plain and "cd" * 16 in plain and "ab" * 16 in plain
+
+
+def test_a_batch_of_one_trace_carries_its_trace_id_and_noops_get_their_own_record(terminal, caplog, committed):
+    services.message_ingest_batch(terminal=terminal, envelopes=[env("n-1", "A", seq=2)], trace_id="ef" * 16)
+    drain_all()
+    services.message_ingest_batch(
+        terminal=terminal, envelopes=[env("n-2", "A", seq=1), env("n-3", "B", seq=1)], trace_id="ef" * 16
+    )
+    with caplog.at_level(logging.INFO, logger="messages.processing"), committed():
+        drain_all()
+    records = {r.outcome: r for r in caplog.records if r.name == "messages.processing"}
+    assert set(records) == {"processed", "noop"}
+    assert (records["processed"].message_ids, records["noop"].message_ids) == (["n-3"], ["n-2"])
+    assert records["noop"].reason.startswith("no-op") and records["noop"].message == "messages processed (no-op)"
+    assert records["processed"].trace_id == records["noop"].trace_id == "ef" * 16
+
+
+def test_no_record_is_built_when_the_level_filters_it_out(terminal, caplog, committed, monkeypatch):
+    built = []
+    real = metrics._log_records
+    monkeypatch.setattr(metrics, "_log_records", lambda *a: built.append(real(*a)) or built[-1])
+    services.message_ingest_batch(terminal=terminal, envelopes=[env("q-1", "A"), env("q-2", "B")])
+    with caplog.at_level(logging.WARNING, logger="messages.processing"), committed() as callbacks:
+        drain_all()
+    assert [r for r in caplog.records if r.name == "messages.processing"] == []
+    assert built == [[]] and callbacks == []  # no record, and no on-commit hook for nothing
 
 
 def test_a_failed_message_logs_a_warning_with_its_reason(terminal, caplog, committed):
@@ -87,7 +123,9 @@ def test_a_batch_that_rolls_back_logs_nothing(terminal, caplog, committed, monke
     monkeypatch.undo()
     with caplog.at_level(logging.INFO, logger="messages.processing"), committed():
         services.message_process_batch(messages=batch, worker="w")
-    assert [r.outcome for r in caplog.records if r.name == "messages.processing"] == ["processed"]
+    assert [(r.outcome, r.message_ids) for r in caplog.records if r.name == "messages.processing"] == [
+        ("processed", ["a"])
+    ]
 
 
 def m_now():
@@ -118,7 +156,7 @@ def test_log_context_reaches_every_line_through_the_handler_filter():
     assert "trace_id" not in outside
 
 
-def test_soap_call_and_message_processing_spans_share_the_message_trace_id(terminal, spans, caplog, committed):
+def test_soap_call_and_the_batch_span_share_the_message_trace_id(terminal, spans, caplog, committed):
     with caplog.at_level(logging.INFO), soap_request("SubmitMessages", headers={}) as call:
         call.set_terminal(terminal.code)
         logging.getLogger("terminals.soap").info("submit")
@@ -131,14 +169,35 @@ def test_soap_call_and_message_processing_spans_share_the_message_trace_id(termi
     assert m.trace_id == call.trace_id
     finished = spans.get_finished_spans()
     soap = [s for s in finished if s.name == "soap.SubmitMessages"]
-    processed = [s for s in finished if s.name == "message.process"]
-    assert len(soap) == 1 and len(processed) == 2
-    assert {s.context.trace_id for s in soap + processed} == {int(m.trace_id, 16)}
+    [batch] = [s for s in finished if s.name == "messages.batch"]  # one span for the batch, not one per message
+    assert len(soap) == 1
+    assert {s.context.trace_id for s in [*soap, batch]} == {int(m.trace_id, 16)}
     # siblings under the same virtual root: a tracing backend shows them as one trace
-    assert {s.parent.span_id for s in soap + processed} == {int(m.trace_id, 16) & 0xFFFFFFFFFFFFFFFF}
+    root = int(m.trace_id, 16) & 0xFFFFFFFFFFFFFFFF
+    assert {s.parent.span_id for s in [*soap, batch]} == {root}
     assert soap[0].attributes["syncadmin.terminal"] == terminal.code
-    attrs = {s.attributes["syncadmin.message_id"]: s.attributes for s in processed}
-    assert attrs["a"]["syncadmin.outcome"] == "processed" and attrs["a"]["syncadmin.message_pk"] == m.pk
+    assert batch.attributes["syncadmin.batch_size"] == 2 and batch.attributes["syncadmin.outcome.processed"] == 2
+    assert list(batch.attributes["syncadmin.message_ids"]) == ["a", "b"]
+    assert list(batch.attributes["syncadmin.message_pks"])[0] == m.pk
+    [link] = batch.links
+    assert (link.context.trace_id, link.context.span_id) == (int(m.trace_id, 16), root)
+    assert list(link.attributes["syncadmin.message_ids"]) == ["a", "b"]
+
+
+def test_a_batch_of_several_traces_starts_its_own_trace_linked_to_each(terminal, spans, committed):
+    services.message_ingest_batch(terminal=terminal, envelopes=[env("a", "A")], trace_id="12" * 16)
+    services.message_ingest_batch(
+        terminal=terminal, envelopes=[env("b", "B"), services.Envelope("bad", "x.upsert", "K", 1, m_now(), "{")],
+        trace_id="34" * 16,
+    )  # fmt: skip
+    with committed():
+        drain_all()
+    [batch] = [s for s in spans.get_finished_spans() if s.name == "messages.batch"]
+    assert batch.context.trace_id not in (int("12" * 16, 16), int("34" * 16, 16)) and batch.parent is None
+    linked = {link.context.trace_id: list(link.attributes["syncadmin.message_ids"]) for link in batch.links}
+    assert linked == {int("12" * 16, 16): ["a"], int("34" * 16, 16): ["b", "bad"]}
+    assert batch.attributes["syncadmin.outcome.dead_lettered"] == 1 and not batch.status.is_ok
+    assert "bad" in batch.status.description
 
 
 def test_an_incoming_traceparent_sets_the_trace_id_and_faults_mark_the_span(spans):

@@ -1,0 +1,38 @@
+"""syncadmin/lib/rows.py: an instance from a row is the one Model.from_db makes, at a fraction of its cost."""
+
+import pytest
+from django.db.models import signals
+
+from messages import services
+from messages.models import Message
+from syncadmin.lib.rows import loaded
+from terminals.models import Terminal
+from tests.messages.helpers import env
+
+pytestmark = pytest.mark.django_db
+
+
+def test_an_instance_from_a_row_is_the_one_from_db_makes(terminal):
+    services.message_ingest_batch(terminal=terminal, envelopes=[env("r-1", "K")])
+    row = Message.objects.values("id", "terminal_id", "message_id", "state", "payload").get()
+    fields = [f.attname for f in Message._meta.concrete_fields if f.attname in row]
+    orm = Message.from_db("default", fields, [row[f] for f in fields])
+    fast = loaded(Message, "default", dict(row))
+    assert (fast.pk, fast.message_id, fast.state, fast.payload) == (orm.pk, orm.message_id, orm.state, orm.payload)
+    assert fast.get_deferred_fields() == orm.get_deferred_fields() and "received_at" in fast.get_deferred_fields()
+    assert (fast._state.adding, fast._state.db) == (orm._state.adding, orm._state.db) == (False, "default")
+    assert fast.received_at == Message.objects.get().received_at  # a deferred column loads on access
+    assert fast.terminal == terminal and fast == orm
+
+
+def test_a_model_with_init_receivers_is_refused():
+    def receiver(**kwargs):
+        pass
+
+    signals.post_init.connect(receiver, sender=Terminal)
+    try:
+        with pytest.raises(TypeError, match="init signal receivers"):
+            loaded(Terminal, "default", {"id": 1, "code": "T"})
+    finally:
+        signals.post_init.disconnect(receiver, sender=Terminal)
+    assert loaded(Terminal, "default", {"id": 1, "code": "T"}).code == "T"
