@@ -50,6 +50,7 @@ ACTION_PERMS = {
     "discard": "queue_messages.discard_message",
     "restore": "queue_messages.restore_message",
 }
+PAUSE_PERM = "queue_messages.pause_queue"  # pause and resume processing (QueuePause)
 
 # A message type is "<entity>.<op>"; an entity type is this (the default handler, resync requests).
 ENTITY_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -180,6 +181,32 @@ class DeadLetterGroupNote(models.Model):
     class Meta:
         db_table = "syncadmin_deadlettergroupnote"  # created by the syncadmin app, which held the model first
         constraints = [models.UniqueConstraint(fields=["grouping", "key"], name="deadletter_group_note_uniq")]
+
+
+class QueuePause(models.Model):
+    """One active pause: the workers claim no message of this type, entity type or terminal.
+
+    A state of the queue, not of each message: pausing writes this one row however many messages
+    wait. Resuming deletes it (both are in the audit log). How the claim honours it: docs/engine.md.
+    """
+
+    class Scope(models.TextChoices):
+        MESSAGE_TYPE = "message_type", "message type"
+        ENTITY_TYPE = "entity_type", "entity type"
+        TERMINAL = "terminal", "terminal"
+
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    value = models.CharField(max_length=64)  # a message type, an entity type or a terminal's code
+    reason = models.TextField()
+    paused_by = models.CharField(max_length=150)
+    paused_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "value"], name="queue_pause_uniq")]
+        ordering = ["paused_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_scope_display()} {self.value}"
 
 
 class CentralEntity(models.Model):
