@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
+from messages.models import QueuePause
 from syncadmin.lib.jsontext import json_parse
 from syncadmin.lib.validation import IdListField
 
@@ -61,3 +62,15 @@ class GroupNoteForm(forms.Form):
     grouping = forms.ChoiceField(choices=[("reason", "reason"), ("terminal", "terminal"), ("entity", "entity")])
     key = forms.CharField(max_length=255)
     note = forms.CharField(max_length=2000, required=False)
+
+
+class PauseForm(forms.Form):
+    """Pause one message type, entity type or terminal; the reason is required (audited, shown on the dashboard)."""
+
+    scope = forms.ChoiceField(choices=QueuePause.Scope.choices)
+    value = forms.CharField(max_length=64, strip=True, widget=forms.TextInput(attrs={"placeholder": "price.upsert"}))
+    reason = forms.CharField(max_length=1000, strip=True, widget=forms.TextInput(attrs=REASON_ATTRS))
+
+
+class ResumeForm(forms.Form):
+    reason = forms.CharField(max_length=1000, required=False, strip=True)

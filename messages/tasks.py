@@ -23,6 +23,7 @@ from messages.drain_slots import drain_registered
 from messages.filtersets import message_filter_queryset
 from messages.selectors import message_lease_expiry_seconds
 from messages.services import bulk as services_bulk
+from messages.services import pauses as services_pauses
 from messages.services import retention as services_retention
 from messages.services.wakeup import enqueue_drain
 from messages.services.wakeup import sweep as wakeup_sweep
@@ -126,3 +127,8 @@ def bulk_job_run(job_id: int, token: str = "") -> str:
 def bulk_jobs_resume() -> int:
     """Scheduled every minute: re-enqueue bulk jobs whose task was lost."""
     return services_bulk.bulk_jobs_resume()
+
+
+def queue_unpark() -> int:
+    """Enqueued when a pause is resumed: its parked messages back to the workers, oldest first."""
+    return services_pauses.message_unpark_all()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from messages.views import bulk, dead_letters, message_detail, message_list, retention
+from messages.views import bulk, dead_letters, message_detail, message_list, pauses, retention
 
 urlpatterns = [
     path("messages/", message_list.message_list, name="message-list"),
@@ -18,4 +18,6 @@ urlpatterns = [
     path("retention/", retention.retention, name="retention"),
     path("dead-letters/", dead_letters.deadletter_list, name="deadletter-list"),
     path("dead-letters/note/", dead_letters.deadletter_note, name="deadletter-note"),
+    path("pauses/", pauses.queue_pause_list, name="pause-list"),
+    path("pauses/<int:pk>/resume/", pauses.queue_resume_view, name="pause-resume"),
 ]

@@ -15,7 +15,14 @@ from reconciliation import reports
 from reconciliation import services as reconciliation_services
 from reconciliation.models import Discrepancy, RunTrigger
 from syncadmin.services import api_token_create
-from tests.factories import BulkJobFactory, DeadLetterFactory, PurgeRunFactory, TerminalFactory, UserFactory
+from tests.factories import (
+    BulkJobFactory,
+    DeadLetterFactory,
+    PurgeRunFactory,
+    QueuePauseFactory,
+    TerminalFactory,
+    UserFactory,
+)
 from tests.reconciliation.helpers import drain_all, env, ingest
 
 # URLs outside the console: the SOAP endpoint (its own protocol), Django's admin (its own pages) and the
@@ -61,6 +68,7 @@ def console_objects() -> dict[str, int]:
         "reconciliation:explain": Discrepancy.objects.filter(run=run).first().pk,
         "reconciliation:run_detail": run.pk,
         "terminal_code": terminal.code,
+        "pause": QueuePauseFactory().pk,
         "api-token": api_token_create(user=UserFactory(username="pages-token-owner"), name="pages")[0].pk,
     }
 

@@ -1,8 +1,8 @@
 """Every console action × every role: forbidden answers 403 and changes nothing; allowed is not 403.
 
 The matrix is the access model of docs/console.md, "Who may do what" (and docs/reconciliation.md):
-Viewers only read; Support retry, discard, annotate dead letters and run/resync/explain
-reconciliation; Terminal admins also edit payloads, restore, manage terminals, rotate keys and
+Viewers only read; Support retry, discard, annotate dead letters, pause and resume processing
+and run/resync/explain reconciliation; Terminal admins also edit payloads, restore, manage terminals, rotate keys and
 recount counters.
 """
 
@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from messages.models import BulkJob, Message, MessageState
+from messages.models import BulkJob, Message, MessageState, QueuePause
 from reconciliation.models import Discrepancy, ReconciliationRun
 from syncadmin.models import AuditEntry
 from terminals.models import Terminal
-from tests.factories import BulkJobFactory, DeadLetterFactory, MessageFactory, TerminalFactory
+from tests.factories import BulkJobFactory, DeadLetterFactory, MessageFactory, QueuePauseFactory, TerminalFactory
 
 S = MessageState
 pytestmark = pytest.mark.django_db
@@ -34,7 +34,8 @@ def objects():
         run=run, terminal_code=terminal.code, entity_type="product", kind="gap",
         terminal_count=3, central_count=1, recount=1, in_flight=0, delta=2,
     )  # fmt: skip
-    return {"t": terminal, "dead": dead, "disc": discarded, "job": job, "d": discrepancy}
+    pause = QueuePauseFactory(scope="entity_type", value="stock")
+    return {"t": terminal, "dead": dead, "disc": discarded, "job": job, "d": discrepancy, "pause": pause}
 
 
 # (name, url template, POST data, roles allowed)
@@ -57,13 +58,15 @@ ACTIONS = [
     ("request resync", "/reconciliation/resync/", {"terminal": "ROLE-T1", "entity_type": "product", "reason": "r"},
      SUPPORT_UP),
     ("explain discrepancy", "/reconciliation/discrepancies/{d}/explain/", {"note": "known"}, SUPPORT_UP),
+    ("pause", "/pauses/", {"scope": "message_type", "value": "price.upsert", "reason": "r"}, SUPPORT_UP),
+    ("resume", "/pauses/{pause}/resume/", {"reason": "fixed"}, SUPPORT_UP),
     ("recount", "/reconciliation/recount/", {"terminal": "ROLE-T1", "entity_type": "product", "reason": "r"}, ADMINS),
 ]  # fmt: skip
 
 
 def fill(value, objects):
     ids = {"dead": objects["dead"].pk, "disc": objects["disc"].pk, "job": objects["job"].pk}
-    ids.update(t=objects["t"].pk, d=objects["d"].pk)
+    ids.update(t=objects["t"].pk, d=objects["d"].pk, pause=objects["pause"].pk)
     if isinstance(value, list):
         return [fill(v, objects) for v in value]
     if isinstance(value, str):
@@ -82,6 +85,7 @@ def snapshot(objects):
         BulkJob.objects.get(pk=objects["job"].pk).state,
         Discrepancy.objects.get(pk=objects["d"].pk).explained_note if hasattr(Discrepancy, "explained_note") else None,
         ReconciliationRun.objects.count(),
+        list(QueuePause.objects.order_by("pk").values_list("scope", "value")),
     )
 
 
