@@ -26,7 +26,9 @@ def queue_pause_list(request):
         initial = {k: request.GET.get(k, "") for k in ("scope", "value")}
         return _page(request, PauseForm(initial=initial))
     if not request.user.has_perm(PAUSE_PERM):
-        return _page(request, PauseForm(request.POST), status=403, flash="You may see pauses but not set them.", level="err")
+        return _page(
+            request, PauseForm(request.POST), status=403, flash="You may see pauses but not set them.", level="err"
+        )
     form = PauseForm(request.POST)
     if not form.is_valid():
         return _page(request, form, status=400)
