@@ -144,18 +144,19 @@ def timed_claims(runs: int, pause_sets: dict) -> dict[str, list[float]]:
     return times
 
 
-def timed_filter_walk(runs: int) -> list[float]:
-    """The due index walked with the pauses as a filter while the paused backlog is still due (ms each)."""
+def timed_filter_walk(runs: int, *, paused: bool = True) -> list[float]:
+    """The due index walked with the pauses as a filter while the paused backlog is still due (ms each);
+    ``paused=False``: the same walk without the backlog paused, its reference."""
     from django.db import connection, transaction
 
     from messages.services.claim import PREFER_INDEX_ORDER_SQL
 
-    paused = ", ".join(f"'other{i}.upsert'" for i in range(9)) + ", 'price.upsert'"
+    values = [f"'other{i}.upsert'" for i in range(9)] + ["'price.upsert'" if paused else "'other9.upsert'"]
     hint = "INDEXED BY message_due_idx" if connection.vendor == "sqlite" else ""
     lock = "" if connection.vendor == "sqlite" else "FOR UPDATE SKIP LOCKED"
     sql = (
         f"SELECT id FROM queue_messages_message {hint} WHERE state IN ('Received', 'Failed')"
-        f" AND next_attempt_at <= %s AND message_type NOT IN ({paused}) ORDER BY next_attempt_at LIMIT {LIMIT} {lock}"
+        f" AND next_attempt_at <= %s AND message_type NOT IN ({', '.join(values)}) ORDER BY next_attempt_at LIMIT {LIMIT} {lock}"
     )
     times = []
     for _ in range(runs):
@@ -217,14 +218,17 @@ def main():
     timed_claims(20, {reference: PauseSet(), "ten": ten})  # warm up: prepare both statements
     before = timed_claims(args.runs, {reference: PauseSet(), "10 pauses, none holding a due message": ten})
     walk = timed_filter_walk(max(5, args.runs // 30))
+    walk_reference = timed_filter_walk(max(5, args.runs // 30), paused=False)
     held = pause_ten(hold_backlog=True)
     seconds, claims = set_aside(held)
     after = timed_claims(args.runs, {reference: PauseSet(), "10 pauses, one holding the parked backlog": held})
     title = f"claim of {LIMIT}, {connection.vendor}, {args.runs} interleaved runs each"
     report(title + " " * max(0, 64 - len(title)), before, reference)
     print(
-        f"  {'filter-while-walking past ' + format(args.paused, ',') + ' paused (lock+read only)':<62}"
-        f" {statistics.median(walk):10.3f}   (the due index walked with the pauses as a filter, no parking)"
+        f"\nwithout parking: the claim's walk (lock + read of {LIMIT}) with the ten pauses as a filter, median ms\n"
+        f"  past {args.paused:,} paused due messages: {statistics.median(walk):.3f}"
+        f"   with none paused at the head: {statistics.median(walk_reference):.3f}"
+        f"   ({statistics.median(walk) / statistics.median(walk_reference):.0f}x, on every claim)"
     )
     print(
         f"\nsetting aside the {args.paused:,} paused messages at the head: {seconds:.2f} s, {claims} claim call(s), once"
