@@ -34,3 +34,11 @@ def queue_pauses() -> list[PauseRow]:
         n, more = message_count_capped(queryset=waiting, cap=WAITING_CAP)
         rows.append(PauseRow(pause=pause, waiting=n, more=more, query=f"state=Received&{param}={pause.value}"))
     return rows
+
+
+def queue_pause_counts() -> dict[str, int]:
+    """Active pauses per scope, every scope present (the /metrics gauge)."""
+    counts = dict.fromkeys(QueuePause.Scope.values, 0)
+    for scope in QueuePause.objects.values_list("scope", flat=True):
+        counts[scope] += 1
+    return counts
