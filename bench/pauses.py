@@ -132,8 +132,9 @@ def timed_claims(runs: int, pause_sets: dict) -> dict[str, list[float]]:
     from messages.services import claim
 
     times: dict[str, list[float]] = {name: [] for name in pause_sets}
-    for _ in range(runs):
-        for name, pauses in pause_sets.items():
+    for run in range(runs):
+        order = list(pause_sets.items())
+        for name, pauses in order if run % 2 else order[::-1]:  # neither case always goes first
             claim.pauses_current = lambda pauses=pauses: pauses  # what the worker's cache would hold
             with transaction.atomic():
                 t0 = time.perf_counter()

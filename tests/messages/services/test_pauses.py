@@ -6,6 +6,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from messages import selectors, services
 from messages.models import Message, MessageEvent, MessageState, QueuePause
@@ -93,13 +95,13 @@ def test_a_paused_type_is_not_claimed_and_stays_received_and_visible(terminal):
     assert claimed_ids() == ["a1", "a2"]
     paused = Message.objects.filter(message_type="price.upsert")
     assert set(paused.values_list("state", flat=True)) == {S.RECEIVED}
-    assert not DeadLetterOrEvent(paused)
+    assert not moved_since_receipt(paused)
     assert selectors.message_due_count(limit=100) == 0  # parked: no "is anything due?" keeps waking the workers
     assert claimed_ids() == []
     assert list(selectors.message_list_queryset().filter(state=S.RECEIVED).values_list("message_id", flat=True))
 
 
-def DeadLetterOrEvent(qs):  # noqa: N802 - reads as a sentence in the test above
+def moved_since_receipt(qs):
     """Whether any of these messages has an event other than its receipt (a pause moves none)."""
     return MessageEvent.objects.filter(message__in=qs).exclude(from_state="").exists()
 
@@ -189,3 +191,30 @@ def test_a_worker_sees_a_pause_set_elsewhere_within_the_cache_time(terminal, mon
     monkeypatch.setattr(pause_services.time, "monotonic", lambda: later)
     assert pause_services.pauses_current().message_types == ("price.upsert",)
     assert claimed_ids() == []
+
+
+@pytest.mark.postgres
+def test_with_pauses_the_claim_is_one_prepared_statement_that_walks_the_due_index(terminal):
+    ingest(terminal, *[(f"p{i}", "price.upsert") for i in range(10)], *[(f"a{i}", "product.upsert") for i in range(30)])
+    pause()
+    with CaptureQueriesContext(connection) as ctx:
+        claimed = [claimed_ids(limit=10) for _ in range(3)]
+    # the first claim parks the ten paused and claims nothing in its first window, then carries on
+    assert [m for batch in claimed for m in batch] == [f"a{i}" for i in range(30)]
+    statements = [q["sql"] for q in ctx.captured_queries if "FOR UPDATE SKIP LOCKED" in q["sql"]]
+    assert all(s.startswith("WITH head AS") for s in statements) and len(statements) == 4
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name, generic_plans, custom_plans, cardinality(parameter_types) FROM pg_prepared_statements"
+            " WHERE statement LIKE 'WITH head AS%%' ORDER BY generic_plans DESC"
+        )
+        (name, generic, custom, arity), *_ = cursor.fetchall()
+        assert generic >= 2 and custom == 0
+        with transaction.atomic():
+            cursor.execute(claim._CLAIM_PLAN_SQL)  # the settings the claim plans under
+            values = ["{price.upsert}", "{}", "{}", "365000 days", "Processing", "w", 60, "Processing", "w"]
+            values += ["message_transitions", "Received", "a", "Failed", "b"]
+            assert arity == len(values)
+            cursor.execute(f"EXPLAIN EXECUTE {name}({', '.join(['%s'] * arity)})", values)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "message_due_idx" in plan and "Seq Scan on queue_messages_message" not in plan, plan
