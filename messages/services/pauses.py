@@ -42,6 +42,10 @@ UNPARK_TASK = "messages.tasks.queue_unpark"
 MESSAGE_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}\.[a-z][a-z0-9_]{0,22}$")  # "<entity>.<op>", 64 at most
 
 
+class PauseExists(ActionRefused):
+    """What is asked to be paused is paused already (the message says by whom and since when)."""
+
+
 @dataclass(frozen=True)
 class PauseSet:
     """What the claim may not take: the keys of every active pause (terminals by id)."""
@@ -133,7 +137,7 @@ def queue_pause_create(*, scope: str, value: str, reason: str, actor: str) -> Qu
     except IntegrityError:
         held = QueuePause.objects.filter(scope=scope, value=value).first()
         since = f" by {held.paused_by} since {held.paused_at:%Y-%m-%d %H:%M:%S}" if held else ""
-        raise ActionRefused(f"{scope.replace('_', ' ')} {value} is paused already{since}", field="value") from None
+        raise PauseExists(f"{scope.replace('_', ' ')} {value} is paused already{since}", field="value") from None
     pauses_forget()
     transaction.on_commit(pauses_forget)
     return pause

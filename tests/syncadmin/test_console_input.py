@@ -53,6 +53,7 @@ from tests.factories import (
     MessageFactory,
     MetricSampleFactory,
     PurgeRunFactory,
+    QueuePauseFactory,
     TerminalFactory,
     UserFactory,
 )
@@ -80,6 +81,7 @@ PK_OWNER = {
     "reconciliation/discrepancies/": "discrepancy",
     "reconciliation/runs/": "run",
     "account/api-tokens/": "api_token",
+    "pauses/": "pause",
 }
 # A POST key whose value is another page's query string (the bulk form's "all matching the filter").
 NESTED_QUERY = {"query": ("message-list", {"action": "retry", "scope": "filter"})}
@@ -177,6 +179,7 @@ def world(db, settings):
             "discrepancy": Discrepancy.objects.filter(run=run).first().pk,
             "run": run.pk,
             "api_token": api_token_create(user=superuser, name="fuzzed")[0].pk,
+            "pause": QueuePauseFactory(scope="entity_type", value="stock").pk,
         },
         "clients": clients,
     }
@@ -289,6 +292,7 @@ def _valid_values(world, responses) -> dict[str, list[str]]:
         "confirmed": "1",
         "payload": '{"name": "x"}',
         "code": "T0099",
+        "value": "price.upsert",
     }
     for key, value in known.items():
         valid[key] = [value, *valid.get(key, [])]
