@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.shortcuts import redirect, render
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from messages.forms import PauseForm, ResumeForm
@@ -12,6 +12,8 @@ from messages.selectors.pauses import queue_pauses
 from messages.services.console import ActionRefused
 from messages.services.pauses import queue_pause_create, queue_pause_resume
 from syncadmin.lib.console import actor_of, console_view
+
+RETURN_PAGES = {"/": "dashboard", "/pauses/": "pause-list"}  # the pages with resume buttons (their "next")
 
 
 def _page(request, form, *, status: int = 200, flash: str = "", level: str = "ok"):
@@ -51,6 +53,6 @@ def queue_resume_view(request, pk: int):
     except ActionRefused as exc:
         flash, level = str(exc), "warn"
     back = request.POST.get("next", "")
-    if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
-        return redirect(back)
+    if back in RETURN_PAGES:  # only where the resume buttons are: never a URL or a view name the caller chose
+        return redirect(reverse(RETURN_PAGES[back]))
     return _page(request, PauseForm(), flash=flash, level=level)
