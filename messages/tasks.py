@@ -96,8 +96,11 @@ def _drain_loop(worker: str, deadline: float, totals: dict) -> None:
 
 
 def sweep() -> int:
-    """Scheduled every minute: wake enough drains for due work and expired leases, forget old nonces."""
-    return wakeup_sweep()
+    """Scheduled every minute: wake enough drains for due work and expired leases, forget old nonces,
+    bring back parked messages a lost unpark task left behind (services/pauses.py)."""
+    due = wakeup_sweep()
+    services_pauses.message_unpark_stray()
+    return due
 
 
 # --- retention and background bulk jobs --------------------------------------------------------

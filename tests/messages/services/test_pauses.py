@@ -218,3 +218,21 @@ def test_with_pauses_the_claim_is_one_prepared_statement_that_walks_the_due_inde
             cursor.execute(f"EXPLAIN EXECUTE {name}({', '.join(['%s'] * arity)})", values)
             plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "message_due_idx" in plan and "Seq Scan on queue_messages_message" not in plan, plan
+
+
+def test_the_sweep_brings_back_messages_a_lost_unpark_task_left_parked(terminal, monkeypatch):
+    ingest(terminal, ("p1", "price.upsert"), ("p2", "price.upsert"))
+    p = pause()
+    assert claimed_ids() == []
+    pause_services.queue_pause_resume(pause_id=p.pk, actor=ACTOR)  # its task never runs here
+    assert pause_services.message_unpark_stray() == 2
+    assert claimed_ids() == ["p1", "p2"]
+    assert pause_services.message_unpark_stray() == 0
+
+
+def test_the_sweep_leaves_parked_messages_alone_while_anything_is_paused(terminal):
+    ingest(terminal, ("p1", "price.upsert"))
+    pause()
+    assert claimed_ids() == []
+    assert pause_services.message_unpark_stray() == 0
+    assert Message.objects.get(message_id="p1").next_attempt_at > datetime.now(UTC) + timedelta(days=365)
