@@ -5,7 +5,8 @@ kills its worker still reaches DeadLettered after SYNC_MAX_ATTEMPTS claims. A me
 expired (its worker died) is taken alone, so a poison message cannot drag the rest of its batch
 to the dead-letter queue with it. One function per database: PostgreSQL claims, moves, records
 and counts in one prepared statement; SQLite reads the due ids from the due index by name; the
-ORM's claim (locked rows, then the transition function) serves the others.
+ORM's claim (locked rows, then the transition function) serves the others. All three honour the
+pauses of services/pauses.py: a paused message met at the head of the due index is parked, not claimed.
 """
 
 from __future__ import annotations
