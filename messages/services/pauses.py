@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
@@ -57,7 +57,6 @@ class PauseSet:
     message_types: tuple[str, ...] = ()
     entity_types: tuple[str, ...] = ()
     terminal_ids: tuple[int, ...] = ()
-    _types: frozenset = field(default=frozenset(), compare=False, repr=False)
 
     def __bool__(self) -> bool:
         return bool(self.message_types or self.entity_types or self.terminal_ids)
