@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import pytest
 from django.apps import apps as global_apps
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.db import connection
@@ -40,11 +41,14 @@ MOVES_CONTENT_TYPES = ("syncadmin", "0005_models_moved_to_their_apps")
 MOVED_MODELS = {"deadlettergroupnote": "queue_messages", "terminalhealthsnapshot": "terminals"}
 REWRITES_SCHEDULES = ("queue_messages", "0008_schedule_task_paths")
 DROPS_FUTURE_REPORTS = ("reconciliation", "0004_drop_future_dated_reports")
-# Tables read separately below: the migration records, and the four a migration or post_migrate writes.
+GRANTS_PAUSE = ("queue_messages", "0009_queue_pauses")  # pause_queue to the groups that can retry
+PAUSE_GROUPS = {"Support", "Terminal admins"}
+# Tables read separately below: the migration records, and the five a migration or post_migrate writes.
 READ_SEPARATELY = {
     "django_migrations",
     "django_content_type",
     "auth_permission",
+    "auth_group_permissions",
     "django_q_schedule",
     "reconciliation_reportedcount",
 }
@@ -82,9 +86,10 @@ def test_an_installation_of_the_release_upgrades_without_losing_or_changing_anyt
         if table not in READ_SEPARATELY:
             assert after.get(table) == rows, f"{table} changed"
     _content_types_and_permissions(before, after, upgrade)
+    _group_permissions(before, after, upgrade)
     _schedules(before, after, upgrade)
     _reports(before, after, filled, upgrade)
-    _meaning(filled)
+    _meaning(filled, upgrade)
     _new_workers_drain(filled)
     _new_web_serves(filled)
     _rollback(targets, filled)
@@ -105,6 +110,22 @@ def _content_types_and_permissions(before, after, upgrade):
     # New models get their content type and permissions from migrate's post_migrate; none goes.
     permissions = _rows(after["auth_permission"])
     assert {pk: permissions.get(pk) for pk in _rows(before["auth_permission"])} == _rows(before["auth_permission"])
+
+
+def _group_permissions(before, after, upgrade):
+    """Every grant stays; the only new ones are pause_queue's, to the groups that can retry (0009)."""
+    kept, found = _rows(before["auth_group_permissions"]), _rows(after["auth_group_permissions"])
+    assert {pk: found.get(pk) for pk in kept} == kept
+    added = {(row["group_id"], row["permission_id"]) for pk, row in found.items() if pk not in kept}
+    expected = set()
+    if GRANTS_PAUSE in upgrade:
+        expected = set(
+            Group.permissions.through.objects.filter(
+                group__name__in=PAUSE_GROUPS, permission__codename="pause_queue"
+            ).values_list("group_id", "permission_id")
+        )
+        assert len(expected) == len(PAUSE_GROUPS)
+    assert added == expected
 
 
 def _schedules(before, after, upgrade):
@@ -133,7 +154,7 @@ def _reports(before, after, filled, upgrade):
     assert _rows(after["reconciliation_reportedcount"]) == {pk: old[pk] for pk in kept}
 
 
-def _meaning(filled):
+def _meaning(filled, upgrade):
     """Today's code reads the upgraded rows as the release wrote them."""
     assert Counter(Message.objects.values_list("state", flat=True)) == {state: PER_STATE for state in MessageState}
     for pk, fields in filled.messages.items():
@@ -153,6 +174,8 @@ def _meaning(filled):
         user = get_user_model().objects.get(username=group.lower().replace(" ", "_"))
         assert user.check_password(PASSWORD)
         moved = {(MOVED_MODELS.get(codename.split("_", 1)[1], app), codename) for app, codename in perms}
+        if GRANTS_PAUSE in upgrade and group in PAUSE_GROUPS:
+            moved.add(("queue_messages", "pause_queue"))
         assert user.get_group_permissions() == {f"{app}.{codename}" for app, codename in moved}
     editor = get_user_model().objects.get(username="note_editor")
     assert editor.has_perm("queue_messages.change_deadlettergroupnote")
