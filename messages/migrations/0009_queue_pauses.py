@@ -4,7 +4,12 @@
 (``view_message``) and change nothing. The groups come from syncadmin 0003.
 """
 
+from datetime import UTC, datetime, timedelta
+
 from django.db import migrations, models
+from django.db.models import F
+
+PARK_OFFSET = timedelta(days=365_000)  # messages/services/pauses.py at the time of this migration
 
 PERMISSIONS = [
     # (model, codename, name, groups)
@@ -28,6 +33,15 @@ def remove_permissions(apps, schema_editor):
     Permission.objects.filter(
         content_type__app_label="queue_messages", codename__in=[p[1] for p in PERMISSIONS]
     ).delete()
+
+
+def unpark_all(apps, schema_editor):
+    """Rolled back: a release without pauses would never claim a parked message; bring them all back."""
+    Message = apps.get_model("queue_messages", "Message")
+    parked = Message.objects.filter(
+        state__in=["Received", "Failed"], next_attempt_at__gt=datetime.now(UTC) + PARK_OFFSET / 2
+    )
+    parked.update(next_attempt_at=F("next_attempt_at") - PARK_OFFSET)
 
 
 class Migration(migrations.Migration):
@@ -64,4 +78,5 @@ class Migration(migrations.Migration):
             },
         ),
         migrations.RunPython(add_permissions, remove_permissions),
+        migrations.RunPython(migrations.RunPython.noop, unpark_all),
     ]
