@@ -95,6 +95,8 @@ bench: install
 	$(PY) bench/retention.py
 	$(PY) bench/bulk.py
 	$(PY) bench/migrations.py
+	DATABASE_URL=$(PG_URL) $(PY) bench/pauses.py
+	$(PY) bench/pauses.py --sqlite
 
 ## The chaos suite alone (its own private PostgreSQL + Redis): short versions, then the long ones.
 chaos: install

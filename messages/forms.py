@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from messages.models import BULK_RATE_MAX, ENTITY_RE, SAVED_VIEW_NAME_MAX, SAVED_VIEW_QUERY_MAX
+from messages.models import BULK_RATE_MAX, ENTITY_RE, SAVED_VIEW_NAME_MAX, SAVED_VIEW_QUERY_MAX, QueuePause
 from syncadmin.lib.jsontext import json_parse
 from syncadmin.lib.validation import IdListField
 
@@ -146,3 +146,15 @@ class SavedViewForm(forms.Form):
     name = forms.CharField(max_length=SAVED_VIEW_NAME_MAX, widget=forms.TextInput(attrs={"placeholder": "Name"}))
     shared = forms.BooleanField(required=False, label="for the team")
     query = forms.CharField(max_length=SAVED_VIEW_QUERY_MAX, required=False)
+
+
+class PauseForm(forms.Form):
+    """Pause one message type, entity type or terminal; the reason is required (audited, shown on the dashboard)."""
+
+    scope = forms.ChoiceField(choices=QueuePause.Scope.choices)
+    value = forms.CharField(max_length=64, strip=True, widget=forms.TextInput(attrs={"placeholder": "price.upsert"}))
+    reason = forms.CharField(max_length=1000, strip=True, widget=forms.TextInput(attrs=REASON_ATTRS))
+
+
+class ResumeForm(forms.Form):
+    reason = forms.CharField(max_length=1000, required=False, strip=True)

@@ -23,6 +23,7 @@ from messages.drain_slots import drain_registered
 from messages.filtersets import message_filter_queryset
 from messages.selectors import message_lease_expiry_seconds
 from messages.services import bulk as services_bulk
+from messages.services import pauses as services_pauses
 from messages.services import retention as services_retention
 from messages.services.wakeup import enqueue_drain
 from messages.services.wakeup import sweep as wakeup_sweep
@@ -95,8 +96,11 @@ def _drain_loop(worker: str, deadline: float, totals: dict) -> None:
 
 
 def sweep() -> int:
-    """Scheduled every minute: wake enough drains for due work and expired leases, forget old nonces."""
-    return wakeup_sweep()
+    """Scheduled every minute: wake enough drains for due work and expired leases, forget old nonces,
+    bring back parked messages a lost unpark task left behind (services/pauses.py)."""
+    due = wakeup_sweep()
+    services_pauses.message_unpark_stray()
+    return due
 
 
 # --- retention and background bulk jobs --------------------------------------------------------
@@ -126,3 +130,8 @@ def bulk_job_run(job_id: int, token: str = "") -> str:
 def bulk_jobs_resume() -> int:
     """Scheduled every minute: re-enqueue bulk jobs whose task was lost."""
     return services_bulk.bulk_jobs_resume()
+
+
+def queue_unpark() -> int:
+    """Enqueued when a pause is resumed: its parked messages back to the workers, oldest first."""
+    return services_pauses.message_unpark_all()

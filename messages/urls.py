@@ -6,6 +6,7 @@ from messages.views import (
     entity_story,
     message_detail,
     message_list,
+    pauses,
     retention,
     saved_views,
     triage,
@@ -38,4 +39,6 @@ urlpatterns = [
     path("views/save/", saved_views.saved_view_save, name="saved-view-save"),
     path("views/<int:pk>/", saved_views.saved_view_open, name="saved-view-open"),
     path("views/<int:pk>/delete/", saved_views.saved_view_delete_view, name="saved-view-delete"),
+    path("pauses/", pauses.queue_pause_list, name="pause-list"),
+    path("pauses/<int:pk>/resume/", pauses.queue_resume_view, name="pause-resume"),
 ]

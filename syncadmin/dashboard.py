@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from django.db.models import Sum
 
 from messages.selectors import deadletter_open_count, message_backlog, message_state_counts_fast, message_throughput
+from messages.selectors.pauses import PauseRow, queue_pauses
 from reconciliation.selectors import discrepancy_open_count
 from syncadmin.lib.clock import db_now
 from syncadmin.models import MetricSample
@@ -31,6 +32,7 @@ class Dashboard:
     terminals_offline: int
     discrepancies_open: int | None
     terminal_health: dict[str, int]  # healthy / degraded / failing, from the minute snapshot
+    pauses: list[PauseRow]  # what is paused, by whom, since when, why
 
 
 def dashboard_summary() -> Dashboard:
@@ -64,4 +66,5 @@ def dashboard_summary() -> Dashboard:
         terminals_offline=terminal_offline_count(now=now),
         discrepancies_open=discrepancy_open_count(),
         terminal_health=terminal_health_summary(),
+        pauses=queue_pauses(),
     )

@@ -19,6 +19,7 @@ from tests.factories import (
     BulkJobFactory,
     DeadLetterFactory,
     PurgeRunFactory,
+    QueuePauseFactory,
     SavedViewFactory,
     TerminalFactory,
     UserFactory,
@@ -68,6 +69,7 @@ def console_objects() -> dict[str, int]:
         "reconciliation:explain": Discrepancy.objects.filter(run=run).first().pk,
         "reconciliation:run_detail": run.pk,
         "terminal_code": terminal.code,
+        "pause": QueuePauseFactory().pk,
         "api-token": api_token_create(user=UserFactory(username="pages-token-owner"), name="pages")[0].pk,
         "saved-view": SavedViewFactory(name="pages", shared=True).pk,  # a team view: every user may open it
     }

@@ -74,6 +74,7 @@ class UserFactory(factory.django.DjangoModelFactory):
 ACCESS_MIGRATIONS = [
     ("syncadmin.migrations.0003_console_groups", "create_groups"),
     ("reconciliation.migrations.0003_group_permissions", "grant"),
+    ("messages.migrations.0009_queue_pauses", "add_permissions"),
     ("messages.migrations.0010_group_triage", "add_permission"),
     ("messages.migrations.0011_saved_views", "grant"),
 ]
@@ -131,6 +132,19 @@ class BulkJobFactory(factory.django.DjangoModelFactory):
     params = factory.LazyFunction(lambda: {"scope": "filter", "query": "state=DeadLettered", "filters": {}})
     actor = "user:support"
     created_at = factory.LazyFunction(lambda: datetime.now(UTC))
+
+
+class QueuePauseFactory(factory.django.DjangoModelFactory):
+    """An active pause, as the console sets it."""
+
+    class Meta:
+        model = "queue_messages.QueuePause"
+
+    scope = "message_type"
+    value = "price.upsert"
+    reason = "handler bug"
+    paused_by = "user:support"
+    paused_at = factory.LazyFunction(lambda: datetime.now(UTC))
 
 
 class PurgeRunFactory(factory.django.DjangoModelFactory):

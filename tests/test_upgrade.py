@@ -50,9 +50,11 @@ ADDED_COLUMNS = {
         },
     },
 }  # fmt: skip
+GRANTS_PAUSE = ("queue_messages", "0009_queue_pauses")  # pause_queue to the groups that can retry
 GRANTS_SHARE_VIEW = ("queue_messages", "0011_saved_views")  # a new permission, given to Terminal admins
 # The grants each migration gives, as (group, app label, codename).
 NEW_GRANTS = {
+    GRANTS_PAUSE: {(group, "queue_messages", "pause_queue") for group in ("Support", "Terminal admins")},
     GROUP_TRIAGE: {(group, "queue_messages", "triage_deadletter") for group in TRIAGERS},
     GRANTS_SHARE_VIEW: {("Terminal admins", "queue_messages", "share_savedview")},
 }

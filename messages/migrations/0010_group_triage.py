@@ -27,7 +27,7 @@ def remove_permission(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('queue_messages', '0008_schedule_task_paths'),
+        ('queue_messages', '0009_queue_pauses'),
         ('syncadmin', '0003_console_groups'),
         ('auth', '0012_alter_user_first_name_max_length'),
         ('contenttypes', '0002_remove_content_type_name'),

@@ -5,7 +5,8 @@ kills its worker still reaches DeadLettered after SYNC_MAX_ATTEMPTS claims. A me
 expired (its worker died) is taken alone, so a poison message cannot drag the rest of its batch
 to the dead-letter queue with it. One function per database: PostgreSQL claims, moves, records
 and counts in one prepared statement; SQLite reads the due ids from the due index by name; the
-ORM's claim (locked rows, then the transition function) serves the others.
+ORM's claim (locked rows, then the transition function) serves the others. All three honour the
+pauses of services/pauses.py: a paused message met at the head of the due index is parked, not claimed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from django.db.models import F
 from messages import metrics as observe
 from messages.models import TRANSITIONS, Message, MessageEvent, MessageState
 from messages.services.failures import message_dead_letter
+from messages.services.pauses import PARK_OFFSET, PauseSet, messages_set_aside, pauses_current
 from messages.services.transitions import EVENT_COLUMNS, message_transition
 from syncadmin.lib.clock import db_now
 from syncadmin.lib.counters import collected
@@ -73,7 +75,9 @@ _CLAIM_PLAN_SQL = PREFER_INDEX_ORDER_SQL + (
 )
 
 
-def message_claim_due(*, worker: str, limit: int, lease_seconds: float) -> list[Message]:
+def message_claim_due(
+    *, worker: str, limit: int, lease_seconds: float, pauses: PauseSet | None = None, window: int | None = None
+) -> tuple[list[Message], int]:
     """PostgreSQL: claim up to ``limit`` due messages in one statement and return them.
 
     The claim as a transition, compare-and-set included: the rows locked (SKIP LOCKED) are
@@ -89,6 +93,11 @@ def message_claim_due(*, worker: str, limit: int, lease_seconds: float) -> list[
     made under the planner settings that keep the due index walked in order, so it is that walk
     whatever the table's size; the states and the batch size are literals in its text, so the
     generic plan can still prove the partial due index applies.
+
+    With ``pauses`` set, a second statement text (prepared too): the same walk over the head of
+    the due index (``window`` rows, ``limit`` by default), whose paused rows are parked in the same
+    statement (services/pauses.py says why) and whose other rows are claimed, up to ``limit``.
+    Returns (the claimed messages, how many were parked).
     """
     conn = connections[Message.objects.db]
     msg, ev, term = Message._meta.db_table, MessageEvent._meta.db_table, Terminal._meta.db_table
@@ -101,13 +110,37 @@ def message_claim_due(*, worker: str, limit: int, lease_seconds: float) -> list[
     states = ", ".join(f"'{state.value}'" for state in CLAIMABLE_STATES)  # literals: see above
     with conn.cursor() as cursor:
         cursor.execute(_CLAIM_PLAN_SQL)
-    with server_binding_cursor(conn.alias, prepare=True) as cursor:
-        cursor.execute(
-            f"""WITH due AS (
+    if pauses:
+        # The head of the due index, as today's walk; the paused rows in it parked, the others claimed.
+        window = max(int(window or limit), int(limit))
+        due = f"""head AS (
+                SELECT id, state, next_attempt_at,
+                    (message_type = ANY(%s::text[]) OR entity_type = ANY(%s::text[])
+                     OR terminal_id = ANY(%s::bigint[])) AS paused
+                FROM {msg} WHERE state IN ({states}) AND next_attempt_at <= statement_timestamp()
+                ORDER BY next_attempt_at LIMIT {window} FOR UPDATE SKIP LOCKED
+            ), parked AS (
+                UPDATE {msg} AS p SET next_attempt_at = head.next_attempt_at + %s
+                FROM head WHERE p.id = head.id AND head.paused RETURNING p.id
+            ), due AS (
+                SELECT id, state, next_attempt_at FROM head WHERE NOT paused
+                {f"ORDER BY next_attempt_at LIMIT {int(limit)}" if window > limit else ""}
+            )"""
+        params = [list(pauses.message_types), list(pauses.entity_types), list(pauses.terminal_ids), PARK_OFFSET]
+        # One row even when nothing was claimed, to carry the parked count.
+        tail = f"""SELECT {returned}, t.code, n.parked FROM (SELECT count(*) AS parked FROM parked) AS n
+            LEFT JOIN (moved JOIN {term} AS t ON t.id = moved.terminal_id) ON true"""
+    else:
+        due = f"""due AS (
                 SELECT id, state, next_attempt_at FROM {msg}
                 WHERE state IN ({states}) AND next_attempt_at <= statement_timestamp()
                 ORDER BY next_attempt_at LIMIT {int(limit)} FOR UPDATE SKIP LOCKED
-            ), moved AS (
+            )"""
+        params = []
+        tail = f"SELECT {returned}, t.code, 0 AS parked FROM moved JOIN {term} AS t ON t.id = moved.terminal_id"
+    with server_binding_cursor(conn.alias, prepare=True) as cursor:
+        cursor.execute(
+            f"""WITH {due}, moved AS (
                 UPDATE {msg} AS m SET state = %s, updated_at = clock_timestamp(), attempts = m.attempts + 1,
                     lease_owner = %s, lease_expires_at = clock_timestamp() + make_interval(secs => %s),
                     next_attempt_at = NULL
@@ -121,16 +154,18 @@ def message_claim_due(*, worker: str, limit: int, lease_seconds: float) -> list[
                 INSERT INTO {MetricCounter._meta.db_table} (name, labels, value, base)
                 SELECT %s, CASE from_state {labels} END, count(*), false FROM moved GROUP BY from_state
             )
-            SELECT {returned}, t.code FROM moved JOIN {term} AS t ON t.id = moved.terminal_id
+            {tail}
             """,
-            [S.PROCESSING, worker[:128], float(lease_seconds), S.PROCESSING, worker[:150],
+            [*params, S.PROCESSING, worker[:128], float(lease_seconds), S.PROCESSING, worker[:150],
              _CLAIM_SERIES[0][0], *[v for state, (_, text) in zip(CLAIMABLE_STATES, _CLAIM_SERIES, strict=True)
                              for v in (state, text)]],
         )  # fmt: skip
         names = [c.name for c in cursor.description]
         # Sorted here, not by the statement: sorts are switched off for the claim transaction.
         due_at, pk = names.index("due_at"), names.index("id")
-        rows = sorted(cursor.fetchall(), key=lambda row: (row[due_at], row[pk]))
+        fetched = cursor.fetchall()
+        parked = fetched[0][names.index("parked")] if fetched else 0
+        rows = sorted((row for row in fetched if row[pk] is not None), key=lambda row: (row[due_at], row[pk]))
     claimed = []
     # The loaded columns as the instance's values (syncadmin/lib/rows.py: what from_db makes, at a
     # seventh of its cost); the rest stay deferred.
@@ -149,7 +184,7 @@ def message_claim_due(*, worker: str, limit: int, lease_seconds: float) -> list[
             )
         m._state.fields_cache["terminal"] = terminal  # what assigning m.terminal does, minus its checks
         claimed.append(m)
-    return claimed
+    return claimed, parked
 
 
 # The ORM form of the claim's columns (SQLite and Oracle claims, expired-lease re-claims).
@@ -199,48 +234,70 @@ def _claim_expired(*, worker: str, now: datetime, lease: timedelta) -> list[Mess
 def message_claim(*, worker: str, limit: int) -> list[Message]:
     """Claim up to ``limit`` due messages for ``worker`` with a lease; count the attempt now.
 
-    Expired leases are looked for every few seconds and whenever nothing else is due.
+    Expired leases are looked for every few seconds and whenever nothing else is due. Paused
+    messages (services/pauses.py) are not claimed: the ones met at the head are parked, and while
+    a claim parks without claiming anything it goes on (a wider window, one transaction each) for
+    up to PARK_BUDGET_SECONDS, so a paused backlog at the head is set aside in a few claims.
     """
     global _next_expired_check
     lease = timedelta(seconds=settings.SYNC_LEASE_SECONDS)
-    with transaction.atomic(), collected():
-        # Expired leases are rare: look for them every few seconds and whenever nothing else
-        # is due, not on every claim (it is one more query per batch on the hot path).
-        if time.monotonic() >= _next_expired_check:
-            _next_expired_check = time.monotonic() + EXPIRED_CHECK_SECONDS
-            if reclaimed := _claim_expired(worker=worker, now=db_now(), lease=lease):
-                return reclaimed
-        return _claim_due(Message.objects.db, worker, limit, lease)
+    pauses = pauses_current()
+    window, deadline = limit, time.monotonic() + PARK_BUDGET_SECONDS
+    while True:
+        with transaction.atomic(), collected():
+            # Expired leases are rare: look for them every few seconds and whenever nothing else
+            # is due, not on every claim (it is one more query per batch on the hot path).
+            if time.monotonic() >= _next_expired_check:
+                _next_expired_check = time.monotonic() + EXPIRED_CHECK_SECONDS
+                if reclaimed := _claim_expired(worker=worker, now=db_now(), lease=lease):
+                    return reclaimed
+            rows, parked = _claim_due(Message.objects.db, worker, limit, lease, pauses, window)
+            if not rows and not parked:
+                return _claim_expired(worker=worker, now=db_now(), lease=lease)
+        if rows or time.monotonic() >= deadline:
+            return rows
+        window = max(limit, PARK_WINDOW)
+
+
+PARK_WINDOW = 1000  # due rows a claim walks while it is parking a paused backlog
+PARK_BUDGET_SECONDS = 1.0
 
 
 @per_vendor
-def _claim_due(using: str, worker: str, limit: int, lease: timedelta) -> list[Message]:
+def _claim_due(using: str, worker: str, limit: int, lease: timedelta, pauses: PauseSet, window: int):
     now = db_now()
-    return _claim_locked(_due(now), worker=worker, limit=limit, lease=lease, now=now)
+    return _claim_locked(_due(now), worker=worker, limit=limit, lease=lease, now=now, pauses=pauses, window=window)
 
 
 @_claim_due.vendor("sqlite")
-def _claim_due_sqlite(using: str, worker: str, limit: int, lease: timedelta) -> list[Message]:
+def _claim_due_sqlite(using: str, worker: str, limit: int, lease: timedelta, pauses: PauseSet, window: int):
     now = db_now()
-    due = _due(now).filter(pk__in=_sqlite_due_ids(using, now, limit))
-    return _claim_locked(due, worker=worker, limit=limit, lease=lease, now=now)
+    window = window if pauses else limit
+    due = _due(now).filter(pk__in=_sqlite_due_ids(using, now, window))
+    return _claim_locked(due, worker=worker, limit=limit, lease=lease, now=now, pauses=pauses, window=window)
 
 
 @_claim_due.vendor("postgresql")
-def _claim_due_postgresql(using: str, worker: str, limit: int, lease: timedelta) -> list[Message]:
-    rows = message_claim_due(worker=worker, limit=limit, lease_seconds=lease.total_seconds())
-    return rows or _claim_expired(worker=worker, now=db_now(), lease=lease)
+def _claim_due_postgresql(using: str, worker: str, limit: int, lease: timedelta, pauses: PauseSet, window: int):
+    return message_claim_due(
+        worker=worker, limit=limit, lease_seconds=lease.total_seconds(), pauses=pauses, window=window
+    )
 
 
 def _due(now: datetime):
     return Message.objects.filter(state__in=CLAIMABLE_STATES, next_attempt_at__lte=now)
 
 
-def _claim_locked(due, *, worker: str, limit: int, lease: timedelta, now: datetime) -> list[Message]:
-    """The ORM's claim: lock the oldest due rows, then move them with the transition function."""
-    rows = _locked_rows(due.select_related("terminal").only(*CLAIM_FIELDS).order_by("next_attempt_at"), limit)
+def _claim_locked(
+    due, *, worker: str, limit: int, lease: timedelta, now: datetime, pauses: PauseSet, window: int
+) -> tuple[list[Message], int]:
+    """The ORM's claim: lock the oldest due rows, park the paused ones, move the others with the
+    transition function; returns (the claimed messages, how many were parked)."""
+    window = window if pauses else limit
+    rows = _locked_rows(due.select_related("terminal").only(*CLAIM_FIELDS).order_by("next_attempt_at"), window)
+    rows, parked = messages_set_aside(rows, pauses=pauses, limit=limit)
     if not rows:
-        return _claim_expired(worker=worker, now=now, lease=lease)
+        return [], parked
     # Stamp the claim (events, lease) with the clock read after the row locks are held: an
     # operator action committed while we waited must not look later than the claim after it.
     now = db_now()
@@ -265,7 +322,7 @@ def _claim_locked(due, *, worker: str, limit: int, lease: timedelta, now: dateti
         m.attempts += 1
         m.lease_owner = worker
         m.state = S.PROCESSING
-    return rows
+    return rows, parked
 
 
 def _locked_rows(qs, limit: int) -> list:

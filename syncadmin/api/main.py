@@ -10,7 +10,7 @@ from django.urls import URLPattern
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
-from syncadmin.api import bulk_jobs, dead_letters, health, messages, reconciliation, terminals
+from syncadmin.api import bulk_jobs, dead_letters, health, messages, pauses, reconciliation, terminals
 from syncadmin.api.auth import AUTH, TokenRateThrottle
 from syncadmin.api.idempotency import HEADER, KEY_MAX
 from syncadmin.api.problems import PROBLEM_MEDIA_TYPE, TITLES, ProblemError, problem_response
@@ -90,6 +90,7 @@ api.add_router("/terminals", terminals.router)
 api.add_router("/messages", messages.router)
 api.add_router("/dead-letters", dead_letters.router)
 api.add_router("/bulk-jobs", bulk_jobs.router)
+api.add_router("/pauses", pauses.router)
 api.add_router("/reconciliation", reconciliation.router)
 api.add_router("/health", health.router)
 

@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from messages.metrics import LATENCY_BUCKETS, PROCESSING_BUCKETS, message_state_counts
 from messages.selectors import deadletter_open_by_reason, message_backlog_ages
+from messages.selectors.pauses import queue_pause_counts
 from reconciliation.selectors import discrepancy_open_count
 from syncadmin.lib.clock import db_now
 from syncadmin.lib.counters import labels_parse, metric_counter_totals
@@ -140,6 +141,13 @@ class DatabaseCollector:
         g = GaugeMetricFamily("syncadmin_dead_letters_open", "Unresolved dead letters, by reason.", labels=["reason"])
         for reason, n in deadletter_open_by_reason():
             g.add_metric([reason], n)
+        yield g
+        g = GaugeMetricFamily(
+            "syncadmin_queue_pauses", "Active pauses of processing, by scope (message_type, entity_type, terminal).",
+            labels=["scope"],
+        )  # fmt: skip
+        for scope, n in queue_pause_counts().items():
+            g.add_metric([scope], n)
         yield g
         yield from self._terminals(now)
         discrepancies = _discrepancies_open()

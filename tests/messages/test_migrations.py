@@ -1,8 +1,14 @@
-"""queue_messages 0008: the schedules stored under the tasks' old dotted paths run the moved tasks."""
+"""queue_messages 0008: the schedules stored under the tasks' old dotted paths run the moved tasks; 0009 rolled back
+brings back the messages its pauses parked."""
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django_q.models import Schedule
 
+from messages.models import Message
+from messages.services.pauses import PARK_OFFSET
+from tests.factories import MessageFactory
 from tests.migrations import migrate
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,9 +31,22 @@ def test_stored_schedule_paths_are_rewritten_to_the_moved_tasks():
     finally:
         migrate(AFTER)
     stored = dict(Schedule.objects.values_list("name", "func"))
+    migrate()  # back to every app's latest: the tests after this one need the later migrations' tables
     assert stored == {
         "purge": "messages.tasks.purge",
         "resume": "messages.tasks.bulk_jobs_resume",
         "job": "messages.tasks.bulk_job_run",
         "sweep": "messages.tasks.sweep",
     }
+
+
+def test_rolling_back_the_pauses_brings_every_parked_message_back(terminal):
+    from_now = datetime.now(UTC) - timedelta(minutes=5)
+    parked = MessageFactory(terminal=terminal, next_attempt_at=from_now + PARK_OFFSET)
+    waiting = MessageFactory(terminal=terminal, next_attempt_at=from_now)
+    migrate(AFTER)
+    try:
+        assert Message.objects.get(pk=parked.pk).next_attempt_at == from_now
+        assert Message.objects.get(pk=waiting.pk).next_attempt_at == from_now
+    finally:
+        migrate()

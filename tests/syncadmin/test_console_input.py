@@ -53,6 +53,7 @@ from tests.factories import (
     MessageFactory,
     MetricSampleFactory,
     PurgeRunFactory,
+    QueuePauseFactory,
     SavedViewFactory,
     TerminalFactory,
     UserFactory,
@@ -82,6 +83,7 @@ PK_OWNER = {
     "reconciliation/runs/": "run",
     "account/api-tokens/": "api_token",
     "views/": "saved_view",
+    "pauses/": "pause",
 }
 # A POST key whose value is another page's query string (the bulk form's "all matching the filter").
 NESTED_QUERY = {"query": ("message-list", {"action": "retry", "scope": "filter"})}
@@ -180,6 +182,7 @@ def world(db, settings):
             "run": run.pk,
             "api_token": api_token_create(user=superuser, name="fuzzed")[0].pk,
             "saved_view": SavedViewFactory(owner=viewer, name="fuzzed", shared=True).pk,
+            "pause": QueuePauseFactory(scope="entity_type", value="stock").pk,
         },
         "clients": clients,
     }
@@ -292,6 +295,7 @@ def _valid_values(world, responses) -> dict[str, list[str]]:
         "confirmed": "1",
         "payload": '{"name": "x"}',
         "code": "T0099",
+        "value": "price.upsert",
     }
     for key, value in known.items():
         valid[key] = [value, *valid.get(key, [])]

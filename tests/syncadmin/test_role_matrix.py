@@ -1,11 +1,11 @@
 """Every console action × every role: forbidden answers 403 and changes nothing; allowed is not 403.
 
 The matrix is the access model of docs/console.md, "Who may do what" (and docs/reconciliation.md):
-Viewers only read (dead-letter groups and their triage, bulk jobs: they see a paused job but cannot pause,
-resume or cancel it) and keep their own saved views; Support retry, discard (superseded dead letters too),
-pause/resume/cancel their bulk jobs, annotate and triage dead-letter groups and run/resync/explain
-reconciliation; Terminal admins also edit payloads, restore, manage terminals, rotate keys,
-recount counters and save or delete the team's saved views.
+Viewers only read (dead-letter groups and their triage, pauses, bulk jobs: they see a paused job but cannot
+pause, resume or cancel it) and keep their own saved views; Support retry, discard (superseded dead letters
+too), pause/resume/cancel their bulk jobs, pause and resume processing, annotate and triage dead-letter groups
+and run/resync/explain reconciliation; Terminal admins also edit payloads, restore, manage terminals, rotate
+keys, recount counters and save or delete the team's saved views.
 """
 
 from datetime import UTC, datetime
@@ -20,6 +20,7 @@ from messages.models import (
     DeadLetterGroupNote,
     Message,
     MessageState,
+    QueuePause,
     SavedView,
 )
 from reconciliation.models import Discrepancy, ReconciliationRun
@@ -29,6 +30,7 @@ from tests.factories import (
     BulkJobFactory,
     DeadLetterFactory,
     MessageFactory,
+    QueuePauseFactory,
     SavedViewFactory,
     TerminalFactory,
     UserFactory,
@@ -58,8 +60,10 @@ def objects():
         terminal_count=3, central_count=1, recount=1, in_flight=0, delta=2,
     )  # fmt: skip
     team_view = SavedViewFactory(name="team", shared=True, owner=UserFactory(username="lead", group="Terminal admins"))
+    pause = QueuePauseFactory(scope="entity_type", value="stock")
     return {
         "t": terminal, "dead": dead, "disc": discarded, "job": job, "paused": paused, "d": discrepancy, "tv": team_view,
+        "pause": pause,
     }  # fmt: skip
 
 
@@ -95,6 +99,8 @@ ACTIONS = [
     ("request resync", "/reconciliation/resync/", {"terminal": "ROLE-T1", "entity_type": "product", "reason": "r"},
      SUPPORT_UP),
     ("explain discrepancy", "/reconciliation/discrepancies/{d}/explain/", {"note": "known"}, SUPPORT_UP),
+    ("pause", "/pauses/", {"scope": "message_type", "value": "price.upsert", "reason": "r"}, SUPPORT_UP),
+    ("resume", "/pauses/{pause}/resume/", {"reason": "fixed"}, SUPPORT_UP),
     ("recount", "/reconciliation/recount/", {"terminal": "ROLE-T1", "entity_type": "product", "reason": "r"}, ADMINS),
     ("save a personal view", "/views/save/", {"name": "mine", "query": "state=Failed"}, set(ROLES)),
     ("save a team view", "/views/save/", {"name": "ours", "query": "state=Failed", "shared": "on"}, ADMINS),
@@ -105,7 +111,7 @@ ACTIONS = [
 def fill(value, objects):
     ids = {"dead": objects["dead"].pk, "disc": objects["disc"].pk, "job": objects["job"].pk}
     ids["paused"] = objects["paused"].pk
-    ids.update(t=objects["t"].pk, d=objects["d"].pk, tv=objects["tv"].pk)
+    ids.update(t=objects["t"].pk, d=objects["d"].pk, tv=objects["tv"].pk, pause=objects["pause"].pk)
     if isinstance(value, list):
         return [fill(v, objects) for v in value]
     if isinstance(value, str):
@@ -129,6 +135,7 @@ def snapshot(objects):
         list(DeadLetterGroupNote.objects.values_list("grouping", "key", "status", "owner", "ticket_url", "note")),
         DeadLetterGroupEvent.objects.count(),
         list(SavedView.objects.order_by("pk").values_list("name", "shared")),
+        list(QueuePause.objects.order_by("pk").values_list("scope", "value")),
     )
 
 

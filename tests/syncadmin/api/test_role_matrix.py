@@ -2,7 +2,8 @@
 forbidden answers 403 and changes nothing (no audit entry, no idempotency record); allowed is not 403.
 
 The roles of docs/console.md, "Who may do what": Viewers only read; Support retry, discard, annotate dead
-letters and run/resync reconciliation; Terminal admins also edit payloads, restore and manage terminals.
+letters, pause and resume processing and run/resync reconciliation; Terminal admins also edit payloads,
+restore and manage terminals.
 """
 
 import pytest
@@ -39,16 +40,20 @@ ACTIONS = [
     ("rotate key", "/terminals/ROLE-T1/rotate-key", {"reason": "r"}, ADMINS),
     ("run reconciliation", "/reconciliation/runs", {}, SUPPORT_UP),
     ("request resync", "/reconciliation/resync", {"terminal": "ROLE-T1", "entity_type": "product"}, SUPPORT_UP),
+    ("pause", "/pauses", {"scope": "message_type", "value": "price.upsert", "reason": "r"}, SUPPORT_UP),
+    ("resume", "/pauses/{pause}/resume", {"reason": "fixed"}, SUPPORT_UP),
 ]  # fmt: skip
 READS = [
     "/terminals", "/terminals/ROLE-T1", "/messages", "/messages/{dead}", "/dead-letters/groups", "/bulk-jobs",
     "/bulk-jobs/{job}", "/reconciliation/runs", "/reconciliation/matrix", "/reconciliation/discrepancies", "/health",
+    "/pauses",
 ]  # fmt: skip
 
 
 def fill(value, objects):  # noqa: F811
     ids = {"dead": objects["dead"].pk, "disc": objects["disc"].pk, "job": objects["job"].pk}
     ids["paused"] = objects["paused"].pk
+    ids["pause"] = objects["pause"].pk
     if isinstance(value, list):
         return [fill(v, objects) for v in value]
     if isinstance(value, dict):

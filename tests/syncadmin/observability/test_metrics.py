@@ -20,7 +20,7 @@ from syncadmin.lib.counters import (
 from syncadmin.models import MetricCounter
 from terminals.services import terminal_create
 from terminals.soap.observed import soap_request_observed
-from tests.factories import TerminalFactory
+from tests.factories import QueuePauseFactory, TerminalFactory
 from tests.messages.helpers import drain_all, env, make_due
 from tests.terminals.helpers import envelope, security_header
 
@@ -142,6 +142,17 @@ def test_metric_values_and_labels_after_a_known_sequence(terminal, settings, scr
     assert sum(value(m, "syncadmin_terminals_health", health=h) for h in ("healthy", "degraded", "failing")) == 3
     assert value(m, "syncadmin_terminal_health", terminal="T-OFF") == 2  # no heartbeat for 2 hours: failing
     assert value(m, "syncadmin_worker_heartbeat_age_seconds") == -1  # no sample written yet
+
+
+def test_active_pauses_are_a_gauge_by_scope(scrape):
+    assert value(scrape(), "syncadmin_queue_pauses", scope="message_type") == 0
+    QueuePauseFactory(value="price.upsert")
+    QueuePauseFactory(value="stock.upsert")
+    QueuePauseFactory(scope="entity_type", value="promo")
+    m = scrape()
+    assert value(m, "syncadmin_queue_pauses", scope="message_type") == 2
+    assert value(m, "syncadmin_queue_pauses", scope="entity_type") == 1
+    assert value(m, "syncadmin_queue_pauses", scope="terminal") == 0
 
 
 def test_soap_requests_are_counted_by_operation_and_fault(scrape):
