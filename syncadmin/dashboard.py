@@ -8,6 +8,8 @@ from datetime import datetime, timedelta
 from django.db.models import Sum
 
 from messages.selectors import deadletter_open_count, message_backlog, message_state_counts_fast, message_throughput
+from reconciliation.alerts.selectors import incidents_open
+from reconciliation.models import Incident
 from reconciliation.selectors import discrepancy_open_count
 from syncadmin.lib.clock import db_now
 from syncadmin.models import MetricSample
@@ -31,6 +33,8 @@ class Dashboard:
     terminals_offline: int
     discrepancies_open: int | None
     terminal_health: dict[str, int]  # healthy / degraded / failing, from the minute snapshot
+    incidents_open: int = 0
+    incidents: list[Incident] | None = None  # the newest open ones
 
 
 def dashboard_summary() -> Dashboard:
@@ -49,6 +53,7 @@ def dashboard_summary() -> Dashboard:
     else:
         throughput, source, failed = message_throughput(since=hour_ago), "live", None
     oldest = backlog["oldest_received_at"]
+    open_count, incidents = incidents_open(limit=5)
     return Dashboard(
         now=now,
         states=states,
@@ -64,4 +69,6 @@ def dashboard_summary() -> Dashboard:
         terminals_offline=terminal_offline_count(now=now),
         discrepancies_open=discrepancy_open_count(),
         terminal_health=terminal_health_summary(),
+        incidents_open=open_count,
+        incidents=incidents,
     )

@@ -142,3 +142,25 @@ class PurgeRunFactory(factory.django.DjangoModelFactory):
     events_removed = 12000
     deadletters_removed = 3
     batches = 2
+
+
+class AlertRuleFactory(factory.django.DjangoModelFactory):
+    """An alert rule; the default rules exist (migration reconciliation 0005): this returns and sets one."""
+
+    class Meta:
+        model = "reconciliation.AlertRule"
+        django_get_or_create = ("kind",)
+
+    kind = "backlog_overdue"
+    threshold = 10
+    for_minutes = 0
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        rule = super()._create(model_class, *args, **kwargs)
+        for field in ("threshold", "for_minutes", "enabled"):  # get_or_create keeps a seeded rule's values
+            if field in kwargs:
+                setattr(rule, field, kwargs[field])
+        rule.save()
+        return rule
+

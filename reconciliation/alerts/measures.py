@@ -14,7 +14,7 @@ from django.db.models import Q
 
 from messages.models import DeadLetter, Message
 from messages.selectors import message_backlog_ages
-from reconciliation.alerts.store_hours import opened_at
+from terminals.store_hours import opened_at
 from reconciliation.models import AlertKind, AlertRule
 from reconciliation.selectors import discrepancy_open_count, run_latest_done
 from syncadmin.selectors import last_sample_at
