@@ -12,7 +12,7 @@ def zone_or_none(name: str) -> ZoneInfo | None:
         return None
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):  # ValueError: a path-like name ("../etc")
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # ValueError: a path-like name; OSError: a folder ("America")
         return None
 
 
