@@ -129,7 +129,9 @@ class IncidentTable(tables.Table):
         return value or "hub"
 
     def render_value(self, record):
-        return format_html("{:g} <small>{} (threshold {:g})</small>", record.value, record.rule.unit, record.threshold)
+        return format_html(
+            "{} <small>{} (threshold {})</small>", f"{record.value:g}", record.rule.unit, f"{record.threshold:g}"
+        )
 
     def render_details(self, value):
         return ", ".join(f"{k}: {v}" for k, v in sorted(value.items()) if v is not None)

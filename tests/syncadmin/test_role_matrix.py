@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from messages.models import BulkJob, Message, MessageState
-from reconciliation.models import Discrepancy, ReconciliationRun
+from reconciliation.models import AlertRule, Discrepancy, ReconciliationRun
 from syncadmin.models import AuditEntry
 from terminals.models import Terminal
 from tests.factories import BulkJobFactory, DeadLetterFactory, MessageFactory, TerminalFactory
@@ -34,7 +34,8 @@ def objects():
         run=run, terminal_code=terminal.code, entity_type="product", kind="gap",
         terminal_count=3, central_count=1, recount=1, in_flight=0, delta=2,
     )  # fmt: skip
-    return {"t": terminal, "dead": dead, "disc": discarded, "job": job, "d": discrepancy}
+    rule = AlertRule.objects.get(kind="backlog_overdue")
+    return {"t": terminal, "dead": dead, "disc": discarded, "job": job, "d": discrepancy, "rule": rule}
 
 
 # (name, url template, POST data, roles allowed)
@@ -58,12 +59,13 @@ ACTIONS = [
      SUPPORT_UP),
     ("explain discrepancy", "/reconciliation/discrepancies/{d}/explain/", {"note": "known"}, SUPPORT_UP),
     ("recount", "/reconciliation/recount/", {"terminal": "ROLE-T1", "entity_type": "product", "reason": "r"}, ADMINS),
+    ("edit alert rule", "/alerts/rules/{rule}/edit/", {"enabled": "on", "threshold": "99", "for_minutes": "3"}, ADMINS),
 ]  # fmt: skip
 
 
 def fill(value, objects):
     ids = {"dead": objects["dead"].pk, "disc": objects["disc"].pk, "job": objects["job"].pk}
-    ids.update(t=objects["t"].pk, d=objects["d"].pk)
+    ids.update(t=objects["t"].pk, d=objects["d"].pk, rule=objects["rule"].pk)
     if isinstance(value, list):
         return [fill(v, objects) for v in value]
     if isinstance(value, str):
@@ -82,6 +84,7 @@ def snapshot(objects):
         BulkJob.objects.get(pk=objects["job"].pk).state,
         Discrepancy.objects.get(pk=objects["d"].pk).explained_note if hasattr(Discrepancy, "explained_note") else None,
         ReconciliationRun.objects.count(),
+        list(AlertRule.objects.order_by("pk").values_list("enabled", "threshold", "for_minutes")),
     )
 
 
