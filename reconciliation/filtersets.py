@@ -39,8 +39,8 @@ class ReconciliationRunFilterSet(ConsoleFilterSet):
 
 
 class IncidentFilterSet(ConsoleFilterSet):
-    state = django_filters.MultipleChoiceFilter(choices=IncidentState.choices)
-    rule = django_filters.MultipleChoiceFilter(field_name="rule__kind", choices=AlertKind.choices, label="Rule")
+    state = django_filters.ChoiceFilter(choices=IncidentState.choices)
+    rule = django_filters.ChoiceFilter(field_name="rule__kind", choices=AlertKind.choices, label="Rule")
     subject = django_filters.CharFilter(lookup_expr="istartswith", label="Terminal")
 
     class Meta:
@@ -49,7 +49,7 @@ class IncidentFilterSet(ConsoleFilterSet):
 
 
 class AlertNotificationFilterSet(ConsoleFilterSet):
-    state = django_filters.MultipleChoiceFilter(choices=NotificationState.choices)
+    state = django_filters.ChoiceFilter(choices=NotificationState.choices)
     channel = django_filters.ChoiceFilter(choices=NotificationChannel.choices)
 
     class Meta:

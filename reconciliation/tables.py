@@ -103,7 +103,7 @@ class ReconciliationRunTable(tables.Table):
 class IncidentTable(tables.Table):
     state = tables.Column()
     rule = tables.Column(accessor="rule__kind", verbose_name="Rule")
-    subject = tables.Column(verbose_name="Subject")
+    subject = tables.Column(verbose_name="Subject", default="whole hub")
     value = tables.Column(verbose_name="Last value")
     first_seen_at = StampColumn(verbose_name="First seen")
     opened_at = StampColumn(verbose_name="Opened")
@@ -124,9 +124,6 @@ class IncidentTable(tables.Table):
 
     def render_rule(self, record):
         return record.rule.get_kind_display()
-
-    def render_subject(self, value):
-        return value or "hub"
 
     def render_value(self, record):
         return format_html(
@@ -171,6 +168,10 @@ class AlertNotificationTable(tables.Table):
             '<a href="{}#incident-{}">#{} {} {}</a>', reverse("alerts:list"), incident.pk, incident.pk,
             incident.rule.get_kind_display(), incident.subject,
         )  # fmt: skip
+
+    def render_last_error(self, value):
+        short = value if len(value) <= 120 else value[:117] + "…"
+        return format_html('<span title="{}">{}</span>', value, short)
 
     def render_next_attempt_at(self, record):
         return stamp(record.next_attempt_at) if record.state == "pending" else "—"

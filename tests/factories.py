@@ -152,8 +152,6 @@ class AlertRuleFactory(factory.django.DjangoModelFactory):
         django_get_or_create = ("kind",)
 
     kind = "backlog_overdue"
-    threshold = 10
-    for_minutes = 0
 
     @classmethod
     def _create(cls, model_class, *args, **kwargs):

@@ -49,7 +49,7 @@ def backlog_overdue(rule: AlertRule, now: datetime) -> dict[str, Reading]:
 
 
 def dead_letter_rate(rule: AlertRule, now: datetime) -> dict[str, Reading]:
-    recent = _held_groups_excluded(DeadLetter.objects.filter(dead_lettered_at__gt=now - timedelta(minutes=1)))
+    recent = _held_groups_excluded(DeadLetter.objects.filter(dead_lettered_at__gt=now - timedelta(minutes=1), dead_lettered_at__lte=now))
     count = recent.count()
     if count <= rule.threshold:
         return {}
