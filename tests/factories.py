@@ -161,4 +161,3 @@ class AlertRuleFactory(factory.django.DjangoModelFactory):
                 setattr(rule, field, kwargs[field])
         rule.save()
         return rule
-

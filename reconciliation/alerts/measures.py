@@ -14,11 +14,11 @@ from django.db.models import Q
 
 from messages.models import DeadLetter, Message
 from messages.selectors import message_backlog_ages
-from terminals.store_hours import opened_at
 from reconciliation.models import AlertKind, AlertRule
 from reconciliation.selectors import discrepancy_open_count, run_latest_done
 from syncadmin.selectors import last_sample_at
 from terminals.models import Terminal
+from terminals.store_hours import opened_at
 
 HUB = ""  # the subject of a rule about the whole hub
 
@@ -49,7 +49,8 @@ def backlog_overdue(rule: AlertRule, now: datetime) -> dict[str, Reading]:
 
 
 def dead_letter_rate(rule: AlertRule, now: datetime) -> dict[str, Reading]:
-    recent = _held_groups_excluded(DeadLetter.objects.filter(dead_lettered_at__gt=now - timedelta(minutes=1), dead_lettered_at__lte=now))
+    last_minute = DeadLetter.objects.filter(dead_lettered_at__gt=now - timedelta(minutes=1), dead_lettered_at__lte=now)
+    recent = _held_groups_excluded(last_minute)
     count = recent.count()
     if count <= rule.threshold:
         return {}

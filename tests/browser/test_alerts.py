@@ -9,12 +9,20 @@ import pytest
 from reconciliation.alerts import delivery, incidents
 from reconciliation.models import AlertKind, AlertRule
 from syncadmin.models import AuditEntry
-from tests.browser.test_console import CHROMIUM, PASSWORD, browser, finish, login, shots_dir  # noqa: F401
-from tests.factories import AlertRuleFactory, DeadLetterFactory, MessageFactory, MetricSampleFactory, TerminalFactory
-from tests.factories import UserFactory
+from tests.browser import test_console
+from tests.browser.test_console import CHROMIUM, PASSWORD, finish, login, shots_dir
+from tests.factories import (
+    AlertRuleFactory,
+    DeadLetterFactory,
+    MessageFactory,
+    MetricSampleFactory,
+    TerminalFactory,
+    UserFactory,
+)
 from tests.reconciliation.alerts.test_delivery import Receiver, free_port
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+browser = test_console.browser  # the same module-scoped chromium fixture
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True, serialized_rollback=True),

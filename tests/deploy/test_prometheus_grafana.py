@@ -57,7 +57,7 @@ def test_every_metric_they_name_exists(exported, source):
 
 
 def test_a_misspelt_metric_is_caught(exported):
-    expressions = ['sum(rate(syncadmin_dead_leters_total[5m])) > 1', 'syncadmin_terminals{status="offline"} > 0']
+    expressions = ["sum(rate(syncadmin_dead_leters_total[5m])) > 1", 'syncadmin_terminals{status="offline"} > 0']
     assert metric_names(expressions) - exported == {"syncadmin_dead_leters_total"}
 
 

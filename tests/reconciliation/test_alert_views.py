@@ -1,4 +1,7 @@
-"""The alerts pages: every role sees incidents and rules; only Terminal admins edit a rule (audited); bad input is a form error."""
+"""The alerts pages: every role sees incidents and rules; only Terminal admins edit a rule (audited).
+
+Bad input is a form error, never a 500.
+"""
 
 from datetime import UTC, datetime, timedelta
 

@@ -92,7 +92,7 @@ def test_the_webhook_is_signed_json_once_on_open_and_once_on_clear(settings, rec
     incident = open_incident()
     assert deliver_all(NOW) == ["sent"]
     assert deliver_all(NOW) == [""]  # sent: never again
-    (headers, body), = receiver.requests
+    ((headers, body),) = receiver.requests
     assert verify(headers, body) and not verify(headers, body, secret="wrong")
     assert not verify(headers, body.replace(b'"opened"', b'"cleared"'))  # a changed body fails the check
     data = json.loads(body)
@@ -134,7 +134,7 @@ def test_a_receiver_down_is_retried_with_backoff_until_it_comes_back(settings):
         assert delivery.notifications_due_deliver(now=at) == 1
         notification.refresh_from_db()
         assert notification.state == "sent" and notification.attempts == 4 and notification.last_error == ""
-        (headers, body), = receiver.requests
+        ((headers, body),) = receiver.requests
         assert verify(headers, body)
         assert delivery.notifications_due_deliver(now=at + timedelta(hours=1)) == 0  # delivered once
         assert len(receiver.requests) == 1
@@ -186,8 +186,9 @@ def test_email_goes_through_djangos_mail_backend_once_each_way(settings):
     assert "Opened at: 2026-06-10T03:00:00+00:00" in message.body
 
 
-def test_each_notification_is_handed_to_a_worker_by_dotted_path_once_the_incident_commits(settings, monkeypatch,
-                                                                                        django_capture_on_commit_callbacks):  # fmt: skip
+def test_each_notification_is_handed_to_a_worker_by_dotted_path_once_the_incident_commits(
+    settings, monkeypatch, django_capture_on_commit_callbacks
+):
     settings.SYNC_ALERT_WEBHOOK_URLS, settings.SYNC_ALERT_EMAILS = ["http://127.0.0.1:9/a"], ["ops@example.com"]
     enqueued = []
     monkeypatch.setattr(incidents, "async_task", lambda func, *args, **kw: enqueued.append((func, args)))
