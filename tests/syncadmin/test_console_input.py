@@ -44,7 +44,7 @@ from hypothesis import strategies as st
 from messages.models import MessageState
 from reconciliation import reports
 from reconciliation import services as recon
-from reconciliation.models import Discrepancy, RunTrigger
+from reconciliation.models import AlertRule, Discrepancy, RunTrigger
 from syncadmin.services import api_token_create, audit_record
 from tests.console_pages import url_patterns
 from tests.factories import (
@@ -80,6 +80,7 @@ PK_OWNER = {
     "reconciliation/discrepancies/": "discrepancy",
     "reconciliation/runs/": "run",
     "account/api-tokens/": "api_token",
+    "alerts/rules/": "alert_rule",
 }
 # A POST key whose value is another page's query string (the bulk form's "all matching the filter").
 NESTED_QUERY = {"query": ("message-list", {"action": "retry", "scope": "filter"})}
@@ -177,6 +178,7 @@ def world(db, settings):
             "discrepancy": Discrepancy.objects.filter(run=run).first().pk,
             "run": run.pk,
             "api_token": api_token_create(user=superuser, name="fuzzed")[0].pk,
+            "alert_rule": AlertRule.objects.order_by("pk").first().pk,
         },
         "clients": clients,
     }
