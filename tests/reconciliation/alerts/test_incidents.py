@@ -1,9 +1,10 @@
 """Each alert rule opens one incident, never re-opens it while open, clears it, and writes one notification each way."""
 
+import threading
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
 
 from messages.models import DeadLetter, Message, MessageState
 from reconciliation.alerts import incidents, measures
@@ -202,3 +203,31 @@ def test_no_worker_ever_is_not_an_outage():
     only(AlertKind.WORKERS_GONE, 5)
     assert MetricSample.objects.count() == 0
     assert incidents.alerts_evaluate(now=NOW).opened == []
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_evaluators_running_at_once_open_one_incident_and_notify_once():
+    """Four evaluators at the same instant (the schedule and the timer's command overlapping) on
+    PostgreSQL: the unique partial constraint and the compare-and-set leave one incident, two rows."""
+    only(AlertKind.TERMINAL_OFFLINE, 15)
+    offline_fire()
+    barrier, errors = threading.Barrier(4), []
+
+    def evaluate():
+        try:
+            barrier.wait()
+            incidents.alerts_evaluate(now=NOW)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=evaluate) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert Incident.objects.filter(state="open").count() == 1
+    assert notifications("opened") == EXPECTED
