@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import pytest
 from django.apps import apps as global_apps
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.db import connection
@@ -40,6 +41,14 @@ MOVES_CONTENT_TYPES = ("syncadmin", "0005_models_moved_to_their_apps")
 MOVED_MODELS = {"deadlettergroupnote": "queue_messages", "terminalhealthsnapshot": "terminals"}
 REWRITES_SCHEDULES = ("queue_messages", "0008_schedule_task_paths")
 DROPS_FUTURE_REPORTS = ("reconciliation", "0004_drop_future_dated_reports")
+# Gives every console group the alerts pages, and Terminal admins the rules' editing (issue 20).
+GRANTS_ALERTS = ("reconciliation", "0005_alerts")
+ALERT_VIEW = {("reconciliation", "view_incident"), ("reconciliation", "view_alertrule")}
+ALERT_PERMS = {"Viewers": ALERT_VIEW, "Support": ALERT_VIEW,
+               "Terminal admins": ALERT_VIEW | {("reconciliation", "change_alertrule")}}  # fmt: skip
+# Adds the store hours to the terminals, blank: each terminal's row gains these columns, with these values.
+ADDS_STORE_HOURS = ("terminals", "0004_store_hours")
+NEW_COLUMNS = {"terminals_terminal": {"time_zone": "", "opens_at": None, "closes_at": None}}
 # Tables read separately below: the migration records, and the four a migration or post_migrate writes.
 READ_SEPARATELY = {
     "django_migrations",
@@ -47,6 +56,7 @@ READ_SEPARATELY = {
     "auth_permission",
     "django_q_schedule",
     "reconciliation_reportedcount",
+    "auth_group_permissions",
 }
 
 
@@ -80,14 +90,25 @@ def test_an_installation_of_the_release_upgrades_without_losing_or_changing_anyt
     assert MigrationRecorder(connection).applied_migrations().keys() == applied_by(_leaves())
     for table, rows in before.items():
         if table not in READ_SEPARATELY:
-            assert after.get(table) == rows, f"{table} changed"
+            assert _without_new_columns(table, after.get(table), upgrade) == rows, f"{table} changed"
     _content_types_and_permissions(before, after, upgrade)
+    _group_permissions(before, after, upgrade)
     _schedules(before, after, upgrade)
     _reports(before, after, filled, upgrade)
-    _meaning(filled)
+    _meaning(filled, upgrade)
     _new_workers_drain(filled)
     _new_web_serves(filled)
     _rollback(targets, filled)
+
+
+def _without_new_columns(table, rows, upgrade):
+    """``rows`` less the columns the upgrade added to ``table``, once they are seen to hold their defaults."""
+    added = NEW_COLUMNS.get(table, {}) if ADDS_STORE_HOURS in upgrade else {}
+    if not added or rows is None:
+        return rows
+    for row in rows:
+        assert {k: v for k, v in row if k in added} == added, f"{table}: new columns {row}"
+    return [tuple((k, v) for k, v in row if k not in added) for row in rows]
 
 
 def _rows(table_rows):
@@ -105,6 +126,18 @@ def _content_types_and_permissions(before, after, upgrade):
     # New models get their content type and permissions from migrate's post_migrate; none goes.
     permissions = _rows(after["auth_permission"])
     assert {pk: permissions.get(pk) for pk in _rows(before["auth_permission"])} == _rows(before["auth_permission"])
+
+
+def _group_permissions(before, after, upgrade):
+    """Every grant stays; the only new ones are the alerts' (when the upgrade brings them)."""
+    kept, found = _rows(before["auth_group_permissions"]), _rows(after["auth_group_permissions"])
+    assert {pk: found.get(pk) for pk in kept} == kept
+    added = {(row["group_id"], row["permission_id"]) for pk, row in found.items() if pk not in kept}
+    names = {pk: (app, codename) for pk, app, codename in
+             Permission.objects.values_list("pk", "content_type__app_label", "codename")}  # fmt: skip
+    groups = dict(Group.objects.values_list("pk", "name"))
+    expected = {(g, p) for g, p in added if GRANTS_ALERTS in upgrade and names[p] in ALERT_PERMS.get(groups[g], ())}
+    assert added == expected
 
 
 def _schedules(before, after, upgrade):
@@ -133,7 +166,7 @@ def _reports(before, after, filled, upgrade):
     assert _rows(after["reconciliation_reportedcount"]) == {pk: old[pk] for pk in kept}
 
 
-def _meaning(filled):
+def _meaning(filled, upgrade):
     """Today's code reads the upgraded rows as the release wrote them."""
     assert Counter(Message.objects.values_list("state", flat=True)) == {state: PER_STATE for state in MessageState}
     for pk, fields in filled.messages.items():
@@ -153,6 +186,8 @@ def _meaning(filled):
         user = get_user_model().objects.get(username=group.lower().replace(" ", "_"))
         assert user.check_password(PASSWORD)
         moved = {(MOVED_MODELS.get(codename.split("_", 1)[1], app), codename) for app, codename in perms}
+        if GRANTS_ALERTS in upgrade:
+            moved |= ALERT_PERMS.get(group, set())
         assert user.get_group_permissions() == {f"{app}.{codename}" for app, codename in moved}
     editor = get_user_model().objects.get(username="note_editor")
     assert editor.has_perm("queue_messages.change_deadlettergroupnote")
