@@ -362,27 +362,17 @@ CONSOLE_BULK_JOB_THRESHOLD = env.int("CONSOLE_BULK_JOB_THRESHOLD", default=1_000
 # Messages per chunk of a background bulk job; each chunk is one transaction.
 CONSOLE_BULK_JOB_CHUNK = env.int("CONSOLE_BULK_JOB_CHUNK", default=1_000)
 
-# --- Alerts (docs/operations/alerts.md) ------------------------------------------------------------
-# Where an incident's notifications go: each webhook URL gets a signed JSON POST, the addresses one
-# e-mail, once when the incident opens and once when it clears. Neither set: incidents are only shown.
+# --- Alerts (docs/operations/alerts.md): signed webhooks, e-mails, their retries; a sale's entity type.
 SYNC_ALERT_WEBHOOK_URLS = env.list("SYNC_ALERT_WEBHOOK_URLS", default=[])
-# HMAC-SHA256 key of the X-SyncAdmin-Signature header (a webhook URL without it: check warning W010).
-SYNC_ALERT_WEBHOOK_SECRET = env.str("SYNC_ALERT_WEBHOOK_SECRET", default="")
+SYNC_ALERT_WEBHOOK_SECRET = env.str("SYNC_ALERT_WEBHOOK_SECRET", default="")  # unset with URLs: check W010
 SYNC_ALERT_WEBHOOK_TIMEOUT_SECONDS = env.float("SYNC_ALERT_WEBHOOK_TIMEOUT_SECONDS", default=10.0)
 SYNC_ALERT_EMAILS = env.list("SYNC_ALERT_EMAILS", default=[])
-# A failed delivery is retried after base * 2^(attempt-1) seconds (at most an hour), then given up
-# (shown as failed on the alerts page) after this many attempts.
 SYNC_ALERT_RETRY_BASE_SECONDS = env.float("SYNC_ALERT_RETRY_BASE_SECONDS", default=30.0)
 SYNC_ALERT_MAX_ATTEMPTS = env.int("SYNC_ALERT_MAX_ATTEMPTS", default=10)
-# The entity type whose messages count as a till's sales (the "no sales while open" rule).
 SYNC_ALERT_SALES_ENTITY = env.str("SYNC_ALERT_SALES_ENTITY", default="sale")
-# The console's public address, for the link in a notification (e.g. https://hub.example.com).
-SYNC_ALERT_CONSOLE_URL = env.str("SYNC_ALERT_CONSOLE_URL", default="").rstrip("/")
-# Django's mail backend and server as one URL: smtp+tls://user:password@host:587, consolemail://
-# (the default: written to the log), dummymail://.
-vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+SYNC_ALERT_CONSOLE_URL = env.str("SYNC_ALERT_CONSOLE_URL", default="").rstrip("/")  # for a notification's link
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))  # smtp+tls://user:pw@host:587, dummymail://
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="syncadmin@localhost")
-
 # --- Retention ---------------------------------------------------------------------------------
 # Processed and Discarded messages (with their events) older than this are purged.
 SYNC_RETENTION_DAYS = env.int("SYNC_RETENTION_DAYS", default=30)
