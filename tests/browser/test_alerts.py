@@ -40,13 +40,16 @@ def alerting(settings):
     settings.SYNC_ALERT_EMAILS = ["ops@example.com"]
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     now = datetime.now(UTC)
-    AlertRuleFactory(kind=AlertKind.DEAD_LETTER_RATE, threshold=2, for_minutes=0)
+    # Every rule spelt out: a transactional test's database is rebuilt from a snapshot, not by the migration.
+    for kind, threshold in (("backlog_overdue", 10), ("dead_letter_rate", 2), ("terminal_offline", 15),
+                            ("terminal_no_sales", 60), ("workers_gone", 5)):  # fmt: skip
+        AlertRuleFactory(kind=kind, threshold=threshold, for_minutes=0, enabled=True)
+    AlertRuleFactory(kind=AlertKind.RECONCILIATION_DRIFT, threshold=0, for_minutes=0, enabled=False)
     # Yesterday's incident, cleared: the history under the open ones.
     MetricSampleFactory(at=now - timedelta(days=1, minutes=10))
     incidents.alerts_evaluate(now=now - timedelta(days=1))
     MetricSampleFactory(at=now - timedelta(days=1) + timedelta(minutes=10))
     incidents.alerts_evaluate(now=now - timedelta(days=1) + timedelta(minutes=11))
-    AlertRuleFactory(kind=AlertKind.RECONCILIATION_DRIFT, enabled=False)
     for i in range(1, 6):
         TerminalFactory(code=f"STORE{i:02d}-T1", store=f"Store {i:02d}", last_heartbeat_at=now - timedelta(seconds=30))
     TerminalFactory(code="STORE06-T1", store="Store 06", last_heartbeat_at=now - timedelta(minutes=47))
