@@ -13,5 +13,11 @@ class ReconciliationConfig(AppConfig):
         post_migrate.connect(ensure_schedules, sender=self)
 
     def schedules(self) -> list[tuple[str, str, int]]:
-        """The periodic run (name, task, minutes): a new RECONCILIATION_INTERVAL_MINUTES applies at the next migrate."""
-        return [("reconciliation-run", "reconciliation.tasks.scheduled", settings.RECONCILIATION_INTERVAL_MINUTES)]
+        """The periodic run and the alerts' minute (name, task, minutes).
+
+        A new RECONCILIATION_INTERVAL_MINUTES applies at the next migrate."""
+        return [
+            ("reconciliation-run", "reconciliation.tasks.scheduled", settings.RECONCILIATION_INTERVAL_MINUTES),
+            # The alert rules, and the retries of undelivered notifications (docs/operations/alerts.md).
+            ("alerts-evaluate", "reconciliation.tasks.alerts_evaluate", 1),
+        ]

@@ -2,7 +2,19 @@
 
 import django_filters
 
-from reconciliation.models import Discrepancy, DiscrepancyKind, ReconciliationRun, RunStatus, RunTrigger
+from reconciliation.models import (
+    AlertKind,
+    AlertNotification,
+    Discrepancy,
+    DiscrepancyKind,
+    Incident,
+    IncidentState,
+    NotificationChannel,
+    NotificationState,
+    ReconciliationRun,
+    RunStatus,
+    RunTrigger,
+)
 from syncadmin.filtersets import ConsoleFilterSet
 
 
@@ -24,3 +36,22 @@ class ReconciliationRunFilterSet(ConsoleFilterSet):
     class Meta:
         model = ReconciliationRun
         fields = ["status", "trigger"]
+
+
+class IncidentFilterSet(ConsoleFilterSet):
+    state = django_filters.ChoiceFilter(choices=IncidentState.choices)
+    rule = django_filters.ChoiceFilter(field_name="rule__kind", choices=AlertKind.choices, label="Rule")
+    subject = django_filters.CharFilter(lookup_expr="istartswith", label="Terminal")
+
+    class Meta:
+        model = Incident
+        fields: list[str] = []
+
+
+class AlertNotificationFilterSet(ConsoleFilterSet):
+    state = django_filters.ChoiceFilter(choices=NotificationState.choices)
+    channel = django_filters.ChoiceFilter(choices=NotificationChannel.choices)
+
+    class Meta:
+        model = AlertNotification
+        fields: list[str] = []

@@ -25,3 +25,13 @@ class RecountForm(forms.Form):
 
 class ExplainForm(forms.Form):
     note = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class AlertRuleForm(forms.Form):
+    enabled = forms.BooleanField(required=False)
+    threshold = forms.FloatField(min_value=0, max_value=1_000_000)
+    for_minutes = forms.IntegerField(
+        min_value=0, max_value=1440, label="For (minutes)",
+        help_text="How long the condition must hold before an incident opens, and be gone before it clears.",
+    )  # fmt: skip
+    reason = forms.CharField(max_length=2000, required=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from reconciliation import services
+from reconciliation.alerts import delivery, incidents
 from reconciliation.models import RunTrigger
 
 log = logging.getLogger(__name__)
@@ -23,3 +24,15 @@ def scheduled() -> int:
     for line in services.summary_lines(run):
         log.info("reconciliation %s", line)
     return run.pk
+
+
+def alerts_evaluate() -> dict:
+    """Every minute: evaluate the alert rules, then deliver the notifications due for a (re)try."""
+    result = incidents.alerts_evaluate()
+    sent = delivery.notifications_due_deliver()
+    return {"opened": len(result.opened), "cleared": len(result.cleared), "sent": sent}
+
+
+def alert_notification_deliver(notification_id: int) -> str:
+    """Deliver one notification, enqueued on commit of the change that wrote it."""
+    return delivery.notification_deliver(notification_id=notification_id)

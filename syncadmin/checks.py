@@ -1,7 +1,7 @@
 """Start-up checks: refuse to run with settings that would break the delivery promises."""
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Warning, register
 
 
 @register()
@@ -31,3 +31,17 @@ def check_queue_settings(app_configs, **kwargs):
         if getattr(settings, name) < 1:
             errors.append(Error(f"{name} must be at least 1.", id="syncadmin.E003"))
     return errors
+
+
+@register(deploy=True)
+def check_alert_settings(app_configs, **kwargs):
+    """`check --deploy`: an alert webhook without a secret would take unsigned (forgeable) alerts."""
+    if settings.SYNC_ALERT_WEBHOOK_URLS and not settings.SYNC_ALERT_WEBHOOK_SECRET:
+        return [
+            Warning(
+                "SYNC_ALERT_WEBHOOK_URLS is set without SYNC_ALERT_WEBHOOK_SECRET: alert webhooks go out unsigned.",
+                hint="Set SYNC_ALERT_WEBHOOK_SECRET to a long random string shared with the receiver.",
+                id="syncadmin.W010",
+            )
+        ]
+    return []

@@ -9,6 +9,8 @@ from django.db.models import Sum
 
 from messages.selectors import deadletter_open_count, message_backlog, message_state_counts_fast, message_throughput
 from messages.selectors.pauses import PauseRow, queue_pauses
+from reconciliation.alerts.selectors import incidents_open
+from reconciliation.models import Incident
 from reconciliation.selectors import discrepancy_open_count
 from syncadmin.lib.clock import db_now
 from syncadmin.models import MetricSample
@@ -33,6 +35,8 @@ class Dashboard:
     discrepancies_open: int | None
     terminal_health: dict[str, int]  # healthy / degraded / failing, from the minute snapshot
     pauses: list[PauseRow]  # what is paused, by whom, since when, why
+    incidents_open: int = 0
+    incidents: list[Incident] | None = None  # the newest open ones
 
 
 def dashboard_summary() -> Dashboard:
@@ -51,6 +55,7 @@ def dashboard_summary() -> Dashboard:
     else:
         throughput, source, failed = message_throughput(since=hour_ago), "live", None
     oldest = backlog["oldest_received_at"]
+    open_count, incidents = incidents_open(limit=5)
     return Dashboard(
         now=now,
         states=states,
@@ -67,4 +72,6 @@ def dashboard_summary() -> Dashboard:
         discrepancies_open=discrepancy_open_count(),
         terminal_health=terminal_health_summary(),
         pauses=queue_pauses(),
+        incidents_open=open_count,
+        incidents=incidents,
     )

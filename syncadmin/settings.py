@@ -354,15 +354,25 @@ if not _otel_exporter and (
     env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="") or env.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", default="")
 ):
     _otel_exporter = "otlp"
-SYNC_TRACING_EXPORTER = (
-    "" if env.bool("OTEL_SDK_DISABLED", default=False) or _otel_exporter == "none" else _otel_exporter
-)
+_otel_disabled = env.bool("OTEL_SDK_DISABLED", default=False) or _otel_exporter == "none"
+SYNC_TRACING_EXPORTER = "" if _otel_disabled else _otel_exporter
 
 # Above this many messages a console retry/discard/restore runs as a background job (BulkJob).
 CONSOLE_BULK_JOB_THRESHOLD = env.int("CONSOLE_BULK_JOB_THRESHOLD", default=1_000)
 # Messages per chunk of a background bulk job; each chunk is one transaction.
 CONSOLE_BULK_JOB_CHUNK = env.int("CONSOLE_BULK_JOB_CHUNK", default=1_000)
 
+# --- Alerts (docs/operations/alerts.md): signed webhooks, e-mails, their retries; a sale's entity type.
+SYNC_ALERT_WEBHOOK_URLS = env.list("SYNC_ALERT_WEBHOOK_URLS", default=[])
+SYNC_ALERT_WEBHOOK_SECRET = env.str("SYNC_ALERT_WEBHOOK_SECRET", default="")  # unset with URLs: check W010
+SYNC_ALERT_WEBHOOK_TIMEOUT_SECONDS = env.float("SYNC_ALERT_WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+SYNC_ALERT_EMAILS = env.list("SYNC_ALERT_EMAILS", default=[])
+SYNC_ALERT_RETRY_BASE_SECONDS = env.float("SYNC_ALERT_RETRY_BASE_SECONDS", default=30.0)
+SYNC_ALERT_MAX_ATTEMPTS = env.int("SYNC_ALERT_MAX_ATTEMPTS", default=10)
+SYNC_ALERT_SALES_ENTITY = env.str("SYNC_ALERT_SALES_ENTITY", default="sale")
+SYNC_ALERT_CONSOLE_URL = env.str("SYNC_ALERT_CONSOLE_URL", default="").rstrip("/")  # for a notification's link
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))  # smtp+tls://user:pw@host:587, dummymail://
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="syncadmin@localhost")
 # --- Retention ---------------------------------------------------------------------------------
 # Processed and Discarded messages (with their events) older than this are purged.
 SYNC_RETENTION_DAYS = env.int("SYNC_RETENTION_DAYS", default=30)

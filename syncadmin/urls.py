@@ -23,6 +23,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("reconciliation/", include("reconciliation.urls")),
+    path("alerts/", include("reconciliation.alert_urls")),
     path("", include("messages.urls")),
     path("", include("terminals.urls")),
     path("metrics", metrics_view, name="metrics"),

@@ -20,6 +20,13 @@ class Terminal(models.Model):
     app_version = models.CharField(max_length=64, blank=True)
     reported_backlog = models.IntegerField(null=True, blank=True)
     clock_skew_seconds = models.FloatField(null=True, blank=True)
+    # The store's opening hours, in its own time zone (an IANA name such as Pacific/Auckland): the
+    # "no sales while open" alert watches a till only while its store is open. closes_at before
+    # opens_at: open past midnight. Any of them blank: not watched.
+    # db_default: the column is added with its default in the database (a safe migration).
+    time_zone = models.CharField(max_length=64, blank=True, default="", db_default="")
+    opens_at = models.TimeField(null=True, blank=True)
+    closes_at = models.TimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

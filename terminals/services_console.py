@@ -26,19 +26,33 @@ def terminal_operator_create(*, code: str, name: str, store: str, actor: str) ->
     return terminal, key
 
 
-def terminal_update(*, terminal: Terminal, name: str, store: str, actor: str) -> Terminal:
-    before = {"name": terminal.name, "store": terminal.store}
+# The store-hours fields an edit may change (None: left as they are, e.g. by the API's edit).
+STORE_HOURS = ("time_zone", "opens_at", "closes_at")
+
+
+def terminal_update(*, terminal: Terminal, name: str, store: str, actor: str, hours: dict | None = None) -> Terminal:
+    """Rename or move a terminal; ``hours`` (time_zone, opens_at, closes_at) sets its store's opening hours."""
+    fields = ["name", "store", *(STORE_HOURS if hours is not None else ())]
+    before = {f: _plain(getattr(terminal, f)) for f in fields}
     with transaction.atomic():
         terminal.name, terminal.store = name, store
-        terminal.save(update_fields=["name", "store", "updated_at"])
+        for field in STORE_HOURS if hours is not None else ():
+            blank = "" if field == "time_zone" else None  # a text field is blank, a time null
+            setattr(terminal, field, hours[field] or blank)
+        terminal.save(update_fields=[*fields, "updated_at"])
         audit_record(
             actor=actor,
             action="terminal.edit",
             object_type="terminal",
             object_id=terminal.code,
-            detail={"before": before, "after": {"name": name, "store": store}},
+            detail={"before": before, "after": {f: _plain(getattr(terminal, f)) for f in fields}},
         )
     return terminal
+
+
+def _plain(value):
+    """A field's value as the audit log's JSON holds it (a time as 08:00:00)."""
+    return value.isoformat() if hasattr(value, "isoformat") else value
 
 
 def terminal_set_enabled(*, terminal: Terminal, enabled: bool, actor: str, reason: str = "") -> bool:

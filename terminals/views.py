@@ -20,6 +20,7 @@ from terminals.forms import ReasonForm, TerminalCreateForm, TerminalEditForm
 from terminals.models import Terminal
 from terminals.selectors import terminal_list_queryset, terminal_online_threshold
 from terminals.services_console import (
+    STORE_HOURS,
     terminal_operator_create,
     terminal_operator_rotate_key,
     terminal_set_enabled,
@@ -87,11 +88,14 @@ def terminal_create_view(request):
 @console_view(VIEW, MANAGE)
 def terminal_edit_view(request, pk: int):
     terminal = get_object_or_404(Terminal, pk=pk)
-    form = TerminalEditForm(request.POST or None, initial={"name": terminal.name, "store": terminal.store})
+    initial = {f: getattr(terminal, f) for f in ("name", "store", *STORE_HOURS)}
+    form = TerminalEditForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
         terminal_update(
-            terminal=terminal, name=form.cleaned_data["name"], store=form.cleaned_data["store"], actor=actor_of(request)
-        )
+            terminal=terminal, name=data["name"], store=data["store"], actor=actor_of(request),
+            hours={f: data[f] for f in STORE_HOURS},
+        )  # fmt: skip
         return redirect("terminal-detail", pk=pk)
     return render(
         request,

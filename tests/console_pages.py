@@ -13,7 +13,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from reconciliation import reports
 from reconciliation import services as reconciliation_services
-from reconciliation.models import Discrepancy, RunTrigger
+from reconciliation.models import AlertRule, Discrepancy, RunTrigger
 from syncadmin.services import api_token_create
 from tests.factories import (
     BulkJobFactory,
@@ -70,6 +70,7 @@ def console_objects() -> dict[str, int]:
         "reconciliation:run_detail": run.pk,
         "terminal_code": terminal.code,
         "pause": QueuePauseFactory().pk,
+        "alerts:rule_edit": AlertRule.objects.order_by("pk").first().pk,
         "api-token": api_token_create(user=UserFactory(username="pages-token-owner"), name="pages")[0].pk,
         "saved-view": SavedViewFactory(name="pages", shared=True).pk,  # a team view: every user may open it
     }

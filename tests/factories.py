@@ -77,6 +77,7 @@ ACCESS_MIGRATIONS = [
     ("messages.migrations.0009_queue_pauses", "add_permissions"),
     ("messages.migrations.0010_group_triage", "add_permission"),
     ("messages.migrations.0011_saved_views", "grant"),
+    ("reconciliation.migrations.0005_alerts", "seed"),  # the alerts' rights, and the default rules
 ]
 
 
@@ -171,3 +172,20 @@ class SavedViewFactory(factory.django.DjangoModelFactory):
     shared = False
     query = "state=DeadLettered"
     created_at = factory.LazyFunction(lambda: datetime.now(UTC))
+
+
+class AlertRuleFactory(factory.django.DjangoModelFactory):
+    """The alert rule of ``kind`` (seeded by migration reconciliation 0005), with the fields given set."""
+
+    class Meta:
+        model = "reconciliation.AlertRule"
+
+    kind = "backlog_overdue"
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        rule, _ = model_class.objects.get_or_create(kind=kwargs.pop("kind"), defaults={"threshold": 0})
+        for field, value in kwargs.items():  # only what the test gave: a seeded rule keeps the rest
+            setattr(rule, field, value)
+        rule.save()
+        return rule

@@ -49,7 +49,14 @@ ADDED_COLUMNS = {
             "rate": None, "paused_at": None, "paused_by": "", "pause_reason": "", "paused_seconds": 0.0,
         },
     },
+    # The store hours (issue 20's alerts), blank on every terminal already there.
+    ("terminals", "0004_store_hours"): {"terminals_terminal": {"time_zone": "", "opens_at": None, "closes_at": None}},
 }  # fmt: skip
+# Gives every console group the alerts pages, and Terminal admins the rules' editing (issue 20).
+GRANTS_ALERTS = ("reconciliation", "0005_alerts")
+ALERT_VIEW = {("reconciliation", "view_incident"), ("reconciliation", "view_alertrule")}
+ALERT_PERMS = {"Viewers": ALERT_VIEW, "Support": ALERT_VIEW,
+               "Terminal admins": ALERT_VIEW | {("reconciliation", "change_alertrule")}}  # fmt: skip
 GRANTS_PAUSE = ("queue_messages", "0009_queue_pauses")  # pause_queue to the groups that can retry
 GRANTS_SHARE_VIEW = ("queue_messages", "0011_saved_views")  # a new permission, given to Terminal admins
 # The grants each migration gives, as (group, app label, codename).
@@ -57,6 +64,7 @@ NEW_GRANTS = {
     GRANTS_PAUSE: {(group, "queue_messages", "pause_queue") for group in ("Support", "Terminal admins")},
     GROUP_TRIAGE: {(group, "queue_messages", "triage_deadletter") for group in TRIAGERS},
     GRANTS_SHARE_VIEW: {("Terminal admins", "queue_messages", "share_savedview")},
+    GRANTS_ALERTS: {(group, app, codename) for group, perms in ALERT_PERMS.items() for app, codename in perms},
 }
 # Tables read separately below: the migration records, and the six a migration or post_migrate writes.
 READ_SEPARATELY = {

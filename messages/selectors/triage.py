@@ -132,11 +132,15 @@ def deadletter_open_not_on_hold() -> QuerySet:
 
     A dead letter is left out when any grouping that holds it is on hold.
     """
+    return deadletter_exclude_held(DeadLetter.objects.filter(resolution=""))
+
+
+def deadletter_exclude_held(queryset: QuerySet) -> QuerySet:
+    """``queryset`` (of DeadLetter) without the dead letters any held group (reason, terminal, entity) holds."""
     held = deadletter_groups_on_hold()
-    qs = DeadLetter.objects.filter(resolution="")
     for grouping, column in GROUP_FIELDS.items():
-        qs = qs.exclude(**{f"{column}__in": held.filter(grouping=grouping).values("key")})
-    return qs
+        queryset = queryset.exclude(**{f"{column}__in": held.filter(grouping=grouping).values("key")})
+    return queryset
 
 
 def deadletter_groups_match(

@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from messages.metrics import LATENCY_BUCKETS, PROCESSING_BUCKETS, message_state_counts
 from messages.selectors import deadletter_open_by_reason, message_backlog_ages
 from messages.selectors.pauses import queue_pause_counts
+from reconciliation.alerts.selectors import incidents_open_by_rule
 from reconciliation.selectors import discrepancy_open_count
 from syncadmin.lib.clock import db_now
 from syncadmin.lib.counters import labels_parse, metric_counter_totals
@@ -155,6 +156,10 @@ class DatabaseCollector:
             yield GaugeMetricFamily(
                 "syncadmin_reconciliation_discrepancies_open", "Open reconciliation discrepancies.", value=discrepancies
             )
+        g = GaugeMetricFamily("syncadmin_alert_incidents_open", "Open alert incidents, by rule.", labels=["rule"])
+        for rule, n in incidents_open_by_rule().items():
+            g.add_metric([rule], n)
+        yield g
         sample_at = last_sample_at()
         yield GaugeMetricFamily(
             "syncadmin_worker_heartbeat_age_seconds",

@@ -35,6 +35,8 @@ from tests.processes import ROOT
 DEPLOY = ROOT / "deploy"
 WEB_UNIT = DEPLOY / "systemd" / "syncadmin-web.service"
 WORKER_UNIT = DEPLOY / "systemd" / "syncadmin-worker@.service"
+# The alert rules evaluated outside the workers, once a minute (docs/operations/alerts.md).
+ALERT_UNITS = (DEPLOY / "systemd" / "syncadmin-alerts.service", DEPLOY / "systemd" / "syncadmin-alerts.timer")
 NGINX_SITE = DEPLOY / "nginx" / "syncadmin.conf"
 PROXY_PARAMS = DEPLOY / "nginx" / "syncadmin_proxy_params"
 ENV_EXAMPLE = DEPLOY / ".env.example"
@@ -140,12 +142,12 @@ def unit_environment(unit: dict[str, list[str]], name: str, env_file: Path, tmp:
 
 
 def systemd_verify(tmp: Path) -> subprocess.CompletedProcess:
-    """``systemd-analyze verify`` on both units, copied with their paths made local (it checks that
+    """``systemd-analyze verify`` on the units, copied with their paths made local (it checks that
     ExecStart's program exists)."""
     folder = tmp / "units"
     folder.mkdir(exist_ok=True)
     copies = []
-    for unit in (WEB_UNIT, WORKER_UNIT):
+    for unit in (WEB_UNIT, WORKER_UNIT, *ALERT_UNITS):
         text = unit.read_text().replace(f"{PREFIX}/.venv/bin/", f"{Path(sys.executable).parent}/")
         copy = folder / unit.name
         copy.write_text(text.replace(PREFIX, str(ROOT)))

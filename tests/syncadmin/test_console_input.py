@@ -44,7 +44,7 @@ from hypothesis import strategies as st
 from messages.models import MessageState
 from reconciliation import reports
 from reconciliation import services as recon
-from reconciliation.models import Discrepancy, RunTrigger
+from reconciliation.models import AlertRule, Discrepancy, RunTrigger
 from syncadmin.services import api_token_create, audit_record
 from tests.console_pages import url_patterns
 from tests.factories import (
@@ -84,6 +84,7 @@ PK_OWNER = {
     "account/api-tokens/": "api_token",
     "views/": "saved_view",
     "pauses/": "pause",
+    "alerts/rules/": "alert_rule",
 }
 # A POST key whose value is another page's query string (the bulk form's "all matching the filter").
 NESTED_QUERY = {"query": ("message-list", {"action": "retry", "scope": "filter"})}
@@ -183,6 +184,7 @@ def world(db, settings):
             "api_token": api_token_create(user=superuser, name="fuzzed")[0].pk,
             "saved_view": SavedViewFactory(owner=viewer, name="fuzzed", shared=True).pk,
             "pause": QueuePauseFactory(scope="entity_type", value="stock").pk,
+            "alert_rule": AlertRule.objects.order_by("pk").first().pk,
         },
         "clients": clients,
     }

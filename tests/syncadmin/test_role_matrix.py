@@ -23,7 +23,7 @@ from messages.models import (
     QueuePause,
     SavedView,
 )
-from reconciliation.models import Discrepancy, ReconciliationRun
+from reconciliation.models import AlertRule, Discrepancy, ReconciliationRun
 from syncadmin.models import AuditEntry
 from terminals.models import Terminal
 from tests.factories import (
@@ -61,9 +61,10 @@ def objects():
     )  # fmt: skip
     team_view = SavedViewFactory(name="team", shared=True, owner=UserFactory(username="lead", group="Terminal admins"))
     pause = QueuePauseFactory(scope="entity_type", value="stock")
+    rule = AlertRule.objects.get(kind="backlog_overdue")
     return {
         "t": terminal, "dead": dead, "disc": discarded, "job": job, "paused": paused, "d": discrepancy, "tv": team_view,
-        "pause": pause,
+        "pause": pause, "rule": rule,
     }  # fmt: skip
 
 
@@ -105,13 +106,16 @@ ACTIONS = [
     ("save a personal view", "/views/save/", {"name": "mine", "query": "state=Failed"}, set(ROLES)),
     ("save a team view", "/views/save/", {"name": "ours", "query": "state=Failed", "shared": "on"}, ADMINS),
     ("delete a team view", "/views/{tv}/delete/", {}, ADMINS),
+    ("edit alert rule", "/alerts/rules/{rule}/edit/", {"enabled": "on", "threshold": "99", "for_minutes": "3"}, ADMINS),
 ]  # fmt: skip
 
 
 def fill(value, objects):
     ids = {"dead": objects["dead"].pk, "disc": objects["disc"].pk, "job": objects["job"].pk}
     ids["paused"] = objects["paused"].pk
-    ids.update(t=objects["t"].pk, d=objects["d"].pk, tv=objects["tv"].pk, pause=objects["pause"].pk)
+    ids.update(
+        t=objects["t"].pk, d=objects["d"].pk, tv=objects["tv"].pk, pause=objects["pause"].pk, rule=objects["rule"].pk
+    )
     if isinstance(value, list):
         return [fill(v, objects) for v in value]
     if isinstance(value, str):
@@ -136,6 +140,7 @@ def snapshot(objects):
         DeadLetterGroupEvent.objects.count(),
         list(SavedView.objects.order_by("pk").values_list("name", "shared")),
         list(QueuePause.objects.order_by("pk").values_list("scope", "value")),
+        list(AlertRule.objects.order_by("pk").values_list("enabled", "threshold", "for_minutes")),
     )
 
 

@@ -155,3 +155,27 @@ def test_invalid_reason_is_refused_not_dropped(login_as, action):
     assert response.status_code == 400 and b"reason is not valid" in response.content
     t.refresh_from_db()
     assert t.enabled and t.api_key_hash == before and not AuditEntry.objects.exists()
+
+
+def test_store_hours_are_edited_with_a_validated_time_zone_and_audited(login_as):
+    client = login_as("Terminal admins")
+    t = TerminalFactory(code="HOURS1")
+    url = f"/terminals/{t.pk}/edit/"
+    data = {"name": "n", "store": "Queen St", "time_zone": "Pacific/Auckland"}
+    data.update(opens_at="08:00", closes_at="21:30")
+    assert client.post(url, data).status_code == 302
+    t.refresh_from_db()
+    assert (t.time_zone, str(t.opens_at), str(t.closes_at)) == ("Pacific/Auckland", "08:00:00", "21:30:00")
+    entry = AuditEntry.objects.get(action="terminal.edit", object_id="HOURS1")
+    assert entry.detail["after"]["time_zone"] == "Pacific/Auckland" and entry.detail["after"]["opens_at"] == "08:00:00"
+    assert "08:00–21:30 Pacific/Auckland" in client.get(f"/terminals/{t.pk}/").content.decode()
+    for bad in ({"time_zone": "Mars/Olympus"}, {"time_zone": "../../etc/passwd"}, {"opens_at": "25:00"},
+                {"closes_at": ""}, {"closes_at": "08:00"}):  # fmt: skip
+        response = client.post(url, {**data, **bad})
+        assert response.status_code == 400 and b"errorlist" in response.content, bad
+    t.refresh_from_db()
+    assert t.time_zone == "Pacific/Auckland"
+    cleared = {"name": "n", "store": "s", "time_zone": "", "opens_at": "", "closes_at": ""}
+    assert client.post(url, cleared).status_code == 302
+    t.refresh_from_db()
+    assert (t.time_zone, t.opens_at, t.closes_at) == ("", None, None)

@@ -11,6 +11,7 @@ from messages import services
 from messages.handlers import registry
 from messages.metrics import message_state_counts
 from messages.models import Message, MessageState
+from reconciliation.alerts import incidents
 from reconciliation.terminal_health import terminal_health_snapshot_write
 from syncadmin.lib.counters import (
     metric_counter_add,
@@ -20,7 +21,7 @@ from syncadmin.lib.counters import (
 from syncadmin.models import MetricCounter
 from terminals.services import terminal_create
 from terminals.soap.observed import soap_request_observed
-from tests.factories import QueuePauseFactory, TerminalFactory
+from tests.factories import AlertRuleFactory, MetricSampleFactory, QueuePauseFactory, TerminalFactory
 from tests.messages.helpers import drain_all, env, make_due
 from tests.terminals.helpers import envelope, security_header
 
@@ -334,3 +335,16 @@ def test_metrics_ip_allow_list_behind_the_proxy(client, settings):
     assert client.get("/metrics", REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR="10.1.2.3").status_code == 403
     # a probe on the proxy host itself is the proxy's address
     assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
+
+
+def test_open_alert_incidents_are_counted_by_rule(scrape):
+    rule = AlertRuleFactory(kind="workers_gone", threshold=5, enabled=True)
+    for kind in ("terminal_offline", "terminal_no_sales", "backlog_overdue", "dead_letter_rate"):
+        AlertRuleFactory(kind=kind, enabled=False)
+    assert value(scrape(), "syncadmin_alert_incidents_open", rule="workers_gone") == 0
+    now = datetime.now(UTC)
+    MetricSampleFactory(at=now - timedelta(minutes=30))
+    assert [i.rule for i in incidents.alerts_evaluate(now=now).opened] == [rule]
+    samples = scrape()
+    assert value(samples, "syncadmin_alert_incidents_open", rule="workers_gone") == 1
+    assert value(samples, "syncadmin_alert_incidents_open", rule="terminal_offline") == 0
