@@ -2,6 +2,7 @@
 events, and the pauses the claim honours."""
 
 import re
+from datetime import timedelta
 
 from django.db import models
 from django.db.models import Q
@@ -140,6 +141,12 @@ class MessageEvent(models.Model):
     class Meta:
         indexes = [models.Index(fields=["message", "at"], name="event_message_at_idx")]
         ordering = ["at", "id"]
+
+
+# How far a paused message's due time is moved while it is parked (messages/services/pauses.py):
+# about 1,000 years, far past any backoff and inside every database's range. Moving it back by
+# the same offset gives the due time to the microsecond.
+PARK_OFFSET = timedelta(days=365_000)
 
 
 class QueuePause(models.Model):

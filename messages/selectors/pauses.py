@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from messages.models import PENDING_STATES, Message, QueuePause
+from django.utils import timezone
+
+from messages.models import PARK_OFFSET, PENDING_STATES, Message, QueuePause
 from messages.selectors.queue import message_count_capped
 
 WAITING_CAP = 10_000  # the dashboard counts a pause's waiting messages up to this, then says "more than"
@@ -42,3 +45,14 @@ def queue_pause_counts() -> dict[str, int]:
     for scope in QueuePause.objects.values_list("scope", flat=True):
         counts[scope] += 1
     return counts
+
+
+def message_due(*, next_attempt_at: datetime | None) -> tuple[datetime | None, bool]:
+    """(when the message is or was due, whether a pause has it parked).
+
+    A parked message's stored due time is PARK_OFFSET later than its own (services/pauses.py); the
+    console and the API show the message's own, to the microsecond, and say that it is parked.
+    """
+    if next_attempt_at is not None and next_attempt_at > timezone.now() + PARK_OFFSET / 2:
+        return next_attempt_at - PARK_OFFSET, True
+    return next_attempt_at, False

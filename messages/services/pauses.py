@@ -24,13 +24,12 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django_q.tasks import async_task
 
-from messages.models import ENTITY_RE, PENDING_STATES, Message, QueuePause
+from messages.models import ENTITY_RE, PARK_OFFSET, PENDING_STATES, Message, QueuePause
 from messages.services.console import ActionRefused
 from messages.services.wakeup import wake_workers
 from syncadmin.lib.clock import db_now
@@ -39,7 +38,6 @@ from terminals.models import Terminal
 
 log = logging.getLogger("messages.services")
 
-PARK_OFFSET = timedelta(days=365_000)  # about 1,000 years: far past any backoff, inside every DB's range
 PAUSE_CACHE_SECONDS = 1.0  # how stale a worker's idea of the pauses may be: the pause takes effect within it
 UNPARK_CHUNK = 5_000
 UNPARK_TASK = "messages.tasks.queue_unpark"

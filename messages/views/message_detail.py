@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from messages import selectors
 from messages.forms import DiscardForm, EditPayloadForm, RestoreForm, RetryForm
 from messages.models import ACTION_PERMS, ACTION_STATES, VIEW_PERM, DeadLetter, Message, MessageState
+from messages.selectors.pauses import message_due
 from messages.services.console import (
     ActionRefused,
     message_edit_and_retry,
@@ -33,8 +34,11 @@ def _detail_context(request, message: Message, **extra) -> dict:
     events = selectors.message_lifecycle(message_id=message.pk)
     payload, payload_ok = _pretty(message.payload)
     dead_letter = DeadLetter.objects.filter(message=message).first()
+    due_at, parked = message_due(next_attempt_at=message.next_attempt_at)
     return {
         "message": message,
+        "due_at": due_at,
+        "parked": parked,
         "events": events,
         "attempts": [e for e in events if e.error_class or e.traceback],
         "payload": payload,

@@ -18,6 +18,7 @@ from ninja import Field, Path, Query, Router, Schema, Status
 from messages import selectors
 from messages.filtersets import message_filter_queryset, message_filterset
 from messages.models import ACTION_PERMS, ACTION_STATES, BULK_RATE_MAX, VIEW_PERM, DeadLetter, Message
+from messages.selectors.pauses import message_due
 from messages.services.bulk import BulkRefused, actionable, bulk_action_start, job_queryset
 from messages.services.console import (
     ActionRefused,
@@ -57,7 +58,10 @@ class MessageOut(Schema):
     received_at: datetime
     updated_at: datetime
     processed_at: datetime | None
-    next_attempt_at: datetime | None
+    next_attempt_at: datetime | None = Field(
+        description="when it is (or was) due; a paused message keeps its own due time here (see paused)"
+    )
+    paused: bool = Field(False, description="a pause holds it back (parked): it is taken again when the pause ends")
     trace_id: str
 
 
@@ -127,8 +131,10 @@ def message_out(message: Message) -> MessageOut:
 
 
 def _fields(message: Message, schema) -> dict:
-    data = {f: getattr(message, f) for f in schema.model_fields if f in MessageOut.model_fields and f != "terminal"}
-    return {**data, "terminal": message.terminal.code}
+    skip = {"terminal", "next_attempt_at", "paused"}
+    data = {f: getattr(message, f) for f in schema.model_fields if f in MessageOut.model_fields and f not in skip}
+    due_at, parked = message_due(next_attempt_at=message.next_attempt_at)
+    return {**data, "terminal": message.terminal.code, "next_attempt_at": due_at, "paused": parked}
 
 
 def _filterset(filters: MessageFilters, location: str):

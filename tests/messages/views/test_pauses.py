@@ -1,8 +1,10 @@
 """messages/views/pauses.py and the dashboard's pause panel: pause from the console, see it, resume it."""
 
+from datetime import UTC, datetime
+
 import pytest
 
-from messages.models import QueuePause
+from messages.models import PARK_OFFSET, MessageState, QueuePause
 from syncadmin.models import AuditEntry
 from tests.factories import MessageFactory, QueuePauseFactory
 
@@ -71,3 +73,15 @@ def test_message_detail_offers_to_pause_its_type_prefilled(login_as):
     form = client.get("/pauses/?scope=message_type&value=price.upsert").content.decode()
     assert 'value="price.upsert"' in form
     assert 'id="pause-type-link"' not in login_as("Viewers").get(f"/messages/{message.pk}/").content.decode()
+
+
+def test_a_parked_message_shows_its_own_due_time_and_that_a_pause_holds_it(login_as):
+    """Parking moves the stored due time ~1,000 years on; the page shows the message's own, exact."""
+    due = datetime(2026, 12, 4, 9, 30, 15, tzinfo=UTC)
+    message = MessageFactory(state=MessageState.FAILED, next_attempt_at=due + PARK_OFFSET)
+    page = login_as("Viewers").get(f"/messages/{message.pk}/").content.decode()
+    assert 'id="parked"' in page and "due at 2026-12-04 09:30:15" in page
+    message.next_attempt_at = due  # not parked: the usual line, no badge
+    message.save()
+    page = login_as("Viewers").get(f"/messages/{message.pk}/").content.decode()
+    assert 'id="parked"' not in page and "next at 09:30:15" in page

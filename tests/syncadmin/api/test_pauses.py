@@ -1,8 +1,10 @@
 """syncadmin/api/pauses.py: list, pause and resume through the API, audited as from the console."""
 
+from datetime import UTC, datetime
+
 import pytest
 
-from messages.models import QueuePause
+from messages.models import PARK_OFFSET, MessageState, QueuePause
 from syncadmin.models import AuditEntry
 from tests.factories import MessageFactory, QueuePauseFactory
 from tests.syncadmin.api.conftest import assert_problem
@@ -43,3 +45,14 @@ def test_pausing_twice_is_a_conflict_and_resuming_twice_not_found(admin_api):
     assert response.status_code == 409 and "paused already" in response.json()["detail"]
     assert admin_api.post(f"/pauses/{pause.pk}/resume", {}).status_code == 200
     assert admin_api.post(f"/pauses/{pause.pk}/resume", {}).status_code == 404
+
+
+def test_a_parked_message_reads_with_its_own_due_time_and_paused(admin_api):
+    due = datetime(2026, 12, 4, 9, 30, 15, 123456, tzinfo=UTC)
+    parked = MessageFactory(state=MessageState.RECEIVED, next_attempt_at=due + PARK_OFFSET)
+    waiting = MessageFactory(state=MessageState.RECEIVED, next_attempt_at=due)
+    for message, paused in ((parked, True), (waiting, False)):
+        body = admin_api.get(f"/messages/{message.pk}").json()
+        assert (datetime.fromisoformat(body["next_attempt_at"]), body["paused"]) == (due, paused)
+    listed = {m["id"]: m["paused"] for m in admin_api.get("/messages").json()["items"]}
+    assert listed == {parked.pk: True, waiting.pk: False}
