@@ -80,3 +80,16 @@ class DeadLetterGroupEvent(models.Model):
     class Meta:
         indexes = [models.Index(fields=["grouping", "key", "at"], name="deadletter_group_event_idx")]
         ordering = ["-at", "-id"]
+
+    @property
+    def from_label(self) -> str:
+        return _status_label(self.from_status)
+
+    @property
+    def to_label(self) -> str:
+        return _status_label(self.to_status)
+
+
+def _status_label(value: str) -> str:
+    """A status as the console says it ("On hold"); blank or unknown values as stored."""
+    return TriageStatus(value).label if value in TriageStatus.values else value

@@ -37,7 +37,7 @@ def test_a_viewer_sees_a_group_its_triage_and_history_but_no_control(login_as):
     page = login_as("Viewers").get(GROUP)
     assert page.status_code == 200
     body = page.content.decode()
-    assert "On hold" in body and 'id="triage-owner">sam<' in body and "new → on_hold" in body
+    assert "On hold" in body and 'id="triage-owner">sam<' in body and "New → On hold" in body
     assert "triage-form" not in body and "take-it" not in body and "Take it" not in body
 
 
