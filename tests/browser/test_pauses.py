@@ -46,6 +46,12 @@ def test_support_pauses_a_type_from_a_message_sees_it_on_the_dashboard_and_resum
 
     pause = QueuePause.objects.get()
     page.fill("#pauses form input[name=reason]", "fix deployed 15:10")
+    # The dashboard refreshes itself (hx-get every CONSOLE_REFRESH_SECONDS): a refresh now keeps the typed reason.
+    page.evaluate(
+        "() => htmx.ajax('GET', document.querySelector('#dashboard').getAttribute('hx-get'),"
+        " {target: '#dashboard', swap: 'outerHTML'})"
+    )
+    assert page.input_value(f"#resume-reason-{pause.pk}") == "fix deployed 15:10"
     page.click(f"#resume-{pause.pk}")
     page.wait_for_url(f"{live_server.url}/")
     assert page.locator("#pauses").count() == 0
