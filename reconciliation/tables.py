@@ -6,7 +6,14 @@ import django_tables2 as tables
 from django.urls import reverse
 from django.utils.html import format_html
 
-from reconciliation.models import AlertNotification, AlertRule, Discrepancy, Incident, ReconciliationRun
+from reconciliation.models import (
+    AlertNotification,
+    AlertRule,
+    Discrepancy,
+    Incident,
+    NotificationState,
+    ReconciliationRun,
+)
 from syncadmin.lib.columns import StampColumn, stamp
 
 KIND_CLASS = {"counter_drift": "k-drift", "gap": "k-gap", "in_flight": "k-flight", "stale": "k-stale"}
@@ -149,15 +156,30 @@ class AlertNotificationTable(tables.Table):
     next_attempt_at = StampColumn(verbose_name="Next attempt")
     sent_at = StampColumn(verbose_name="Sent")
     last_error = tables.Column(verbose_name="Last error")
+    resend = tables.Column(accessor="pk", verbose_name="", orderable=False)
 
     class Meta:
         model = AlertNotification
         fields = ()
         sequence = ("state", "incident", "event", "channel", "target", "attempts", "next_attempt_at", "sent_at",
-                    "last_error")  # fmt: skip
+                    "last_error", "resend")  # fmt: skip
         orderable = False
         attrs = {"class": "table"}
         empty_text = "No notifications yet."
+
+    def __init__(self, *args, can_resend: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not can_resend:
+            self.columns.hide("resend")
+
+    def render_resend(self, record):
+        if record.state != NotificationState.FAILED:
+            return ""
+        # Posted by htmx with the page's CSRF header (base.html's hx-headers); the answer reloads the page.
+        return format_html(
+            '<button class="btn" id="resend-{}" hx-post="{}" hx-swap="none">Resend</button>',
+            record.pk, reverse("alerts:notification_resend", args=[record.pk]),
+        )  # fmt: skip
 
     def render_state(self, record):
         return format_html('<span class="badge {}">{}</span>', NOTIFICATION_CLASS.get(record.state, ""), record.state)

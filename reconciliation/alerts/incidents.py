@@ -32,6 +32,7 @@ from reconciliation.models import (
     Incident,
     IncidentState,
     NotificationChannel,
+    NotificationState,
 )
 from syncadmin.lib.clock import db_now
 from syncadmin.services import audit_record
@@ -155,3 +156,21 @@ def alert_rule_update(*, rule: AlertRule, enabled: bool, threshold: float, for_m
             detail={"before": before, "after": after},
         )  # fmt: skip
     return rule
+
+
+def alert_notification_resend(*, notification_id: int, actor: str, now: datetime | None = None) -> bool:
+    """Send a failed notification again (an operator fixed the receiver or the mail server): it becomes
+    pending with its attempts reset and is delivered after commit, retried as before. Compare-and-set
+    on Failed, so a double click or two operators resend it once. Audited. False if it was not failed."""
+    now = now or db_now()
+    with transaction.atomic():
+        changed = AlertNotification.objects.filter(pk=notification_id, state=NotificationState.FAILED).update(
+            state=NotificationState.PENDING, attempts=0, next_attempt_at=now
+        )
+        if changed:
+            audit_record(
+                actor=actor, action="alert_notification.resend", object_type="alert_notification",
+                object_id=str(notification_id),
+            )  # fmt: skip
+            transaction.on_commit(lambda: async_task(DELIVER_TASK, notification_id, group="alerts"))
+    return bool(changed)

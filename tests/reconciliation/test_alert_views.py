@@ -80,3 +80,28 @@ def test_bad_filters_are_a_notice_not_a_500(login_as, incident):
 def test_anonymous_goes_to_the_login_page(client):
     assert client.get("/alerts/")["Location"].startswith("/accounts/login/")
     assert AlertNotification.objects.count() == 0
+
+
+@pytest.mark.parametrize("role", ["Viewers", "Support", "Terminal admins"])
+def test_a_terminal_admin_resends_a_failed_notification_once_and_it_is_audited(login_as, incident, role, settings):
+    failed = AlertNotification.objects.get(incident=incident, event="opened")
+    assert failed.state == "failed" and failed.attempts == 1
+    client = login_as(role)
+    page = client.get("/alerts/notifications/").content.decode()
+    assert (f'id="resend-{failed.pk}"' in page) == (role == "Terminal admins")
+    response = client.post(f"/alerts/notifications/{failed.pk}/resend/", HTTP_HX_REQUEST="true")
+    failed.refresh_from_db()
+    if role != "Terminal admins":
+        assert response.status_code == 403 and failed.state == "failed" and failed.attempts == 1
+        assert not AuditEntry.objects.filter(action="alert_notification.resend").exists()
+        return
+    assert response.status_code == 200 and response["HX-Refresh"] == "true"
+    assert (failed.state, failed.attempts, failed.last_error != "") == ("pending", 0, True)  # the error stays to read
+    assert AuditEntry.objects.get(action="alert_notification.resend").object_id == str(failed.pk)
+    again = client.post(f"/alerts/notifications/{failed.pk}/resend/", follow=True)  # not failed any more
+    assert "not failed: nothing to resend" in again.content.decode()
+    assert AuditEntry.objects.filter(action="alert_notification.resend").count() == 1
+    # Delivered through the usual path: still nobody on port 9, so one more attempt, failed again.
+    assert delivery.notification_deliver(notification_id=failed.pk) == "failed"
+    failed.refresh_from_db()
+    assert (failed.state, failed.attempts) == ("failed", 1)
