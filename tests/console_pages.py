@@ -16,6 +16,7 @@ from reconciliation import services as reconciliation_services
 from reconciliation.models import AlertRule, Discrepancy, RunTrigger
 from syncadmin.services import api_token_create
 from tests.factories import (
+    AlertNotificationFactory,
     BulkJobFactory,
     DeadLetterFactory,
     PurgeRunFactory,
@@ -71,6 +72,7 @@ def console_objects() -> dict[str, int]:
         "terminal_code": terminal.code,
         "pause": QueuePauseFactory().pk,
         "alerts:rule_edit": AlertRule.objects.order_by("pk").first().pk,
+        "alerts:notification_resend": AlertNotificationFactory().pk,
         "api-token": api_token_create(user=UserFactory(username="pages-token-owner"), name="pages")[0].pk,
         "saved-view": SavedViewFactory(name="pages", shared=True).pk,  # a team view: every user may open it
     }

@@ -189,3 +189,35 @@ class AlertRuleFactory(factory.django.DjangoModelFactory):
             setattr(rule, field, value)
         rule.save()
         return rule
+
+
+class IncidentFactory(factory.django.DjangoModelFactory):
+    """An open incident of the backlog rule, as alerts_evaluate leaves one."""
+
+    class Meta:
+        model = "reconciliation.Incident"
+
+    rule = factory.SubFactory(AlertRuleFactory)
+    state = "open"
+    first_seen_at = factory.LazyFunction(lambda: datetime.now(UTC))
+    opened_at = factory.LazyAttribute(lambda i: i.first_seen_at)
+    updated_at = factory.LazyAttribute(lambda i: i.first_seen_at)
+    value = 30.0
+    threshold = 10.0
+
+
+class AlertNotificationFactory(factory.django.DjangoModelFactory):
+    """A webhook notification of an incident's opening that used up its attempts (failed)."""
+
+    class Meta:
+        model = "reconciliation.AlertNotification"
+
+    incident = factory.SubFactory(IncidentFactory)
+    event = "opened"
+    channel = "webhook"
+    target = "http://127.0.0.1:9/hook"
+    state = "failed"
+    attempts = 1
+    last_error = "ConnectionError: refused"
+    next_attempt_at = factory.LazyFunction(lambda: datetime.now(UTC))
+    created_at = factory.LazyFunction(lambda: datetime.now(UTC))

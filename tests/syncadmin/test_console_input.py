@@ -48,6 +48,7 @@ from reconciliation.models import AlertRule, Discrepancy, RunTrigger
 from syncadmin.services import api_token_create, audit_record
 from tests.console_pages import url_patterns
 from tests.factories import (
+    AlertNotificationFactory,
     BulkJobFactory,
     DeadLetterFactory,
     MessageFactory,
@@ -85,6 +86,7 @@ PK_OWNER = {
     "views/": "saved_view",
     "pauses/": "pause",
     "alerts/rules/": "alert_rule",
+    "alerts/notifications/": "alert_notification",
 }
 # A POST key whose value is another page's query string (the bulk form's "all matching the filter").
 NESTED_QUERY = {"query": ("message-list", {"action": "retry", "scope": "filter"})}
@@ -185,6 +187,7 @@ def world(db, settings):
             "saved_view": SavedViewFactory(owner=viewer, name="fuzzed", shared=True).pk,
             "pause": QueuePauseFactory(scope="entity_type", value="stock").pk,
             "alert_rule": AlertRule.objects.order_by("pk").first().pk,
+            "alert_notification": AlertNotificationFactory().pk,
         },
         "clients": clients,
     }
