@@ -74,6 +74,7 @@ class UserFactory(factory.django.DjangoModelFactory):
 ACCESS_MIGRATIONS = [
     ("syncadmin.migrations.0003_console_groups", "create_groups"),
     ("reconciliation.migrations.0003_group_permissions", "grant"),
+    ("messages.migrations.0002_scale_bulkjob_purgerun", "add_permissions"),
     ("messages.migrations.0009_queue_pauses", "add_permissions"),
     ("messages.migrations.0010_group_triage", "add_permission"),
     ("messages.migrations.0011_saved_views", "grant"),
