@@ -5,7 +5,10 @@
   indexes (the message table's seven less the one on state, which moves to a join).
 - ``v2_state``: the queue state, one narrow row per message keyed by the envelope's id (state,
   attempts, due time, lease owner and expiry, updated_at, and optionally last_error), with only the
-  claim's two partial indexes (due rows, leased rows) and a fillfactor of its own.
+  claim's two partial indexes (due rows, leased rows) and a fillfactor of its own. Both name the
+  state in their condition, so no transition can be a HOT update; ``lease_index=False`` keys the
+  due index on ``next_attempt_at IS NOT NULL`` and drops the lease index, which lets the completion
+  (it changes no indexed column) update the row in place when its page has room.
 - ``v2_claim``: the claim audited once per batch, one row naming the batch's message ids with each
   one's attempt and previous state (arrays), which the lifecycle timeline would read as each
   message's claim event (``unnest``); ``per_message_audit`` instead writes one ``v2_event`` row per
@@ -28,11 +31,15 @@ class Variant:
     fillfactor: int = 100
     per_message_audit: bool = False  # the claim's audit: one event row per message instead of one row per batch
     last_error: bool = True  # the state row carries the last error's text
+    # False: no index names state or the lease (the due index keyed on next_attempt_at IS NOT NULL,
+    # expired leases found through the claim audit), so the completion can be a HOT update.
+    lease_index: bool = True
 
     def label(self) -> str:
         audit = "claim audited per message" if self.per_message_audit else "claim audited per batch"
-        error = "" if self.last_error else ", no last_error column"
-        return f"fillfactor {self.fillfactor}, {audit}{error}"
+        error = "" if self.last_error else ", no last_error"
+        lease = "" if self.lease_index else ", HOT completion (no index on state or lease)"
+        return f"fillfactor {self.fillfactor}, {audit}{error}{lease}"
 
 
 def create(conn, variant: Variant) -> None:
@@ -56,8 +63,11 @@ def create(conn, variant: Variant) -> None:
         state varchar(16) NOT NULL, attempts integer NOT NULL, next_attempt_at timestamptz,
         lease_owner varchar(128) NOT NULL, lease_expires_at timestamptz, {error} updated_at timestamptz NOT NULL)
         WITH (fillfactor = {variant.fillfactor})""")  # fmt: skip
-    conn.execute(f"CREATE INDEX v2_state_due ON {STATE} (next_attempt_at) WHERE state IN ('Received', 'Failed')")
-    conn.execute(f"CREATE INDEX v2_state_lease ON {STATE} (lease_expires_at) WHERE state = 'Processing'")
+    if variant.lease_index:
+        conn.execute(f"CREATE INDEX v2_state_due ON {STATE} (next_attempt_at) WHERE state IN ('Received', 'Failed')")
+        conn.execute(f"CREATE INDEX v2_state_lease ON {STATE} (lease_expires_at) WHERE state = 'Processing'")
+    else:  # the engine keeps next_attempt_at set exactly while a message is Received or Failed
+        conn.execute(f"CREATE INDEX v2_state_due ON {STATE} (next_attempt_at) WHERE next_attempt_at IS NOT NULL")
     conn.execute(f"""CREATE TABLE {CLAIM_AUDIT} (id bigserial PRIMARY KEY, at timestamptz NOT NULL,
         actor varchar(150) NOT NULL, ids bigint[] NOT NULL, attempts integer[] NOT NULL, from_states text[] NOT NULL)""")
     conn.execute(f"CREATE INDEX v2_claim_ids ON {CLAIM_AUDIT} USING gin (ids)")  # the timeline's lookup by message
