@@ -23,6 +23,29 @@ def timed_processes(target, args_per_process: list[tuple]) -> float:
     return elapsed
 
 
+def timed_with_writes(dsn: str, table: str, total: int, target, per_process: list[tuple]) -> tuple[float, str]:
+    """Run the drain; its msg/s and what it wrote: ``table``'s row updates (of them HOT, in place)
+    and the cluster's WAL bytes per message (the whole server's: other databases' writes count)."""
+    import time
+
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cursor:
+        upd, hot = table_updates(cursor, table)
+        lsn = cursor.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+        rate = total / timed_processes(target, per_process)
+        wal = cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", [lsn]).fetchone()[0]
+        # A backend's counts are flushed when it exits: wait for the workers' backends to be gone.
+        for _ in range(100):
+            if not cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                  " AND pid <> pg_backend_pid()").fetchone()[0]:  # fmt: skip
+                break
+            time.sleep(0.05)
+        upd2, hot2 = table_updates(cursor, table)
+    upd, hot = upd2 - upd, hot2 - hot
+    return rate, f"{upd:,} updates, {hot:,} HOT ({hot / max(upd, 1):.0%}), {float(wal) / total:,.0f} WAL B/msg"
+
+
 def fresh_database(pg: str, name: str) -> str:
     """Drop and create database ``name`` on the server at ``pg`` (a URL without a database); its URL."""
     drop_database(pg, name)

@@ -29,13 +29,15 @@ import multiprocessing as mp
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import fresh_database, terminals_insert, timed_processes  # noqa: E402
+from bench import ceiling_v2  # noqa: E402
+from bench._common import fresh_database, terminals_insert, timed_with_writes  # noqa: E402
 from bench.engine import ENTITIES, async_commit, bare_loop, same_commit_mode_as_the_engine  # noqa: E402
 
 MSG, EVENT, CENTRAL, COUNTER, TERMINAL = (
@@ -48,6 +50,8 @@ MSG, EVENT, CENTRAL, COUNTER, TERMINAL = (
 JOURNAL = "ceiling_claim_journal"
 # What the claim and the completion themselves need on the message table; every other index of
 # it serves the console or the retention purge (read from the catalogue, so it tracks models.py).
+# The v2 schema kept as "v2" after measuring its variations (docs/performance.md).
+V2 = ceiling_v2.Variant(fillfactor=100, per_message_audit=False, last_error=True)
 QUEUE_INDEXES = {"queue_messages_message_pkey", "message_terminal_msgid_uniq", "message_due_idx", "message_lease_idx"}
 
 
@@ -59,6 +63,11 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=100, help="claim batch size (every form and the bare loop)")
     p.add_argument("--pg", default=os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432"))
     p.add_argument("--database", default="syncadmin_ceiling", help="the database of its own (dropped and created)")
+    p.add_argument("--v2-fillfactor", type=int, default=V2.fillfactor, help="the v2 state table's fillfactor")
+    p.add_argument("--v2-variations", action="store_true",
+                   help="also measure the v2 variations: fillfactor 70/85/100, the claim audited per message, "
+                        "the state table without last_error, no state or lease in any index (fillfactor 70, 85)")  # fmt: skip
+    p.add_argument("--only-v2", action="store_true", help="skip the bare loops and today's schema")
     return p.parse_args(argv)
 
 
@@ -257,20 +266,36 @@ def verify(dsn: str, total: int) -> None:
     with psycopg.connect(dsn) as conn:
         left = conn.execute(f"SELECT count(*) FROM {MSG} WHERE state <> 'Processed' OR attempts <> 1").fetchone()[0]
         events = conn.execute(f"SELECT count(*) FROM {EVENT}").fetchone()[0]
-        stale = conn.execute(f"""SELECT count(*) FROM (SELECT terminal_id, entity_type, entity_key, max(sequence) AS s
-            FROM {MSG} GROUP BY 1, 2, 3) AS want JOIN {TERMINAL} AS t ON t.id = want.terminal_id
-            LEFT JOIN {CENTRAL} AS c ON (c.terminal_code, c.entity_type, c.entity_key) = (t.code, want.entity_type,
-                want.entity_key) AND c.last_sequence = want.s WHERE c.id IS NULL""").fetchone()[0]  # fmt: skip
-        counted = conn.execute(f"SELECT coalesce(sum(live_count), 0) FROM {COUNTER}").fetchone()[0]
-        keys = conn.execute(f"SELECT count(*) FROM {CENTRAL}").fetchone()[0]
-    problems = [
-        f"{left} messages not Processed exactly once" if left else "",
-        f"{events} events for {total} messages (want {2 * total})" if events != 2 * total else "",
+        problems = [
+            f"{left} messages not Processed exactly once" if left else "",
+            f"{events} events for {total} messages (want {2 * total})" if events != 2 * total else "",
+            *central_problems(conn),
+        ]
+    if problems := [p for p in problems if p]:
+        raise SystemExit("ceiling form did not do the engine's work: " + "; ".join(problems))
+
+
+def central_problems(conn) -> list[str]:
+    """Every source key in the central store at its newest sequence, the counters summing to it."""
+    stale = conn.execute(f"""SELECT count(*) FROM (SELECT terminal_id, entity_type, entity_key, max(sequence) AS s
+        FROM ceiling_source GROUP BY 1, 2, 3) AS want JOIN {TERMINAL} AS t ON t.id = want.terminal_id
+        LEFT JOIN {CENTRAL} AS c ON (c.terminal_code, c.entity_type, c.entity_key) = (t.code, want.entity_type,
+            want.entity_key) AND c.last_sequence = want.s WHERE c.id IS NULL""").fetchone()[0]  # fmt: skip
+    counted = conn.execute(f"SELECT coalesce(sum(live_count), 0) FROM {COUNTER}").fetchone()[0]
+    keys = conn.execute(f"SELECT count(*) FROM {CENTRAL}").fetchone()[0]
+    return [
         f"{stale} keys missing or stale in the central store" if stale else "",
         f"counters sum to {counted}, central store has {keys} keys" if counted != keys else "",
     ]
-    if problems := [p for p in problems if p]:
-        raise SystemExit("ceiling form did not do the engine's work: " + "; ".join(problems))
+
+
+def verify_v2(dsn: str, variant: ceiling_v2.Variant, total: int) -> None:
+    """Exit if the v2 drain did less than the engine must (ceiling_v2.problems, the central store)."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        if problems := [p for p in [*ceiling_v2.problems(conn, variant, total), *central_problems(conn)] if p]:
+            raise SystemExit(f"{variant.label()} did not do the engine's work: " + "; ".join(problems))
 
 
 def console_indexes(dsn: str) -> list[str]:
@@ -289,27 +314,55 @@ def drop_indexes(dsn: str, names: list[str]) -> None:
             conn.execute(f'DROP INDEX "{name}"')
 
 
-def measure(args, dsn: str, *, one_txn: bool, central: bool) -> tuple[float, int]:
+def measure(args, dsn: str, *, one_txn: bool, central: bool) -> tuple[float, int, str]:
     total = reset(dsn)
     deadlocks = mp.Value("i", 0)
     workers = [(dsn, args.batch, f"c{i}", one_txn, central, deadlocks) for i in range(args.workers)]
-    rate = total / timed_processes(worker, workers)
+    rate, writes = timed_with_writes(dsn, MSG, total, worker, workers)
     if central:
         verify(dsn, total)
-    return rate, deadlocks.value
+    return rate, deadlocks.value, writes
+
+
+def measure_v2(args, dsn: str, variant: ceiling_v2.Variant) -> tuple[float, int, str]:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {CENTRAL}, {COUNTER}")
+        total = ceiling_v2.reset(conn, variant)
+        for table in (CENTRAL, COUNTER):
+            conn.execute(f"VACUUM ANALYZE {table}")
+    deadlocks = mp.Value("i", 0)
+    workers = [(dsn, args.batch, f"c{i}", variant, apply_central, async_commit(), deadlocks)
+               for i in range(args.workers)]  # fmt: skip
+    rate, writes = timed_with_writes(dsn, ceiling_v2.STATE, total, ceiling_v2.worker, workers)
+    verify_v2(dsn, variant, total)
+    return rate, deadlocks.value, writes
+
+
+def v2_variants(args) -> list[ceiling_v2.Variant]:
+    """The kept "v2" first; with --v2-variations, each variation of it that matters."""
+    best = replace(V2, fillfactor=args.v2_fillfactor)
+    if not args.v2_variations:
+        return [best]
+    others = [replace(best, fillfactor=f) for f in (70, 85, 100) if f != best.fillfactor]
+    return [best, *others, replace(best, per_message_audit=not best.per_message_audit),
+            replace(best, last_error=not best.last_error), replace(best, fillfactor=70, lease_index=False),
+            replace(best, fillfactor=85, lease_index=False)]  # fmt: skip
 
 
 def main(argv=None):
     args = parse_args(argv)
     print(f"SyncAdmin engine ceiling: {args.messages:,} messages, {args.terminals} terminals, {args.workers} workers, "
           f"batch {args.batch}, PostgreSQL, commits {'asynchronous' if async_commit() else 'synchronous'} (all loops); "
-          "the engine's SQL with no Python beyond sending it", flush=True)  # fmt: skip
+          "the engine's SQL with no Python beyond sending it; after each: the message (v2: state) table's row "
+          "updates and the server's WAL per message", flush=True)  # fmt: skip
     dsn = prepare(args)
     bare_args = SimpleNamespace(sqlite=False, messages=args.messages, workers=args.workers, batch=args.batch)
-    first = bare_loop(bare_args, dsn, lease_form=False)
-    print(
-        f"  reference, bare SQL loop (bench/engine.py's, 1 txn, one multi-row INSERT): {first:8,.0f} msg/s", flush=True
-    )
+    first = 0.0 if args.only_v2 else bare_loop(bare_args, dsn, lease_form=False)
+    if first:
+        print(f"  reference, bare SQL loop (bench/engine.py's, 1 txn, one multi-row INSERT): {first:8,.0f} msg/s",
+              flush=True)  # fmt: skip
     results = []
     console = console_indexes(dsn)
     forms = [
@@ -319,19 +372,25 @@ def main(argv=None):
         (f"without the console's {len(console)} indexes, one transaction", True, True, True),
         ("without the console's indexes and without the central store", False, False, True),
     ]
-    for label, one_txn, central, lean in forms:
+    runs = [] if args.only_v2 else [(label, lambda o=o, c=c: measure(args, dsn, one_txn=o, central=c), lean)
+                                    for label, o, c, lean in forms]  # fmt: skip
+    runs += [("v2 schema, " + v.label() if i == 0 else "  v2 variation, " + v.label(), lambda v=v: measure_v2(args, dsn, v), False)
+             for i, v in enumerate(v2_variants(args))]  # fmt: skip
+    for label, run, lean in runs:
         if lean and console:
             drop_indexes(dsn, console)
             console = []
-        rate, deadlocks = measure(args, dsn, one_txn=one_txn, central=central)
+        rate, deadlocks, writes = run()
         results.append((label, rate))
-        note = f"  ({deadlocks} deadlocked batches retried)" if deadlocks else ""
-        print(f"    {label + ':':<66} {rate:8,.0f} msg/s{note}", flush=True)
+        note = f", {deadlocks} deadlocked batches retried" if deadlocks else ""
+        print(f"    {label + ':':<84} {rate:8,.0f} msg/s  ({writes}{note})", flush=True)
+    if args.only_v2:
+        return
     second = bare_loop(bare_args, dsn, lease_form=False)
     reference = (first + second) / 2
     print(f"  reference again: {second:,.0f} msg/s; shares of the two references' mean ({reference:,.0f} msg/s):")
     for label, rate in results:
-        print(f"    {label + ':':<66} {rate / reference:5.0%}")
+        print(f"    {label + ':':<84} {rate / reference:5.0%}")
 
 
 if __name__ == "__main__":
