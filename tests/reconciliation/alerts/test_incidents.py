@@ -206,7 +206,7 @@ def test_no_worker_ever_is_not_an_outage():
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the seeded rules stay for the next tests
+@pytest.mark.django_db(transaction=True)  # real commits: the evaluators race on separate connections
 def test_evaluators_running_at_once_open_one_incident_and_notify_once():
     """Four evaluators at the same instant (the schedule and the timer's command overlapping) on
     PostgreSQL: the unique partial constraint and the compare-and-set leave one incident, two rows."""
