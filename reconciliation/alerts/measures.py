@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Max, Q
 
 from messages.models import DeadLetter, Message
 from messages.selectors import message_backlog_ages
@@ -73,25 +73,18 @@ def terminal_no_sales(rule: AlertRule, now: datetime) -> dict[str, Reading]:
             candidates[terminal.pk] = (terminal, since)
     if not candidates:
         return {}
-    selling = set(
-        Message.objects.filter(
-            terminal_id__in=list(candidates),
-            entity_type=settings.SYNC_ALERT_SALES_ENTITY,
-            received_at__gt=now - window,
-        )
-        .values_list("terminal_id", flat=True)
-        .distinct()
+    # The last sale of every candidate in one query (not one per quiet terminal): selling iff within the window.
+    last_sales = dict(
+        Message.objects.filter(terminal_id__in=list(candidates), entity_type=settings.SYNC_ALERT_SALES_ENTITY)
+        .values("terminal_id")
+        .annotate(last=Max("received_at"))
+        .values_list("terminal_id", "last")
     )
     readings = {}
     for pk, (terminal, since) in candidates.items():
-        if pk in selling:
+        last = last_sales.get(pk)
+        if last is not None and last > now - window:
             continue
-        last = (
-            Message.objects.filter(terminal_id=pk, entity_type=settings.SYNC_ALERT_SALES_ENTITY)
-            .order_by("-received_at")
-            .values_list("received_at", flat=True)
-            .first()
-        )
         quiet_since = max(since, last) if last else since
         readings[terminal.code] = Reading(
             _minutes(now - quiet_since),

@@ -31,20 +31,6 @@ def execute(**kwargs):
     return bulk_job_execute(message_filter=message_filter_queryset, **kwargs)
 
 
-@pytest.fixture
-def enqueued(monkeypatch):
-    """Record the tasks the services enqueue instead of sending them to the broker."""
-    calls = []
-    monkeypatch.setattr(services_bulk, "bulk_job_enqueue", lambda job_id, token="": calls.append((job_id, token)))
-    return calls
-
-
-@pytest.fixture
-def small_jobs(settings):
-    settings.CONSOLE_BULK_JOB_THRESHOLD = 3
-    settings.CONSOLE_BULK_JOB_CHUNK = 2
-
-
 def dead_letters(n, **kwargs):
     return [d.message.pk for d in DeadLetterFactory.create_batch(n, **kwargs)]
 

@@ -7,7 +7,6 @@ import pytest
 from messages import tasks
 from messages.filtersets import message_filter_queryset
 from messages.models import BulkJob, BulkJobState, Message, MessageState
-from messages.services import bulk as services_bulk
 from messages.services.bulk import BulkRefused, bulk_job_cancel, bulk_job_execute
 from messages.services.bulk_control import bulk_job_pause, bulk_job_resume
 from messages.services.bulk_pace import Pace
@@ -21,19 +20,6 @@ pytestmark = pytest.mark.django_db
 
 def execute(**kwargs):
     return bulk_job_execute(message_filter=message_filter_queryset, **kwargs)
-
-
-@pytest.fixture
-def enqueued(monkeypatch):
-    calls = []
-    monkeypatch.setattr(services_bulk, "bulk_job_enqueue", lambda job_id, token="": calls.append((job_id, token)))
-    return calls
-
-
-@pytest.fixture
-def small_jobs(settings):
-    settings.CONSOLE_BULK_JOB_THRESHOLD = 3
-    settings.CONSOLE_BULK_JOB_CHUNK = 2
 
 
 @pytest.fixture

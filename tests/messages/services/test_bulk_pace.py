@@ -32,13 +32,6 @@ class FakeClock:
         self.now += seconds
 
 
-@pytest.fixture
-def enqueued(monkeypatch):
-    calls = []
-    monkeypatch.setattr(services_bulk, "bulk_job_enqueue", lambda job_id, token="": calls.append((job_id, token)))
-    return calls
-
-
 def start(**kwargs):
     return bulk_action_start(message_filter=message_filter_queryset, actor="user:ops", **kwargs)
 

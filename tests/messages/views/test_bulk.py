@@ -5,7 +5,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from messages.models import BulkJob, BulkJobState, Message, MessageState
-from messages.services import bulk as services_bulk
 from syncadmin.models import AuditEntry
 from tests.factories import BulkJobFactory, DeadLetterFactory
 
@@ -14,13 +13,6 @@ J = BulkJobState
 pytestmark = pytest.mark.django_db
 HX = {"HTTP_HX_REQUEST": "true"}
 GROUP = {"action": "retry", "scope": "filter", "query": "state=DeadLettered&group=ValueError%3A+price+%23+is+negative"}
-
-
-@pytest.fixture
-def enqueued(monkeypatch):
-    calls = []
-    monkeypatch.setattr(services_bulk, "bulk_job_enqueue", lambda job_id, token="": calls.append((job_id, token)))
-    return calls
 
 
 def test_group_retry_confirm_offers_a_rate_and_a_throttled_retry_becomes_a_job(login_as, enqueued):
