@@ -69,7 +69,7 @@ def main() -> None:
 
     sample = Message.objects.filter(state="DeadLettered").order_by("-pk").only("pk").first()
     deep = console_bench.cursor_at(500_000)
-    deep_failed = console_bench.cursor_at(5_000, "WHERE state = %s", ["Failed"])
+    deep_failed = console_bench.cursor_at(5_000, "WHERE s.state = %s", ["Failed"])
     pairs = [
         ("messages, first page", "/messages/", "/api/v1/messages"),
         ("messages, deep page (row 500,000)", f"/messages/?after={deep}", f"/api/v1/messages?after={deep}"),

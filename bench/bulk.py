@@ -72,30 +72,42 @@ def fill(args) -> float:
     with connection.cursor() as c:
         terminals_insert(c, prefix="T", count=50, heartbeat=True)
         # Background: Processed history. Then the group: dead-lettered, valid payloads (so the
-        # retried messages apply cleanly when the workers drain them).
+        # retried messages apply cleanly when the workers drain them). The envelope, then its state
+        # row under the same id (g read back from the message id 'm-<g>').
         c.execute(
             """
             WITH t AS (SELECT array_agg(id ORDER BY id) AS ids FROM terminals_terminal)
             INSERT INTO queue_messages_message (terminal_id, message_id, message_type, entity_type, entity_key,
-                sequence, created_at, payload, state, attempts, next_attempt_at, lease_owner, lease_expires_at,
-                last_error, received_at, updated_at, processed_at, trace_id)
+                sequence, created_at, payload, received_at, trace_id)
             SELECT t.ids[1 + g %% 50], 'm-' || g, 'product.upsert', 'product', 'SKU-' || g, 1,
                    now() - g * interval '1 second', '{"name": "Item ' || g || '", "price": "1.99"}',
+                   now() - g * interval '1 second', ''
+            FROM generate_series(1, %s) g CROSS JOIN t
+            """,
+            [args.messages + args.background],
+        )
+        c.execute(
+            """
+            INSERT INTO queue_messages_messagestate (id, state, attempts, next_attempt_at, lease_owner,
+                lease_expires_at, last_error, updated_at, processed_at, queued_at, queue_terminal_id)
+            SELECT m.id,
                    CASE WHEN g <= %s THEN 'DeadLettered' ELSE 'Processed' END,
                    CASE WHEN g <= %s THEN 5 ELSE 1 END, NULL, '', NULL,
                    CASE WHEN g <= %s THEN 'ValueError: price ' || (g %% 97) || ' is negative' ELSE '' END,
-                   now() - g * interval '1 second', now() - g * interval '1 second',
-                   CASE WHEN g > %s THEN now() - g * interval '1 second' END, ''
-            FROM generate_series(1, %s) g CROSS JOIN t
+                   m.received_at,
+                   CASE WHEN g > %s THEN m.received_at END,
+                   m.received_at, m.terminal_id
+            FROM queue_messages_message m
+            CROSS JOIN LATERAL (SELECT split_part(m.message_id, '-', 2)::int AS g) x
             """,
-            [args.messages] * 4 + [args.messages + args.background],
+            [args.messages] * 4,
         )
         c.execute(
             """
             INSERT INTO queue_messages_deadletter (message_id, reason, error_class, traceback, group_key,
                 dead_lettered_at, resolution, resolved_by, resolved_at, note)
             SELECT id, last_error, 'ValueError', '', %s, updated_at, '', '', NULL, ''
-            FROM queue_messages_message WHERE state = 'DeadLettered'
+            FROM queue_messages_messagestate WHERE state = 'DeadLettered'
             """,
             [GROUP],
         )

@@ -46,15 +46,19 @@ N_TERMINALS = 50
 
 def fill(reset: bool) -> None:
     with connection.cursor() as c:
-        c.execute("SELECT count(*) FROM queue_messages_message")
-        have = c.fetchone()[0]
-    if have == N_MESSAGES and not reset:
+        # Both halves of every message: a table migrated from the wide layout, or filled halfway, is rebuilt.
+        c.execute(
+            "SELECT (SELECT count(*) FROM queue_messages_message), (SELECT count(*) FROM queue_messages_messagestate)"
+        )
+        have, have_state = c.fetchone()
+    if have == have_state == N_MESSAGES and not reset:
         print(f"re-using {have:,} messages already in the table")
         return
     t0 = time.perf_counter()
     with connection.cursor() as c:
         c.execute(
-            "TRUNCATE queue_messages_messageevent, queue_messages_deadletter, queue_messages_message, "
+            "TRUNCATE queue_messages_messageevent, queue_messages_deadletter, queue_messages_messagestate, "
+            "queue_messages_message, "
             "queue_messages_outboundupdate, reconciliation_reportedcount, terminals_terminal, "
             "syncadmin_metricsample RESTART IDENTITY CASCADE"
         )
@@ -69,46 +73,56 @@ def fill(reset: bool) -> None:
             [N_TERMINALS],
         )
         # Newest first: the 5,000 newest rows are the backlog (Received); the rest is 97% Processed,
-        # 1% Failed, 1% DeadLettered, 1% Discarded, spread over ~6 days of history.
+        # 1% Failed, 1% DeadLettered, 1% Discarded, spread over ~6 days of history. The envelope first,
+        # then its state row with the same id (the state derived from the sequence, which is g).
         c.execute(
             """
             WITH t AS (SELECT array_agg(id ORDER BY id) AS ids FROM terminals_terminal)
             INSERT INTO queue_messages_message (terminal_id, message_id, message_type, entity_type, entity_key,
-                sequence, created_at, payload, state, attempts, next_attempt_at, lease_owner, lease_expires_at,
-                last_error, received_at, updated_at, processed_at, trace_id)
+                sequence, created_at, payload, received_at, trace_id)
             SELECT t.ids[1 + g %% %s], 'm-' || g,
                    (ARRAY['product.upsert','sale.upsert','customer.upsert','stock.upsert'])[1 + g %% 4],
                    (ARRAY['product','sale','customer','stock'])[1 + g %% 4],
                    'KEY-' || (g %% 100000), g,
                    now() - g * interval '0.5 second' - interval '2 seconds',
                    '{"name": "Item ' || g || '", "price": "1.99"}',
+                   now() - g * interval '0.5 second',
+                   md5(g::text)
+            FROM generate_series(1, %s) g
+            CROSS JOIN t
+            """,
+            [N_TERMINALS, N_MESSAGES],
+        )
+        c.execute(
+            """
+            INSERT INTO queue_messages_messagestate (id, state, attempts, next_attempt_at, lease_owner,
+                lease_expires_at, last_error, updated_at, processed_at, queued_at, queue_terminal_id)
+            SELECT m.id,
                    s.state,
                    CASE WHEN s.state = 'Received' THEN 0 ELSE 1 END,
                    CASE WHEN s.state IN ('Received', 'Failed') THEN now() ELSE NULL END,
                    '', NULL,
                    CASE WHEN s.state IN ('Failed', 'DeadLettered')
-                        THEN 'ValueError: price ' || (g %% 97) || ' is negative' ELSE '' END,
-                   now() - g * interval '0.5 second',
-                   now() - g * interval '0.5 second' + interval '1 second',
-                   CASE WHEN s.state = 'Processed' THEN now() - g * interval '0.5 second' + interval '1 second' END,
-                   md5(g::text)
-            FROM generate_series(1, %s) g
-            CROSS JOIN t
+                        THEN 'ValueError: price ' || (m.sequence %% 97) || ' is negative' ELSE '' END,
+                   m.received_at + interval '1 second',
+                   CASE WHEN s.state = 'Processed' THEN m.received_at + interval '1 second' END,
+                   m.received_at, m.terminal_id
+            FROM queue_messages_message m
             CROSS JOIN LATERAL (SELECT CASE
-                WHEN g <= 5000 THEN 'Received'
-                WHEN g %% 100 = 0 THEN 'Failed'
-                WHEN g %% 100 = 1 THEN 'DeadLettered'
-                WHEN g %% 100 = 2 THEN 'Discarded'
+                WHEN m.sequence <= 5000 THEN 'Received'
+                WHEN m.sequence %% 100 = 0 THEN 'Failed'
+                WHEN m.sequence %% 100 = 1 THEN 'DeadLettered'
+                WHEN m.sequence %% 100 = 2 THEN 'Discarded'
                 ELSE 'Processed' END AS state) s
             """,
-            [N_TERMINALS, N_MESSAGES],
+            [],  # (params, so that %% reads as %)
         )
         c.execute(
             """
             INSERT INTO queue_messages_deadletter (message_id, reason, error_class, traceback, group_key,
                 dead_lettered_at, resolution, resolved_by, resolved_at, note)
             SELECT id, last_error, 'ValueError', '', 'ValueError: price # is negative', updated_at, '', '', NULL, ''
-            FROM queue_messages_message WHERE state = 'DeadLettered'
+            FROM queue_messages_messagestate WHERE state = 'DeadLettered'
             """
         )
         c.execute(
@@ -126,13 +140,16 @@ def fill(reset: bool) -> None:
 
 
 def cursor_at(offset: int, where: str = "", params=()) -> str:
-    """The keyset cursor of the row at ``offset`` in the list's default order (a "deep page" link)."""
+    """The keyset cursor of the row at ``offset`` in the list's default order (a "deep page" link).
+
+    ``where`` may name envelope columns as ``m.`` and state columns as ``s.``."""
     from syncadmin.lib.pagination import _encode
 
     with connection.cursor() as c:
         c.execute(
-            f"SELECT received_at, id FROM queue_messages_message {where} "
-            "ORDER BY received_at DESC, id DESC OFFSET %s LIMIT 1",
+            "SELECT m.received_at, m.id FROM queue_messages_message m"
+            f" JOIN queue_messages_messagestate s ON s.id = m.id {where} "
+            "ORDER BY m.received_at DESC, m.id DESC OFFSET %s LIMIT 1",
             [*params, offset],
         )
         received_at, pk = c.fetchone()
@@ -170,9 +187,9 @@ def main() -> None:
 
     sample = Message.objects.filter(state="DeadLettered").order_by("-pk").only("pk", "message_id").first()
     deep = cursor_at(500_000)
-    deep_failed = cursor_at(5_000, "WHERE state = %s", ["Failed"])
+    deep_failed = cursor_at(5_000, "WHERE s.state = %s", ["Failed"])
     deep_terminal = cursor_at(
-        10_000, "WHERE terminal_id = (SELECT id FROM terminals_terminal WHERE code = %s)", ["T0007"]
+        10_000, "WHERE m.terminal_id = (SELECT id FROM terminals_terminal WHERE code = %s)", ["T0007"]
     )
 
     with connection.cursor() as c:

@@ -58,28 +58,40 @@ def setup_env(args) -> None:
     os.environ["DATABASE_URL"] = url
 
 
+# The envelope, then its state row under the same id (n read back from the message id 'm-<n>').
 FILL_PG = """
 WITH t AS (SELECT array_agg(id ORDER BY id) AS ids FROM terminals_terminal)
 INSERT INTO queue_messages_message (terminal_id, message_id, message_type, entity_type, entity_key, sequence,
-    created_at, payload, state, attempts, next_attempt_at, lease_owner, lease_expires_at, last_error,
-    received_at, updated_at, processed_at, trace_id)
+    created_at, payload, received_at, trace_id)
 SELECT t.ids[1 + g %% 20], 'm-' || g, CASE WHEN g <= %s THEN 'price.upsert' ELSE 'product.upsert' END,
-    CASE WHEN g <= %s THEN 'price' ELSE 'product' END, 'K-' || g, 1, now(), '{"price": "1.99"}', 'Received', 0,
-    now() - interval '3 hours' + g * interval '1 millisecond', '', NULL, '', now(), now(), NULL, ''
+    CASE WHEN g <= %s THEN 'price' ELSE 'product' END, 'K-' || g, 1, now(), '{"price": "1.99"}', now(), ''
 FROM generate_series(1, %s) g CROSS JOIN t
+"""
+FILL_STATE_PG = """
+INSERT INTO queue_messages_messagestate (id, state, attempts, next_attempt_at, lease_owner, lease_expires_at,
+    last_error, updated_at, processed_at, queued_at, queue_terminal_id)
+SELECT id, 'Received', 0, now() - interval '3 hours' + split_part(message_id, '-', 2)::int * interval '1 millisecond',
+    '', NULL, '', now(), NULL, received_at, terminal_id
+FROM queue_messages_message
 """
 
 FILL_SQLITE = """
 WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < %s)
 INSERT INTO queue_messages_message (terminal_id, message_id, message_type, entity_type, entity_key, sequence,
-    created_at, payload, state, attempts, next_attempt_at, lease_owner, lease_expires_at, last_error,
-    received_at, updated_at, processed_at, trace_id)
+    created_at, payload, received_at, trace_id)
 SELECT (SELECT min(id) FROM terminals_terminal) + n %% 20, 'm-' || n,
     CASE WHEN n <= %s THEN 'price.upsert' ELSE 'product.upsert' END,
     CASE WHEN n <= %s THEN 'price' ELSE 'product' END, 'K-' || n, 1, datetime('now'), '{"price": "1.99"}',
-    'Received', 0, strftime('%%Y-%%m-%%d %%H:%%M:%%f000', 'now', '-3 hours', '+' || (n / 1000.0) || ' seconds'),
-    '', NULL, '', datetime('now'), datetime('now'), NULL, ''
+    datetime('now'), ''
 FROM g
+"""
+FILL_STATE_SQLITE = """
+INSERT INTO queue_messages_messagestate (id, state, attempts, next_attempt_at, lease_owner, lease_expires_at,
+    last_error, updated_at, processed_at, queued_at, queue_terminal_id)
+SELECT id, 'Received', 0,
+    strftime('%%Y-%%m-%%d %%H:%%M:%%f000', 'now', '-3 hours', '+' || (substr(message_id, 3) / 1000.0) || ' seconds'),
+    '', NULL, '', datetime('now'), NULL, received_at, terminal_id
+FROM queue_messages_message
 """
 
 
@@ -92,6 +104,7 @@ def fill(args) -> float:
     with connection.cursor() as c:
         c.execute("DELETE FROM queue_messages_queuepause")
         c.execute("DELETE FROM queue_messages_messageevent")
+        c.execute("DELETE FROM queue_messages_messagestate")  # before the envelopes it references
         c.execute("DELETE FROM queue_messages_message")
         if args.sqlite:
             c.execute("DELETE FROM terminals_terminal")
@@ -103,12 +116,15 @@ def fill(args) -> float:
                     [f"T{i:04d}"],
                 )
             c.execute(FILL_SQLITE, [args.paused + args.due, args.paused, args.paused])
+            c.execute(FILL_STATE_SQLITE, [])  # (params, so that %% reads as %)
             c.execute("ANALYZE")
         else:
             c.execute("TRUNCATE terminals_terminal CASCADE")
             terminals_insert(c, prefix="T", count=20, heartbeat=True)
             c.execute(FILL_PG, [args.paused, args.paused, args.paused + args.due])
+            c.execute(FILL_STATE_PG)
             c.execute("VACUUM ANALYZE queue_messages_message")
+            c.execute("VACUUM ANALYZE queue_messages_messagestate")
     return time.perf_counter() - t0
 
 
@@ -154,10 +170,12 @@ def timed_filter_walk(runs: int, *, paused: bool = True) -> list[float]:
 
     values = [f"'other{i}.upsert'" for i in range(9)] + ["'price.upsert'" if paused else "'other9.upsert'"]
     hint = "INDEXED BY message_due_idx" if connection.vendor == "sqlite" else ""
-    lock = "" if connection.vendor == "sqlite" else "FOR UPDATE SKIP LOCKED"
+    lock = "" if connection.vendor == "sqlite" else "FOR UPDATE OF s SKIP LOCKED"
     sql = (
-        f"SELECT id FROM queue_messages_message {hint} WHERE state IN ('Received', 'Failed')"
-        f" AND next_attempt_at <= %s AND message_type NOT IN ({', '.join(values)}) ORDER BY next_attempt_at LIMIT {LIMIT} {lock}"
+        # The state row walked in due order, the envelope joined for its type (as the claim does).
+        f"SELECT s.id FROM queue_messages_messagestate AS s {hint} JOIN queue_messages_message AS e ON e.id = s.id"
+        f" WHERE s.state IN ('Received', 'Failed') AND s.next_attempt_at <= %s"
+        f" AND e.message_type NOT IN ({', '.join(values)}) ORDER BY s.next_attempt_at LIMIT {LIMIT} {lock}"
     )
     times = []
     for _ in range(runs):

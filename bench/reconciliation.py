@@ -58,7 +58,8 @@ def fill() -> None:
     with connection.cursor() as c:
         c.execute(
             "TRUNCATE reconciliation_discrepancy, reconciliation_reconciliationrun, reconciliation_reportedcount, "
-            "queue_messages_messageevent, queue_messages_deadletter, queue_messages_message, "
+            "queue_messages_messageevent, queue_messages_deadletter, queue_messages_messagestate, "
+            "queue_messages_message, "
             "queue_messages_centralentity, queue_messages_entitycounter, queue_messages_outboundupdate, "
             "terminals_terminal RESTART IDENTITY CASCADE"
         )
@@ -100,35 +101,53 @@ def fill() -> None:
                FROM queue_messages_entitycounter ec
                JOIN terminals_terminal t ON t.code = ec.terminal_code, generate_series(0, 2) r"""
         )
-        msg_cols = (
-            "terminal_id, message_id, message_type, entity_type, entity_key, sequence, created_at, payload, state, "
-            "attempts, lease_owner, last_error, received_at, updated_at, trace_id, next_attempt_at"
+        # Each message is an envelope and its state row under the same id: one statement writes both,
+        # the state (the same for every row of a statement) from the ids the envelope INSERT returns.
+        env_cols = (
+            "terminal_id, message_id, message_type, entity_type, entity_key, sequence, created_at, payload, "
+            "received_at, trace_id"
         )
+
+        def insert_messages(select: str, state: str, attempts: int, next_attempt_at: str) -> None:
+            c.execute(
+                f"""WITH env AS (INSERT INTO queue_messages_message ({env_cols}) {select}
+                        RETURNING id, received_at, terminal_id)
+                    INSERT INTO queue_messages_messagestate (id, state, attempts, lease_owner, last_error,
+                        updated_at, next_attempt_at, queued_at, queue_terminal_id)
+                    SELECT id, '{state}', {attempts}, '', '', now(), {next_attempt_at}, received_at, terminal_id
+                    FROM env"""
+            )
+
         # In flight: 2 pending changes per type for every 23rd terminal, made before the report.
-        c.execute(
-            f"""INSERT INTO queue_messages_message ({msg_cols})
-                SELECT t.id, 'p-' || e || '-' || k, 'type' || e || '.upsert', 'type' || e, 'NEW' || k, 2,
-                       now() - interval '5 minutes', '{{}}', 'Received', 0, '', '', now() - interval '4 minutes',
-                       now(), '', now()
+        insert_messages(
+            f"""SELECT t.id, 'p-' || e || '-' || k, 'type' || e || '.upsert', 'type' || e, 'NEW' || k, 2,
+                       now() - interval '5 minutes', '{{}}', now() - interval '4 minutes', ''
                 FROM terminals_terminal t, generate_series(0, {TYPES - 1}) e, generate_series(1, 2) k
-                WHERE t.id % 23 = 0"""
+                WHERE t.id % 23 = 0""",
+            "Received",
+            0,
+            "now()",
         )
         # 50,000 changes applied in the last minute (made after the reports: the centre is ahead of them
         # but the counters above do not include them, so they only widen the in-flight allowance)...
-        c.execute(
-            f"""INSERT INTO queue_messages_message ({msg_cols})
-                SELECT 1 + i % {TERMINALS}, 'r-' || i, 'type' || (i % {TYPES}) || '.upsert', 'type' || (i % {TYPES}),
-                       'K' || (i % {KEYS_PER_CELL}), 2, now() - interval '1 minute', '{{}}', 'Processed', 1, '', '',
-                       now() - interval '1 minute', now(), '', NULL
-                FROM generate_series(1, 50000) i"""
+        insert_messages(
+            f"""SELECT 1 + i % {TERMINALS}, 'r-' || i, 'type' || (i % {TYPES}) || '.upsert', 'type' || (i % {TYPES}),
+                       'K' || (i % {KEYS_PER_CELL}), 2, now() - interval '1 minute', '{{}}',
+                       now() - interval '1 minute', ''
+                FROM generate_series(1, 50000) i""",
+            "Processed",
+            1,
+            "NULL",
         )
         # ...and 500,000 older processed messages: history the in-flight query must not scan.
-        c.execute(
-            f"""INSERT INTO queue_messages_message ({msg_cols})
-                SELECT 1 + i % {TERMINALS}, 'o-' || i, 'type' || (i % {TYPES}) || '.upsert', 'type' || (i % {TYPES}),
-                       'K' || (i % {KEYS_PER_CELL}), 1, now() - interval '3 days', '{{}}', 'Processed', 1, '', '',
-                       now() - interval '3 days' + i * interval '1 second' / 10, now(), '', NULL
-                FROM generate_series(1, 500000) i"""
+        insert_messages(
+            f"""SELECT 1 + i % {TERMINALS}, 'o-' || i, 'type' || (i % {TYPES}) || '.upsert', 'type' || (i % {TYPES}),
+                       'K' || (i % {KEYS_PER_CELL}), 1, now() - interval '3 days', '{{}}',
+                       now() - interval '3 days' + i * interval '1 second' / 10, ''
+                FROM generate_series(1, 500000) i""",
+            "Processed",
+            1,
+            "NULL",
         )
         c.execute("ANALYZE")
     print(

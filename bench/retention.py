@@ -73,16 +73,15 @@ def fill(args) -> float:
     t0 = time.perf_counter()
     with connection.cursor() as c:
         terminals_insert(c, prefix="B", count=args.terminals, heartbeat=False)
-        # Old, finished traffic: 40..100 days ago, all Processed (what the purge is for).
+        # Old, finished traffic: 40..100 days ago, all Processed (what the purge is for). The envelope,
+        # then its state row under the same id.
         c.execute(
             """
             WITH t AS (SELECT array_agg(id ORDER BY id) AS ids FROM terminals_terminal)
             INSERT INTO queue_messages_message (terminal_id, message_id, message_type, entity_type, entity_key,
-                sequence, created_at, payload, state, attempts, next_attempt_at, lease_owner, lease_expires_at,
-                last_error, received_at, updated_at, processed_at, trace_id)
+                sequence, created_at, payload, received_at, trace_id)
             SELECT t.ids[1 + g %% %s], 'old-' || g, 'product.upsert', 'product', 'OLD-' || (g %% 5000), g,
-                   ts, '{"name": "Item ' || g || '", "price": "1.99"}', 'Processed', 1, NULL, '', NULL, '',
-                   ts, ts + interval '1 second', ts + interval '1 second', md5(g::text)
+                   ts, '{"name": "Item ' || g || '", "price": "1.99"}', ts, md5(g::text)
             FROM generate_series(1, %s) g CROSS JOIN t
             CROSS JOIN LATERAL (SELECT now() - interval '40 days' - g * interval '5 seconds' AS ts) x
             """,
@@ -90,11 +89,21 @@ def fill(args) -> float:
         )
         c.execute(
             """
+            INSERT INTO queue_messages_messagestate (id, state, attempts, next_attempt_at, lease_owner,
+                lease_expires_at, last_error, updated_at, processed_at, queued_at, queue_terminal_id)
+            SELECT id, 'Processed', 1, NULL, '', NULL, '', received_at + interval '1 second',
+                   received_at + interval '1 second', received_at, terminal_id
+            FROM queue_messages_message
+            """
+        )
+        c.execute(
+            """
             INSERT INTO queue_messages_messageevent (message_id, from_state, to_state, at, actor, reason,
                 error_class, traceback, attempt)
             SELECT id, '', 'Received', received_at, 'terminal:bench', '', '', '', 0 FROM queue_messages_message
             UNION ALL
-            SELECT id, 'Processing', 'Processed', updated_at, 'worker', 'applied', '', '', 1 FROM queue_messages_message
+            SELECT id, 'Processing', 'Processed', updated_at, 'worker', 'applied', '', '', 1
+            FROM queue_messages_messagestate
             """
         )
     with connection.cursor() as c:

@@ -13,7 +13,7 @@ from django.db import connections
 from django.db.models import Count, F, Max, Q, Subquery, Window
 from django.db.models.functions import RowNumber
 
-from messages.models import CentralEntity, EntityCounter, Message, MessageState
+from messages.models import CentralEntity, EntityCounter, Message, MessageEnvelope, MessageState
 from reconciliation.models import (
     OPEN_KINDS,
     Discrepancy,
@@ -128,15 +128,17 @@ def in_flight_counts(*, applied_since: datetime | None) -> dict[Cell, int]:
     latest_sql, latest_params = (
         _reported_latest_qs().values("terminal_id", "entity_type", "as_of").query.sql_with_params()
     )
-    m_terminal, m_entity, m_state = f"m.{qn('terminal_id')}", f"m.{qn('entity_type')}", f"m.{qn('state')}"
+    # The envelope (m) holds the terminal, entity and times; the state (s) is its own row, same id.
+    m_terminal, m_entity, s_state = f"m.{qn('terminal_id')}", f"m.{qn('entity_type')}", f"s.{qn('state')}"
     base = (
-        f"SELECT {m_terminal}, {m_entity}, COUNT(*) FROM {qn(Message._meta.db_table)} m "
+        f"SELECT {m_terminal}, {m_entity}, COUNT(*) FROM {qn(MessageEnvelope._meta.db_table)} m "
+        f"INNER JOIN {qn(Message._meta.db_table)} s ON s.{qn('id')} = m.{qn('id')} "
         f"INNER JOIN ({latest_sql}) r ON r.{qn('terminal_id')} = {m_terminal} AND r.{qn('entity_type')} = {m_entity} "
     )
     group = f" GROUP BY {m_terminal}, {m_entity}"
     queries = [
         (
-            base + f"WHERE {m_state} IN (%s, %s, %s) AND m.{qn('created_at')} <= r.{qn('as_of')}" + group,
+            base + f"WHERE {s_state} IN (%s, %s, %s) AND m.{qn('created_at')} <= r.{qn('as_of')}" + group,
             [*latest_params, *IN_FLIGHT_STATES],
         )
     ]
@@ -145,7 +147,7 @@ def in_flight_counts(*, applied_since: datetime | None) -> dict[Cell, int]:
         queries.append(
             (
                 base
-                + f"WHERE {m_state} = %s AND m.{qn('received_at')} >= %s AND m.{qn('created_at')} > r.{qn('as_of')}"
+                + f"WHERE {s_state} = %s AND m.{qn('received_at')} >= %s AND m.{qn('created_at')} > r.{qn('as_of')}"
                 + group,
                 [*latest_params, MessageState.PROCESSED, since],
             )

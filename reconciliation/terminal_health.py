@@ -84,11 +84,14 @@ def terminal_health(*, terminal_ids=None, now: datetime | None = None) -> dict[i
     ).values_list(
         "pk", "code", "enabled", "last_heartbeat_at", "app_version", "newest_state", "newest_received", "last_ok_at"
     )
+    # From the state rows' own copies of terminal and receipt time: no join to the envelopes.
+    pending = Message.objects.filter(state__in=PENDING_STATES)
+    if terminal_ids is not None:
+        pending = pending.filter(queue_terminal_id__in=terminal_ids)
     backlog = {
         t: (n, oldest)
-        for t, n, oldest in messages.filter(state__in=PENDING_STATES)
-        .values_list("terminal_id")
-        .annotate(n=Count("pk"), oldest=Min("received_at"))
+        for t, n, oldest in pending.values_list("queue_terminal_id")
+        .annotate(n=Count("pk"), oldest=Min("queued_at"))
         .order_by()
     }
     window = now - timedelta(seconds=s.SYNC_HEALTH_ERROR_WINDOW_SECONDS)

@@ -31,7 +31,7 @@ from terminals.models import TerminalHealthSnapshot
 from terminals.services import terminal_authenticate
 from tests.migrations import applied_by, database_build_at, release_targets
 from tests.releases import releases_recorded
-from tests.upgrade_data import PASSWORD, PER_STATE, fill, tables_read
+from tests.upgrade_data import PASSWORD, PER_STATE, fill, model_named, tables_read
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,6 +51,21 @@ ADDED_COLUMNS = {
     },
     # The store hours (issue 20's alerts), blank on every terminal already there.
     ("terminals", "0004_store_hours"): {"terminals_terminal": {"time_zone": "", "opens_at": None, "closes_at": None}},
+}  # fmt: skip
+# Columns a migration moves out of a table into a new one, keyed by the same id: every old row's
+# values must be in the new table's row with its id (no row more, none less), and the rest of the
+# old row unchanged; the new table's other columns are copies of old columns that stay (new name:
+# old name). 0013 (issue 18) moves the queue state into a narrow table of its own, with the
+# receipt time and terminal beside it for the state filter's index.
+STATE_COLUMNS = ("state", "attempts", "next_attempt_at", "lease_owner", "lease_expires_at", "last_error",
+                 "updated_at", "processed_at")  # fmt: skip
+MOVED_COLUMNS = {
+    ("queue_messages", "0013_queue_state_table"): {
+        "queue_messages_message": (
+            "queue_messages_messagestate", STATE_COLUMNS,
+            {"queued_at": "received_at", "queue_terminal_id": "terminal_id"},
+        ),
+    },
 }  # fmt: skip
 # Gives every console group the alerts pages, and Terminal admins the rules' editing (issue 20).
 GRANTS_ALERTS = ("reconciliation", "0005_alerts")
@@ -106,8 +121,9 @@ def test_an_installation_of_the_release_upgrades_without_losing_or_changing_anyt
 
     after = tables_read()
     assert MigrationRecorder(connection).applied_migrations().keys() == applied_by(_leaves())
+    moved = _moved_columns(before, after, upgrade)
     for table, rows in before.items():
-        if table not in READ_SEPARATELY:
+        if table not in READ_SEPARATELY | moved:
             assert _without_added_columns(after.get(table), table, upgrade) == rows, f"{table} changed"
     _content_types_and_permissions(before, after, upgrade)
     granted = _group_grants(before, after, upgrade)
@@ -131,6 +147,32 @@ def _without_added_columns(rows, table, upgrade):
     for row in rows:
         assert {name: value for name, value in row if name in added} == added, f"{table}: an added column's value"
     return sorted((tuple((name, value) for name, value in row if name not in added) for row in rows), key=repr)
+
+
+def _moved_columns(before, after, upgrade) -> set[str]:
+    """Each column a migration of the upgrade moves (MOVED_COLUMNS) is checked where it went; returns the old tables.
+
+    Compared by column name: SQLite rebuilds a table to drop a column, which can reorder the rest.
+    """
+    checked = set()
+    for migration, tables in MOVED_COLUMNS.items():
+        if migration not in upgrade:
+            continue
+        for table, (new_table, columns, copies) in tables.items():
+            old = _rows(before[table])
+            moved = {
+                pk: {
+                    "id": pk,
+                    **{name: row[name] for name in columns},
+                    **{new: row[name] for new, name in copies.items()},
+                }
+                for pk, row in old.items()
+            }
+            kept = {pk: {name: value for name, value in row.items() if name not in columns} for pk, row in old.items()}
+            assert _rows(after[new_table]) == moved, f"{table}: the columns moved to {new_table}"
+            assert _rows(_without_added_columns(after[table], table, upgrade)) == kept, f"{table} changed"
+            checked.add(table)
+    return checked
 
 
 def _rows(table_rows):
@@ -255,6 +297,12 @@ def _new_web_serves(filled):
 
 def _rollback(targets, filled):
     """Back to the release's migrations (docs, "Rollback"): every migration since is reversible, no message goes."""
-    MigrationExecutor(connection).migrate(targets)
+    fields = ("pk", "message_id", *STATE_COLUMNS)
+    states = set(Message.objects.values_list(*fields))
+    executor = MigrationExecutor(connection)
+    executor.migrate(targets)
     assert MigrationRecorder(connection).applied_migrations().keys() == applied_by(targets)
-    assert set(Message.objects.values_list("pk", flat=True)) == set(filled.messages)
+    # Read through the release's own model: each message back with the state it had (0013 copies it back).
+    old_message = model_named(executor.loader.project_state(targets).apps, "Message")
+    assert set(old_message.objects.values_list(*fields)) == states
+    assert {pk for pk, *_ in states} == set(filled.messages)

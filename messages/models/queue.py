@@ -58,11 +58,18 @@ PAUSE_PERM = "queue_messages.pause_queue"  # pause and resume processing (QueueP
 ENTITY_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
-class Message(models.Model):
-    """One change message from a terminal, with its place in the processing lifecycle."""
+class MessageEnvelope(models.Model):
+    """What a terminal sent: written once at ingest, so it can carry the console's indexes.
 
-    # No index of its own: (terminal, message_id) and (terminal, -received_at) lead with it, and
-    # every extra index is written on each of a message's state changes.
+    (An operator's edit and retry rewrites the payload, a rare update.) The queue state that
+    changes on every transition lives in Message, a narrow row of its own
+    (multi-table inheritance: Message *is* an envelope with its state, read as one model). A state
+    change then writes the narrow row's few indexes, not this table's seven (docs/engine.md, "Two
+    tables"). Its table is the message table of releases up to 0.1.0, minus the state columns
+    (migration 0013 moved them without rewriting the envelope).
+    """
+
+    # No index of its own: (terminal, message_id) and (terminal, -received_at) lead with it.
     terminal = models.ForeignKey(
         "terminals.Terminal", on_delete=models.PROTECT, related_name="messages", db_index=False
     )
@@ -73,19 +80,57 @@ class Message(models.Model):
     sequence = models.BigIntegerField()
     created_at = models.DateTimeField()  # the terminal's clock
     payload = models.TextField(blank=True)
+    received_at = models.DateTimeField()
+    trace_id = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        db_table = "queue_messages_message"
+        constraints = [models.UniqueConstraint(fields=["terminal", "message_id"], name="message_terminal_msgid_uniq")]
+        indexes = [
+            # The console's common filters, newest first.
+            models.Index(fields=["terminal", "-received_at"], name="message_term_recv_idx"),
+            models.Index(fields=["-received_at"], name="message_recv_idx"),
+            models.Index(fields=["entity_type", "entity_key"], name="message_entity_idx"),
+            models.Index(fields=["message_type", "-received_at"], name="message_type_recv_idx"),
+            models.Index(fields=["trace_id"], name="message_trace_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.terminal_id}:{self.message_id}"
+
+
+class Message(MessageEnvelope):
+    """One change message from a terminal, with its place in the processing lifecycle.
+
+    The envelope's fields are inherited (read through a join on the primary key); the fields
+    below are the narrow queue-state row, the only row a transition updates.
+    """
+
+    # The envelope's id, as this row's primary key (column "id", so raw SQL joins id = id).
+    envelope = models.OneToOneField(
+        MessageEnvelope,
+        on_delete=models.CASCADE,
+        parent_link=True,
+        primary_key=True,
+        db_column="id",
+        related_name="queue_state",
+    )
     state = models.CharField(max_length=16, choices=MessageState.choices, default=MessageState.RECEIVED)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_owner = models.CharField(max_length=128, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
-    received_at = models.DateTimeField()
     updated_at = models.DateTimeField()
     processed_at = models.DateTimeField(null=True, blank=True)
-    trace_id = models.CharField(max_length=32, blank=True)
+    # Copies of the envelope's receipt time and terminal, which never change: the backlog's count,
+    # age and per-terminal figures (dashboard, terminals list, metrics, alerts) are then read from
+    # this table's (state, queued_at, terminal) index alone, never joined to a million envelopes.
+    queued_at = models.DateTimeField()
+    queue_terminal_id = models.BigIntegerField()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["terminal", "message_id"], name="message_terminal_msgid_uniq")]
+        db_table = "queue_messages_messagestate"
         indexes = [
             # The claim query: due pending work, oldest first, and expired leases.
             models.Index(
@@ -98,13 +143,8 @@ class Message(models.Model):
                 name="message_lease_idx",
                 condition=Q(state="Processing"),
             ),
-            # The console's common filters, newest first.
-            models.Index(fields=["state", "-received_at"], name="message_state_recv_idx"),
-            models.Index(fields=["terminal", "-received_at"], name="message_term_recv_idx"),
-            models.Index(fields=["-received_at"], name="message_recv_idx"),
-            models.Index(fields=["entity_type", "entity_key"], name="message_entity_idx"),
-            models.Index(fields=["message_type", "-received_at"], name="message_type_recv_idx"),
-            models.Index(fields=["trace_id"], name="message_trace_idx"),
+            # The state filter's counts and the backlog by age and terminal (see queued_at).
+            models.Index(fields=["state", "queued_at", "queue_terminal_id"], name="message_state_queued_idx"),
             # The retention purge's candidate query: finished messages by age (services/retention.py,
             # PURGEABLE_STATES). Partial, so that the claim (to Processing) does not write it.
             models.Index(
@@ -114,8 +154,11 @@ class Message(models.Model):
             ),
         ]
 
-    def __str__(self) -> str:
-        return f"{self.terminal_id}:{self.message_id}"
+    def save(self, *args, **kwargs):
+        # An ORM save (factories, tests, a console create) keeps the copies equal to the envelope;
+        # the engine's own inserts write them in SQL.
+        self.queued_at, self.queue_terminal_id = self.received_at, self.terminal_id
+        super().save(*args, **kwargs)
 
 
 class MessageEvent(models.Model):

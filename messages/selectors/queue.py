@@ -56,7 +56,8 @@ def _due_exists(using: str) -> bool:
 
 
 # The states as literals, not parameters: a partial index (message_due_idx, message_lease_idx) is only
-# used for a WHERE its planner can see implies the index's own.
+# used for a WHERE its planner can see implies the index's own. Every column named is the state
+# table's (Message's own table, which carries both indexes): no join to the envelope.
 _DUE_EXISTS_SQL = (
     "SELECT 1 FROM {table}{due_index} WHERE state IN ('{received}', '{failed}') AND next_attempt_at <= {now}"
     " UNION ALL SELECT 1 FROM {table}{lease_index} WHERE state = '{processing}' AND lease_expires_at < {now}"
@@ -112,7 +113,8 @@ def message_state_counts() -> dict[str, int]:
 
 def message_backlog() -> dict:
     """Backlog = Received + Failed, and the received time of its oldest message."""
-    agg = Message.objects.filter(state__in=PENDING_STATES).aggregate(n=Count("pk"), oldest=Min("received_at"))
+    # queued_at: the state row's copy of received_at, so the count never joins the envelopes.
+    agg = Message.objects.filter(state__in=PENDING_STATES).aggregate(n=Count("pk"), oldest=Min("queued_at"))
     return {"count": agg["n"], "oldest_received_at": agg["oldest"]}
 
 
@@ -290,8 +292,11 @@ def message_pending_updates(*, terminal, limit: int = 50) -> list[OutboundUpdate
 def message_counts_for_terminals(*, terminal_ids: list[int]) -> dict[int, dict[str, int]]:
     """Backlog (Received + Failed) and dead letters per terminal, for the terminals list."""
     rows = (
-        Message.objects.filter(terminal_id__in=terminal_ids, state__in=[*PENDING_STATES, MessageState.DEAD_LETTERED])
-        .values_list("terminal_id", "state")
+        # The state row's copy of the terminal: counted from its index, no join to the envelopes.
+        Message.objects.filter(
+            queue_terminal_id__in=terminal_ids, state__in=[*PENDING_STATES, MessageState.DEAD_LETTERED]
+        )
+        .values_list("queue_terminal_id", "state")
         .annotate(n=Count("pk"))
         .order_by()
     )
@@ -304,7 +309,7 @@ def message_counts_for_terminals(*, terminal_ids: list[int]) -> dict[int, dict[s
 def message_state_counts_fast(*, exact_below: int = 200_000) -> tuple[dict[str, int], set[str]]:
     """Messages per state for the dashboard, without scanning the whole table.
 
-    Every state but Processed is counted exactly through the (state, received_at) index: those are
+    Every state but Processed is counted exactly through the (state, updated_at) index: those are
     the states an operator acts on, and they stay small. Processed is the bulk of a large table;
     on PostgreSQL, once the planner's row estimate passes ``exact_below``, it is the estimated
     total minus the exact others (returned in the second value as "estimated") instead of a
@@ -325,12 +330,15 @@ def message_state_counts_fast(*, exact_below: int = 200_000) -> tuple[dict[str, 
 
 @per_vendor
 def _message_rows_estimate(using: str) -> int | None:
-    """The planner's estimate of the message table's rows, where the database keeps one (else None)."""
+    """The planner's estimate of the number of messages, where the database keeps one (else None)."""
     return None
 
 
 @_message_rows_estimate.vendor("postgresql")
 def _message_rows_estimate_postgresql(using: str) -> int | None:
+    # The state table's: one row per message, like the envelope's, but the one the counts above
+    # read; and every transition writes it, so autovacuum analyzes it (refreshing reltuples)
+    # more often than the envelope table, which is only inserted into and purged.
     with connections[using].cursor() as cursor:
         cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [Message._meta.db_table])
         row = cursor.fetchone()
@@ -343,21 +351,22 @@ def _message_rows_estimate_postgresql(using: str) -> int | None:
 def message_backlog_ages() -> dict[str, datetime | None]:
     """The oldest waiting message's receipt time and the earliest due time of the backlog.
 
-    One LIMIT 1 probe per pending state on (state, received_at), and one on the partial
-    index of due work: constant time whatever the table or backlog size.
+    One LIMIT 1 probe per pending state on the state row's (state, queued_at) index (queued_at
+    is the envelope's received_at, copied), and one on the partial index of due work: constant
+    time whatever the table or backlog size.
     """
-    oldest = [
-        Message.objects.filter(state=state).order_by("received_at").values_list("received_at", flat=True).first()
+    firsts = [
+        Message.objects.filter(state=state).order_by("queued_at").values_list("queued_at", flat=True).first()
         for state in PENDING_STATES
     ]
-    oldest = [t for t in oldest if t is not None]
+    oldest = min((t for t in firsts if t is not None), default=None)
     due = (
         Message.objects.filter(state__in=PENDING_STATES, next_attempt_at__isnull=False)
         .order_by("next_attempt_at")
         .values_list("next_attempt_at", flat=True)
         .first()
     )
-    return {"oldest_received_at": min(oldest) if oldest else None, "oldest_due_at": due}
+    return {"oldest_received_at": oldest, "oldest_due_at": due}
 
 
 def deadletter_open_by_reason() -> list[tuple[str, int]]:

@@ -21,13 +21,13 @@ from django.db import connections, transaction
 from django.db.models import F
 
 from messages import metrics as observe
-from messages.models import TRANSITIONS, Message, MessageEvent, MessageState
+from messages.models import TRANSITIONS, Message, MessageEnvelope, MessageEvent, MessageState
 from messages.services.failures import message_dead_letter
 from messages.services.pauses import PARK_OFFSET, PauseSet, messages_set_aside, pauses_current
 from messages.services.transitions import EVENT_COLUMNS, message_transition
 from syncadmin.lib.clock import db_now
 from syncadmin.lib.counters import collected
-from syncadmin.lib.fastsql import server_binding_cursor
+from syncadmin.lib.fastsql import pipelined, server_binding_cursor
 from syncadmin.lib.rows import loaded
 from syncadmin.lib.sql import per_vendor
 from syncadmin.models import MetricCounter
@@ -50,6 +50,8 @@ CLAIM_COLUMNS = (
     "trace_id",
     "received_at",  # the queue latency metric
 )
+# Which of them the narrow state row holds (the rest are the envelope's, read by a join on id).
+STATE_CLAIM_COLUMNS = tuple(c for c in CLAIM_COLUMNS if c in {f.name for f in Message._meta.local_concrete_fields})
 CLAIMABLE_STATES = (S.RECEIVED, S.FAILED)
 assert all(S.PROCESSING in TRANSITIONS[state] for state in CLAIMABLE_STATES)
 
@@ -100,25 +102,27 @@ def message_claim_due(
     Returns (the claimed messages, how many were parked).
     """
     conn = connections[Message.objects.db]
-    msg, ev, term = Message._meta.db_table, MessageEvent._meta.db_table, Terminal._meta.db_table
-    columns = ", ".join(f"m.{c}" for c in CLAIM_COLUMNS if c != "state")
-    # Not updated_at: the events take it inside the statement; nothing here needs it decoded.
+    msg, env = Message._meta.db_table, MessageEnvelope._meta.db_table
+    ev, term = MessageEvent._meta.db_table, Terminal._meta.db_table
+    columns = ", ".join(f"m.{c}" for c in STATE_CLAIM_COLUMNS if c != "state")
+    # Not updated_at: the events take it inside the statement; nothing here needs it decoded. The
+    # envelope's columns are joined in by the last SELECT: the UPDATE touches the narrow row only.
     returned = ", ".join(
-        f"moved.{c}" for c in ("id", "terminal_id", "from_state", "due_at", *CLAIM_COLUMNS) if c != "state"
-    )
+        [*(f"moved.{c}" for c in ("id", "from_state", "due_at", *STATE_CLAIM_COLUMNS) if c != "state"),
+         *(f"e.{c}" for c in ("terminal_id", *CLAIM_COLUMNS) if c not in STATE_CLAIM_COLUMNS)]
+    )  # fmt: skip
     labels = " ".join("WHEN %s THEN %s" for _ in CLAIMABLE_STATES)
     states = ", ".join(f"'{state.value}'" for state in CLAIMABLE_STATES)  # literals: see above
-    with conn.cursor() as cursor:
-        cursor.execute(_CLAIM_PLAN_SQL)
     if pauses:
         # The head of the due index, as today's walk; the paused rows in it parked, the others claimed.
         window = max(int(window or limit), int(limit))
         due = f"""head AS (
-                SELECT id, state, next_attempt_at,
-                    (message_type = ANY(%s::text[]) OR entity_type = ANY(%s::text[])
-                     OR terminal_id = ANY(%s::bigint[])) AS paused
-                FROM {msg} WHERE state IN ({states}) AND next_attempt_at <= statement_timestamp()
-                ORDER BY next_attempt_at LIMIT {window} FOR UPDATE SKIP LOCKED
+                SELECT s.id, s.state, s.next_attempt_at,
+                    (e.message_type = ANY(%s::text[]) OR e.entity_type = ANY(%s::text[])
+                     OR e.terminal_id = ANY(%s::bigint[])) AS paused
+                FROM {msg} AS s JOIN {env} AS e ON e.id = s.id
+                WHERE s.state IN ({states}) AND s.next_attempt_at <= statement_timestamp()
+                ORDER BY s.next_attempt_at LIMIT {window} FOR UPDATE OF s SKIP LOCKED
             ), parked AS (
                 UPDATE {msg} AS p SET next_attempt_at = head.next_attempt_at + %s
                 FROM head WHERE p.id = head.id AND head.paused RETURNING p.id
@@ -129,7 +133,7 @@ def message_claim_due(
         params = [list(pauses.message_types), list(pauses.entity_types), list(pauses.terminal_ids), PARK_OFFSET]
         # One row even when nothing was claimed, to carry the parked count.
         tail = f"""SELECT {returned}, t.code, n.parked FROM (SELECT count(*) AS parked FROM parked) AS n
-            LEFT JOIN (moved JOIN {term} AS t ON t.id = moved.terminal_id) ON true"""
+            LEFT JOIN (moved JOIN {env} AS e ON e.id = moved.id JOIN {term} AS t ON t.id = e.terminal_id) ON true"""
     else:
         due = f"""due AS (
                 SELECT id, state, next_attempt_at FROM {msg}
@@ -137,15 +141,23 @@ def message_claim_due(
                 ORDER BY next_attempt_at LIMIT {int(limit)} FOR UPDATE SKIP LOCKED
             )"""
         params = []
-        tail = f"SELECT {returned}, t.code, 0 AS parked FROM moved JOIN {term} AS t ON t.id = moved.terminal_id"
-    with server_binding_cursor(conn.alias, prepare=True) as cursor:
+        tail = (
+            f"SELECT {returned}, t.code, 0 AS parked FROM moved"
+            f" JOIN {env} AS e ON e.id = moved.id JOIN {term} AS t ON t.id = e.terminal_id"
+        )
+    cursor = server_binding_cursor(conn.alias, prepare=True)
+    # The planner settings and the claim in one round trip (psycopg's pipeline mode): the settings
+    # return nothing the worker reads, and the claim's rows are read once both have run. One round
+    # trip fewer per batch; errors still surface here, as Django's exceptions.
+    with conn.wrap_database_errors, pipelined(conn.alias), cursor:
+        cursor.execute(_CLAIM_PLAN_SQL)
         cursor.execute(
             f"""WITH {due}, moved AS (
                 UPDATE {msg} AS m SET state = %s, updated_at = clock_timestamp(), attempts = m.attempts + 1,
                     lease_owner = %s, lease_expires_at = clock_timestamp() + make_interval(secs => %s),
                     next_attempt_at = NULL
                 FROM due WHERE m.id = due.id
-                RETURNING m.id, m.terminal_id, due.state AS from_state, due.next_attempt_at AS due_at,
+                RETURNING m.id, due.state AS from_state, due.next_attempt_at AS due_at,
                     m.updated_at, {columns}
             ), events AS (
                 INSERT INTO {ev} ({EVENT_COLUMNS})
@@ -160,10 +172,10 @@ def message_claim_due(
              _CLAIM_SERIES[0][0], *[v for state, (_, text) in zip(CLAIMABLE_STATES, _CLAIM_SERIES, strict=True)
                              for v in (state, text)]],
         )  # fmt: skip
+        fetched = cursor.fetchall()  # the pipeline's sync: both statements have run
         names = [c.name for c in cursor.description]
         # Sorted here, not by the statement: sorts are switched off for the claim transaction.
         due_at, pk = names.index("due_at"), names.index("id")
-        fetched = cursor.fetchall()
         parked = fetched[0][names.index("parked")] if fetched else 0
         rows = sorted((row for row in fetched if row[pk] is not None), key=lambda row: (row[due_at], row[pk]))
     claimed = []

@@ -12,7 +12,7 @@ from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
 from messages import metrics as observe
-from messages.models import Message, MessageEvent, MessageState
+from messages.models import Message, MessageEnvelope, MessageEvent, MessageState
 from messages.services.transitions import EVENT_COLUMNS
 from messages.services.wakeup import wake_workers
 from syncadmin.lib.clock import db_now
@@ -66,7 +66,7 @@ def message_ingest_batch(*, terminal, envelopes: Sequence[Envelope], trace_id: s
 
     Duplicates repeated within the batch are found here; those already stored are found by
     one statement that also stores the new messages and their events on PostgreSQL (see
-    _store_postgresql), elsewhere by one query before one multi-row insert.
+    _store_postgresql), elsewhere by one query before the inserts.
     Idempotent: submitting the same batch again answers Duplicate for each message and
     stores nothing new.
     """
@@ -105,12 +105,13 @@ def message_ingest_batch(*, terminal, envelopes: Sequence[Envelope], trace_id: s
 def _store(using: str, terminal, envelopes: list[Envelope], trace_id: str) -> set[str]:
     """Store the batch's new messages and their 'received' events; returns their ids.
 
-    One query finds those already stored, one multi-row insert stores the others (SQLite;
-    bulk_create elsewhere), one INSERT ... SELECT their events.
+    One query finds those already stored (on the envelope, which holds the unique terminal +
+    message id), then the others' envelopes and their state rows (_messages_insert), then one
+    INSERT ... SELECT their events.
     """
     now = db_now(using)
     existing = set(
-        Message.objects.using(using)
+        MessageEnvelope.objects.using(using)
         .filter(terminal=terminal, message_id__in=[e.message_id for e in envelopes])
         .values_list("message_id", flat=True)
     )
@@ -125,13 +126,14 @@ def _store(using: str, terminal, envelopes: list[Envelope], trace_id: str) -> se
 def _store_postgresql(using: str, terminal, envelopes: list[Envelope], trace_id: str) -> set[str]:
     """Store the batch's new messages and their 'received' events in one statement; returns their ids.
 
-    One round trip instead of four (clock, duplicate lookup, messages, events), and a short
-    constant statement with the rows as one JSON parameter (dumped and quoted in C) instead
-    of a placeholder per value. The duplicate detection is the insert itself: ``ON CONFLICT
-    DO NOTHING`` on the unique (terminal, message_id) skips a message already stored, also
-    one a concurrent call stores first (its commit is waited for), so the caller's retry is
-    not needed here. The database clock is read once (clock_timestamp(), as db_now() reads
-    it) for every row.
+    One round trip instead of five (clock, duplicate lookup, envelopes, state rows, events),
+    and a short constant statement with the rows as one JSON parameter (dumped and quoted in
+    C) instead of a placeholder per value. The duplicate detection is the envelope insert
+    itself: ``ON CONFLICT DO NOTHING`` on the unique (terminal, message_id) skips a message
+    already stored, also one a concurrent call stores first (its commit is waited for), so the
+    caller's retry is not needed here. The state rows and events are inserted from the
+    envelopes that insert returned, so a duplicate writes none of its three rows. The database
+    clock is read once (clock_timestamp(), as db_now() reads it) for every row.
     """
     rows = [
         (
@@ -149,7 +151,7 @@ def _store_postgresql(using: str, terminal, envelopes: list[Envelope], trace_id:
     ]
     data = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
     with connections[using].cursor() as cursor:
-        cursor.execute(_STORE_SQL, [terminal.pk, S.RECEIVED, trace_id, data, S.RECEIVED, _actor(terminal)])
+        cursor.execute(_STORE_SQL, [terminal.pk, trace_id, data, S.RECEIVED, S.RECEIVED, _actor(terminal)])
         return {row[0] for row in cursor.fetchall()}
 
 
@@ -157,32 +159,9 @@ def _actor(terminal) -> str:
     return f"terminal:{terminal.code}"[:150]
 
 
-_STORE_SQL = f"""
-WITH clock AS MATERIALIZED (SELECT clock_timestamp() AS now),
-new AS (
-    INSERT INTO {Message._meta.db_table} (
-        terminal_id, message_id, message_type, entity_type, entity_key, sequence, created_at, payload,
-        state, attempts, next_attempt_at, lease_owner, last_error, received_at, updated_at, trace_id
-    )
-    SELECT %s, m.message_id, m.message_type, m.entity_type, m.entity_key, m.sequence, m.created_at, m.payload,
-           %s, 0, clock.now, '', '', clock.now, clock.now, %s
-    FROM (
-        SELECT r->>0 AS message_id, r->>1 AS message_type, r->>2 AS entity_type, r->>3 AS entity_key,
-               (r->>4)::bigint AS sequence, (r->>5)::timestamptz AS created_at, r->>6 AS payload, n
-        FROM json_array_elements(%s::json) WITH ORDINALITY AS batch(r, n)
-    ) AS m, clock
-    ORDER BY m.n
-    ON CONFLICT (terminal_id, message_id) DO NOTHING
-    RETURNING id, message_id, received_at
-), events AS (
-    INSERT INTO {MessageEvent._meta.db_table} ({EVENT_COLUMNS})
-    SELECT id, '', %s, received_at, %s, '', '', '', 0 FROM new ORDER BY id
-)
-SELECT message_id FROM new
-"""
-
-
-_MESSAGE_COLUMNS = (
+# A new message's two rows: what the terminal sent (the envelope), and its queue state, keyed by
+# the envelope's id (the state table's primary key column is "id" too). Columns left out are NULL.
+_ENVELOPE_COLUMNS = (
     "terminal_id",
     "message_id",
     "message_type",
@@ -191,51 +170,109 @@ _MESSAGE_COLUMNS = (
     "sequence",
     "created_at",
     "payload",
+    "received_at",
+    "trace_id",
+)
+_STATE_COLUMNS = (
+    "id",
     "state",
     "attempts",
     "next_attempt_at",
     "lease_owner",
     "last_error",
-    "received_at",
     "updated_at",
-    "trace_id",
+    "queued_at",
+    "queue_terminal_id",
 )
+
+
+_STORE_SQL = f"""
+WITH clock AS MATERIALIZED (SELECT clock_timestamp() AS now),
+new AS (
+    INSERT INTO {MessageEnvelope._meta.db_table} (
+        terminal_id, message_id, message_type, entity_type, entity_key, sequence, created_at, payload,
+        received_at, trace_id
+    )
+    SELECT %s, m.message_id, m.message_type, m.entity_type, m.entity_key, m.sequence, m.created_at, m.payload,
+           clock.now, %s
+    FROM (
+        SELECT r->>0 AS message_id, r->>1 AS message_type, r->>2 AS entity_type, r->>3 AS entity_key,
+               (r->>4)::bigint AS sequence, (r->>5)::timestamptz AS created_at, r->>6 AS payload, n
+        FROM json_array_elements(%s::json) WITH ORDINALITY AS batch(r, n)
+    ) AS m, clock
+    ORDER BY m.n
+    ON CONFLICT (terminal_id, message_id) DO NOTHING
+    RETURNING id, message_id, received_at, terminal_id
+), states AS (
+    INSERT INTO {Message._meta.db_table} ({", ".join(_STATE_COLUMNS)})
+    SELECT id, %s, 0, received_at, '', '', received_at, received_at, terminal_id FROM new ORDER BY id
+), events AS (
+    INSERT INTO {MessageEvent._meta.db_table} ({EVENT_COLUMNS})
+    SELECT id, '', %s, received_at, %s, '', '', '', 0 FROM new ORDER BY id
+)
+SELECT message_id FROM new
+"""
 
 
 @per_vendor
 def _messages_insert(using: str, terminal, envelopes: list[Envelope], now: datetime, trace_id: str) -> None:
-    """Oracle has no multi-row VALUES: the ORM's bulk_create."""
-    Message.objects.using(using).bulk_create(
+    """Oracle has no multi-row VALUES: the envelopes by the ORM's bulk_create, then their state rows.
+
+    Not Message's bulk_create: Django has none for a model with a parent table.
+    """
+    MessageEnvelope.objects.using(using).bulk_create(
         [
-            Message(terminal=terminal, **dict(zip(_MESSAGE_COLUMNS[1:], row[1:], strict=True)))
-            for row in _message_rows(terminal, envelopes, now, trace_id, adapt=lambda v: v)
+            MessageEnvelope(terminal=terminal, **dict(zip(_ENVELOPE_COLUMNS[1:], row[1:], strict=True)))
+            for row in _envelope_rows(terminal, envelopes, now, trace_id, adapt=lambda v: v)
         ],
         batch_size=500,
     )
+    _states_insert(using, terminal, [e.message_id for e in envelopes], now)
 
 
 @_messages_insert.vendor("sqlite")
 def _messages_insert_values(using: str, terminal, envelopes: list[Envelope], now: datetime, trace_id: str) -> None:
-    """One multi-row INSERT for the batch.
+    """One multi-row INSERT of the batch's envelopes, then their state rows.
 
     Written as SQL rather than bulk_create: preparing model instances field by field cost
     half of a SubmitMessages call.
     """
     conn = connections[using]
     adapt = conn.ops.adapt_datetimefield_value
-    rows = _message_rows(terminal, envelopes, now, trace_id, adapt=adapt)
-    row_marks = "(" + ", ".join(["%s"] * len(_MESSAGE_COLUMNS)) + ")"
+    rows = _envelope_rows(terminal, envelopes, now, trace_id, adapt=adapt)
+    row_marks = "(" + ", ".join(["%s"] * len(_ENVELOPE_COLUMNS)) + ")"
     with conn.cursor() as cursor:
         for start in range(0, len(rows), 500):
             chunk = rows[start : start + 500]
             cursor.execute(
-                f"INSERT INTO {Message._meta.db_table} ({', '.join(_MESSAGE_COLUMNS)}) VALUES "
+                f"INSERT INTO {MessageEnvelope._meta.db_table} ({', '.join(_ENVELOPE_COLUMNS)}) VALUES "
                 + ", ".join([row_marks] * len(chunk)),
                 [v for row in chunk for v in row],
             )
+    _states_insert(using, terminal, [e.message_id for e in envelopes], now)
 
 
-def _message_rows(terminal, envelopes, now, trace_id, *, adapt) -> list[tuple]:
+def _states_insert(using: str, terminal, message_ids: list[str], now: datetime) -> None:
+    """The Received state row of each envelope just stored, built by the database from the envelopes.
+
+    Selected by the unique (terminal, message id), as the events are: the ids the envelope
+    insert assigned are not returned by every database's multi-row insert.
+    """
+    conn = connections[using]
+    at = conn.ops.adapt_datetimefield_value(now)
+    with conn.cursor() as cursor:
+        for chunk in chunks(message_ids, IN_LIST_MAX):
+            cursor.execute(
+                f"INSERT INTO {Message._meta.db_table} ({', '.join(_STATE_COLUMNS)})"
+                f" SELECT id, %s, 0, %s, '', '', %s, received_at, terminal_id FROM {MessageEnvelope._meta.db_table}"
+                # In id order: SQLite keeps rows in insertion (rowid) order, and a batch's messages,
+                # all due at the same moment, are claimed in that order.
+                f" WHERE terminal_id = %s AND message_id IN ({', '.join(['%s'] * len(chunk))}) ORDER BY id",
+                [S.RECEIVED, at, at, terminal.pk] + chunk,
+            )
+
+
+def _envelope_rows(terminal, envelopes, now, trace_id, *, adapt) -> list[tuple]:
     at = adapt(now)
     rows = []
     for env in envelopes:
@@ -252,12 +289,6 @@ def _message_rows(terminal, envelopes, now, trace_id, *, adapt) -> list[tuple]:
                 env.sequence,
                 adapt(created),
                 env.payload or "",
-                S.RECEIVED,
-                0,
-                at,
-                "",
-                "",
-                at,
                 at,
                 trace_id,
             )
@@ -268,12 +299,12 @@ def _message_rows(terminal, envelopes, now, trace_id, *, adapt) -> list[tuple]:
 def _received_events_insert(terminal, message_ids: list[str], now: datetime) -> None:
     """The 'received' lifecycle row of each new message, built by the database in one statement."""
     conn = connections[Message.objects.db]
-    event, message = MessageEvent._meta.db_table, Message._meta.db_table
+    event, envelope = MessageEvent._meta.db_table, MessageEnvelope._meta.db_table
     with conn.cursor() as cursor:
         for chunk in chunks(message_ids, IN_LIST_MAX):
             cursor.execute(
                 f"INSERT INTO {event} ({EVENT_COLUMNS})"
-                f" SELECT id, '', %s, %s, %s, '', '', '', 0 FROM {message}"
+                f" SELECT id, '', %s, %s, %s, '', '', '', 0 FROM {envelope}"
                 f" WHERE terminal_id = %s AND message_id IN ({', '.join(['%s'] * len(chunk))})",
                 [S.RECEIVED, conn.ops.adapt_datetimefield_value(now), _actor(terminal), terminal.pk] + chunk,
             )

@@ -12,9 +12,10 @@ are the data, the messages are only how it arrived. Nothing here changes a messa
 ``message_transition`` is not involved: rows are deleted, not moved.
 
 Why batches: each batch is one short transaction that locks at most SYNC_RETENTION_BATCH message
-rows (FOR UPDATE SKIP LOCKED, so a row a worker or an operator holds is simply left for the next
-run) and deletes them by primary key. No statement scans the table or holds a lock for long, so
-ingest and the workers go on at full speed; a pause between batches leaves the database to them.
+state rows (FOR UPDATE SKIP LOCKED, so a row a worker or an operator holds is simply left for the
+next run) and deletes them by primary key, the state rows and then their envelopes. No statement
+scans a table or holds a lock for long, so ingest and the workers go on at full speed; a pause
+between batches leaves the database to them.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from messages import metrics as observe
-from messages.models import DeadLetter, Message, MessageEvent, MessageState, PurgeRun
+from messages.models import DeadLetter, Message, MessageEnvelope, MessageEvent, MessageState, PurgeRun
 from syncadmin.lib.clock import db_now
 from syncadmin.lib.sql import IN_LIST_MAX, chunks
 
@@ -107,7 +108,9 @@ def purge_batch(*, cutoffs: Cutoffs, limit: int) -> BatchRemoved:
         by_state = Counter(state for _, state in rows)
         events = _delete_where_in(MessageEvent._meta.db_table, "message_id", ids)
         dead_letters = _delete_where_in(DeadLetter._meta.db_table, "message_id", ids)
+        # The state row first: it references its envelope (the same id in both tables).
         messages = _delete_where_in(Message._meta.db_table, "id", ids)
+        _delete_where_in(MessageEnvelope._meta.db_table, "id", ids)
         # /metrics counts messages per state from their transitions: a purged message leaves
         # its state too, in the same transaction as the delete.
         for state, n in by_state.items():

@@ -14,7 +14,7 @@ from django.db import connections, transaction
 from django.db.models.sql import UpdateQuery
 
 from messages import metrics as observe
-from messages.models import TRANSITIONS, Message, MessageEvent, MessageState
+from messages.models import TRANSITIONS, Message, MessageEnvelope, MessageEvent, MessageState
 from syncadmin.lib.clock import db_now
 from syncadmin.lib.fastsql import server_binding_cursor
 from syncadmin.lib.sql import IN_LIST_MAX, chunks, per_vendor
@@ -62,12 +62,17 @@ def message_transition(
         now = now or db_now()
         event = (from_state, to_state, now, actor, reason, error_class, traceback)
         values = {"state": to_state, "updated_at": now, **(fields or {})}
+        # The envelope's fields (an operator's edited payload) are written apart: the move's one
+        # statement updates the state row only.
+        envelope = {k: values.pop(k) for k in list(values) if k not in _FIELDS}
         changed = _move(Message.objects.db, ids, from_state, values, only_if or {}, event)
         if changed != len(ids):
             raise IllegalTransition(
                 f"{len(ids) - changed} of {len(ids)} message(s) were no longer {from_state}"
                 + (f" with {only_if}" if only_if else "")
             )
+        if envelope:
+            MessageEnvelope.objects.filter(pk__in=ids).update(**envelope)
         observe.transition_recorded(from_state=from_state, to_state=to_state, count=changed, error_class=error_class)
     return changed
 
@@ -99,7 +104,8 @@ def _move_postgresql(using: str, ids: list[int], from_state: str, values: dict, 
     return changed
 
 
-_FIELDS = {f.name: f for f in Message._meta.concrete_fields}
+# The narrow state row's columns (the envelope's are never updated): what the one-statement form may set.
+_FIELDS = {f.name: f for f in Message._meta.local_concrete_fields}
 
 
 def _plain(values: dict, only_if: dict | None) -> bool:

@@ -17,9 +17,12 @@ good. Off for every statement when DATABASE_PREPARED_STATEMENTS=off (settings.py
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 from django.db import connections
 from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.backends.utils import CursorWrapper
+from psycopg import Pipeline
 
 _classes: dict[bool, type] = {}
 
@@ -54,3 +57,11 @@ def server_binding_cursor(alias: str, *, prepare: bool = False) -> CursorWrapper
         # What BaseDatabaseWrapper._cursor() does, with the cursor class chosen here rather than
         # by the connection's OPTIONS (server_side_binding there would switch every query over).
         return conn._prepare_cursor(_cursor_class(prepare)(conn.connection))
+
+
+def pipelined(alias: str) -> AbstractContextManager:
+    """psycopg's pipeline mode on ``alias``'s open connection: statements are sent without waiting
+    for each one's result, and a fetch (or the block's end) waits for them all. One round trip for
+    statements whose results the caller does not read before the last. A plain block where the
+    client library is older than pipeline mode (libpq 14)."""
+    return connections[alias].connection.pipeline() if Pipeline.is_supported() else nullcontext()

@@ -19,6 +19,11 @@ def loaded(model: type[Model], db: str, values: dict):
     """An instance of ``model`` as read from ``db``: ``values`` maps attnames to their loaded values."""
     if signals.pre_init.has_listeners(model) or signals.post_init.has_listeners(model):
         raise TypeError(f"{model.__name__} has init signal receivers: use Model.from_db")
+    for parent, link in model._meta.parents.items():
+        # Multi-table inheritance: the child's primary key is its link to the parent, the same
+        # value as the parent's id, which is the column the row carries.
+        if link is not None and link.attname not in values and parent._meta.pk.attname in values:
+            values = {**values, link.attname: values[parent._meta.pk.attname]}
     instance = model.__new__(model)
     state = instance._state = ModelState()
     state.adding, state.db = False, db

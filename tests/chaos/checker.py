@@ -123,9 +123,12 @@ def check(stack: Stack, ledger: Ledger, scenario: str, *, settle_timeout: float 
     report.duplicate_answers_on_retry = ledger.retried_answers.get("Duplicate", 0)
 
     rows = stack.query(
-        "SELECT t.code, m.message_id, m.state, m.id, m.attempts,"
-        " extract(epoch FROM m.processed_at - m.received_at)"
+        "SELECT t.code, m.message_id, s.state, m.id, s.attempts,"
+        " extract(epoch FROM s.processed_at - m.received_at)"
         " FROM queue_messages_message m JOIN terminals_terminal t ON t.id = m.terminal_id"
+        # LEFT: an envelope whose state row is missing must still be counted (and fail as a
+        # wrong end state), not silently drop out of the comparison
+        " LEFT JOIN queue_messages_messagestate s ON s.id = m.id"
     )
     report.rows = len(rows)
     stored: dict[tuple[str, str], tuple] = {}
@@ -154,8 +157,8 @@ def check(stack: Stack, ledger: Ledger, scenario: str, *, settle_timeout: float 
         " GROUP BY message_id HAVING count(*) > 1"
     )
     processed_without_event = stack.scalar(
-        "SELECT count(*) FROM queue_messages_message m WHERE m.state = 'Processed' AND NOT EXISTS"
-        " (SELECT 1 FROM queue_messages_messageevent e WHERE e.message_id = m.id AND e.to_state = 'Processed')"
+        "SELECT count(*) FROM queue_messages_messagestate s WHERE s.state = 'Processed' AND NOT EXISTS"
+        " (SELECT 1 FROM queue_messages_messageevent e WHERE e.message_id = s.id AND e.to_state = 'Processed')"
     )
     report.duplicated = len(done_twice) + len(twice) + processed_without_event
 
@@ -176,8 +179,8 @@ def check(stack: Stack, ledger: Ledger, scenario: str, *, settle_timeout: float 
         "SELECT ce.entity_type, ce.entity_key, ce.terminal_code, ce.last_sequence, latest.seq"
         " FROM queue_messages_centralentity ce FULL OUTER JOIN ("
         "  SELECT m.entity_type, m.entity_key, t.code, max(m.sequence) AS seq FROM queue_messages_message m"
-        "  JOIN terminals_terminal t ON t.id = m.terminal_id"
-        "  WHERE m.state = 'Processed' AND (m.message_type LIKE '%.upsert' OR m.message_type LIKE '%.delete')"
+        "  JOIN queue_messages_messagestate s ON s.id = m.id JOIN terminals_terminal t ON t.id = m.terminal_id"
+        "  WHERE s.state = 'Processed' AND (m.message_type LIKE '%.upsert' OR m.message_type LIKE '%.delete')"
         "  GROUP BY m.entity_type, m.entity_key, t.code) latest"
         " ON latest.entity_type = ce.entity_type AND latest.entity_key = ce.entity_key"
         " AND latest.code = ce.terminal_code"

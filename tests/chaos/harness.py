@@ -409,7 +409,7 @@ class Stack:
         self.manage("sync_wake", "--drains", str(drains))
 
     def lease_owner_pids(self) -> list[int]:
-        rows = self.query("SELECT DISTINCT lease_owner FROM queue_messages_message WHERE state = 'Processing'")
+        rows = self.query("SELECT DISTINCT lease_owner FROM queue_messages_messagestate WHERE state = 'Processing'")
         pids = []
         for (owner,) in rows:
             parts = owner.split(":")
@@ -419,7 +419,7 @@ class Stack:
 
     def backlog(self) -> int:
         return self.scalar(
-            "SELECT count(*) FROM queue_messages_message WHERE state IN ('Received', 'Processing', 'Failed')"
+            "SELECT count(*) FROM queue_messages_messagestate WHERE state IN ('Received', 'Processing', 'Failed')"
         )
 
 

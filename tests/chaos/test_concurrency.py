@@ -100,7 +100,7 @@ def test_double_clicked_retry_in_two_processes_changes_state_once(stack):
     assert statuses(post_raw(stack.soap_url(web), body)) == ["Accepted"] * n
     cluster = stack.start_cluster()
     assert wait_until(
-        lambda: stack.scalar("SELECT count(*) FROM queue_messages_message WHERE state = 'DeadLettered'") == n, 90
+        lambda: stack.scalar("SELECT count(*) FROM queue_messages_messagestate WHERE state = 'DeadLettered'") == n, 90
     )
     cluster.kill_group()  # no worker: the retried messages stay Received for counting
     at = time.time() + 4  # both "clicks" fire at the same instant, from two OS processes
@@ -145,7 +145,7 @@ def test_operator_retry_racing_workers_never_yields_two_owners(stack, record):
     retried = json.loads(stack.python(OPERATOR_LOOP.format(seconds=60 if LONG else 15)).strip())
     assert wait_until(lambda: stack.backlog() == 0, 150), stack.backlog()
     # once the operator stops, every flaky message gets through on its third attempt
-    assert stack.scalar("SELECT count(*) FROM queue_messages_message WHERE state = 'Processed'") == n
+    assert stack.scalar("SELECT count(*) FROM queue_messages_messagestate WHERE state = 'Processed'") == n
     events = stack.query(
         "SELECT message_id, from_state, to_state, actor FROM queue_messages_messageevent ORDER BY message_id, at, id"
     )

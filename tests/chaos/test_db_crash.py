@@ -24,7 +24,7 @@ from tests.chaos.load import LoadThread, SimConfig
 pytestmark = pytest.mark.chaos
 
 
-PROCESSED = "SELECT count(*) FROM queue_messages_message WHERE state = 'Processed'"
+PROCESSED = "SELECT count(*) FROM queue_messages_messagestate WHERE state = 'Processed'"
 
 
 def test_database_crash_mid_drain_loses_nothing_and_applies_nothing_twice(stack, record):

@@ -73,9 +73,10 @@ def test_poison_message_is_dead_lettered_after_max_attempts_and_blocks_nothing(s
     # a poison claimed last may wait for the sweep (the drain that claimed it died with it)
     report = check(stack, load.ledger, "2-poison", settle_timeout=200, summary=load.summary)
     rows = stack.query(
-        "SELECT m.message_id, m.state, m.attempts, d.reason,"
+        "SELECT m.message_id, s.state, s.attempts, d.reason,"
         " (SELECT count(*) FROM queue_messages_messageevent e WHERE e.message_id = m.id AND e.to_state = 'Processing')"
-        " FROM queue_messages_message m LEFT JOIN queue_messages_deadletter d ON d.message_id = m.id"
+        " FROM queue_messages_message m LEFT JOIN queue_messages_messagestate s ON s.id = m.id"
+        " LEFT JOIN queue_messages_deadletter d ON d.message_id = m.id"
         " WHERE m.message_type = 'poison.apply'"
     )
     claims = [r[4] for r in rows]
@@ -84,8 +85,9 @@ def test_poison_message_is_dead_lettered_after_max_attempts_and_blocks_nothing(s
     others = [
         float(v) * 1000
         for (v,) in stack.query(
-            "SELECT extract(epoch FROM processed_at - received_at) FROM queue_messages_message m"
-            " JOIN terminals_terminal t ON t.id = m.terminal_id WHERE m.state = 'Processed' AND t.code <> %s",
+            "SELECT extract(epoch FROM s.processed_at - m.received_at) FROM queue_messages_message m"
+            " JOIN queue_messages_messagestate s ON s.id = m.id"
+            " JOIN terminals_terminal t ON t.id = m.terminal_id WHERE s.state = 'Processed' AND t.code <> %s",
             (poison_terminal,),
         )
     ]

@@ -128,8 +128,8 @@ def test_worker_crash_with_clocks_five_minutes_off(stack, record):
     skews = [
         float(s)
         for (s,) in stack.query(
-            "SELECT extract(epoch FROM ce.updated_at - m.processed_at) FROM queue_messages_centralentity ce"
-            " JOIN queue_messages_message m ON m.id = ce.last_message_pk"
+            "SELECT extract(epoch FROM ce.updated_at - s.processed_at) FROM queue_messages_centralentity ce"
+            " JOIN queue_messages_messagestate s ON s.id = ce.last_message_pk"
         )
     ]
     assert any(s > 240 for s in skews) and any(s < -240 for s in skews), (min(skews), max(skews))

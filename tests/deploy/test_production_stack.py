@@ -84,7 +84,11 @@ class Stack:
 
     def messages_by_state(self) -> dict[str, int]:
         with psycopg.connect(self.database) as conn:
-            rows = conn.execute("SELECT state, count(*) FROM queue_messages_message GROUP BY state").fetchall()
+            # Every envelope, with its state row's state (None: an envelope without one, never right).
+            rows = conn.execute(
+                "SELECT s.state, count(*) FROM queue_messages_message m"
+                " LEFT JOIN queue_messages_messagestate s ON s.id = m.id GROUP BY s.state"
+            ).fetchall()
         return dict(rows)
 
 

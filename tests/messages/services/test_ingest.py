@@ -6,7 +6,7 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 
 from messages import services
-from messages.models import Message, MessageEvent, MessageState
+from messages.models import Message, MessageEnvelope, MessageEvent, MessageState
 from messages.services import Envelope, ingest
 from tests.messages.helpers import env
 
@@ -88,6 +88,7 @@ def test_ingest_is_atomic_when_a_step_after_the_messages_insert_fails(terminal, 
     with pytest.raises(expected):
         services.message_ingest_batch(terminal=terminal, envelopes=[env("a"), env("b", "B")])
     assert not Message.objects.exists() and not MessageEvent.objects.exists()
+    assert not MessageEnvelope.objects.exists()  # no envelope left without its state row either
 
 
 def test_on_commit_wakes_workers_only_after_commit(terminal, monkeypatch, django_capture_on_commit_callbacks):

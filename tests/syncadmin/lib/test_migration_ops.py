@@ -1,6 +1,7 @@
 """syncadmin/lib/migration_ops.py: an index built and dropped CONCURRENTLY on PostgreSQL, plainly elsewhere.
 
-Run on the real message table through a schema editor, as a migration would: the index exists
+Run on the real message envelope table (millions of rows, the console's indexes: where a new
+index of the queue most likely goes) through a schema editor, as a migration would: the index exists
 after the forward step and is gone after the backward one, on either database; on PostgreSQL
 the SQL says CONCURRENTLY, an atomic migration is refused, and an invalid index left by an
 interrupted build is replaced.
@@ -10,13 +11,16 @@ import pytest
 from django.db import NotSupportedError, connection, models
 from django.db.migrations.loader import MigrationLoader
 
+from messages.models import MessageEnvelope
 from syncadmin.lib.migration_ops import AddIndexConcurrentlyOnPostgres, RemoveIndexConcurrentlyOnPostgres
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 APP = "queue_messages"
+# Envelope columns: Message (the state row) inherits them, and an index must be on their own table.
+MODEL = "messageenvelope"
 INDEX = models.Index(fields=["message_type", "entity_key"], name="probe_type_key_idx")
-TABLE = "queue_messages_message"
+TABLE = MessageEnvelope._meta.db_table
 
 
 def _states(operation, from_state=None):
@@ -48,11 +52,11 @@ def _no_probe_index_left():
 
 
 def test_the_index_is_built_and_dropped_both_ways():
-    add = AddIndexConcurrentlyOnPostgres("message", INDEX)
+    add = AddIndexConcurrentlyOnPostgres(MODEL, INDEX)
     before, with_index = _states(add)
     _run(add, before, with_index)
     assert INDEX.name in _indexes()
-    remove = RemoveIndexConcurrentlyOnPostgres("message", INDEX.name)
+    remove = RemoveIndexConcurrentlyOnPostgres(MODEL, INDEX.name)
     _, without = _states(remove, with_index)
     _run(remove, with_index, without)
     assert INDEX.name not in _indexes()
@@ -64,11 +68,11 @@ def test_the_index_is_built_and_dropped_both_ways():
 
 @pytest.mark.postgres
 def test_on_postgresql_the_sql_is_concurrent_and_a_transaction_is_refused():
-    add = AddIndexConcurrentlyOnPostgres("message", INDEX)
+    add = AddIndexConcurrentlyOnPostgres(MODEL, INDEX)
     before, after = _states(add)
     sql = " ".join(_run(add, before, after, collect_sql=True))
     assert "CREATE INDEX CONCURRENTLY" in sql
-    remove = RemoveIndexConcurrentlyOnPostgres("message", "message_trace_idx")
+    remove = RemoveIndexConcurrentlyOnPostgres(MODEL, "message_trace_idx")
     before, after = _states(remove)
     assert "DROP INDEX CONCURRENTLY" in " ".join(_run(remove, before, after, collect_sql=True))
     with pytest.raises(NotSupportedError, match="atomic = False"):
@@ -78,7 +82,7 @@ def test_on_postgresql_the_sql_is_concurrent_and_a_transaction_is_refused():
 
 @pytest.mark.postgres
 def test_on_postgresql_an_invalid_index_left_by_an_interrupted_build_is_built_again():
-    add = AddIndexConcurrentlyOnPostgres("message", INDEX)
+    add = AddIndexConcurrentlyOnPostgres(MODEL, INDEX)
     before, after = _states(add)
     with connection.cursor() as cursor:
         # What a cancelled CREATE INDEX CONCURRENTLY leaves behind: the index, marked invalid.
