@@ -253,22 +253,31 @@ def _messages_insert_values(using: str, terminal, envelopes: list[Envelope], now
 
 
 def _states_insert(using: str, terminal, message_ids: list[str], now: datetime) -> None:
-    """The Received state row of each envelope just stored, built by the database from the envelopes.
+    """The Received state row of each envelope just stored, built by the database from the envelopes."""
+    at = connections[using].ops.adapt_datetimefield_value(now)
+    _insert_from_envelopes(
+        using,
+        terminal,
+        message_ids,
+        f"INSERT INTO {Message._meta.db_table} ({', '.join(_STATE_COLUMNS)})"
+        " SELECT id, %s, 0, %s, '', '', %s, received_at, terminal_id",
+        [S.RECEIVED, at, at],
+    )
 
-    Selected by the unique (terminal, message id), as the events are: the ids the envelope
-    insert assigned are not returned by every database's multi-row insert.
+
+def _insert_from_envelopes(using: str, terminal, message_ids: list[str], insert_select: str, params: list) -> None:
+    """``INSERT … SELECT <columns>`` from the envelopes of ``terminal`` just stored, in chunks.
+
+    Selected by the unique (terminal, message id): the ids the envelope insert assigned are not
+    returned by every database's multi-row insert. In id order: SQLite keeps rows in insertion
+    (rowid) order, and a batch's messages, all due at the same moment, are claimed in that order.
     """
-    conn = connections[using]
-    at = conn.ops.adapt_datetimefield_value(now)
-    with conn.cursor() as cursor:
+    with connections[using].cursor() as cursor:
         for chunk in chunks(message_ids, IN_LIST_MAX):
             cursor.execute(
-                f"INSERT INTO {Message._meta.db_table} ({', '.join(_STATE_COLUMNS)})"
-                f" SELECT id, %s, 0, %s, '', '', %s, received_at, terminal_id FROM {MessageEnvelope._meta.db_table}"
-                # In id order: SQLite keeps rows in insertion (rowid) order, and a batch's messages,
-                # all due at the same moment, are claimed in that order.
+                f"{insert_select} FROM {MessageEnvelope._meta.db_table}"
                 f" WHERE terminal_id = %s AND message_id IN ({', '.join(['%s'] * len(chunk))}) ORDER BY id",
-                [S.RECEIVED, at, at, terminal.pk] + chunk,
+                [*params, terminal.pk, *chunk],
             )
 
 
@@ -297,14 +306,12 @@ def _envelope_rows(terminal, envelopes, now, trace_id, *, adapt) -> list[tuple]:
 
 
 def _received_events_insert(terminal, message_ids: list[str], now: datetime) -> None:
-    """The 'received' lifecycle row of each new message, built by the database in one statement."""
-    conn = connections[Message.objects.db]
-    event, envelope = MessageEvent._meta.db_table, MessageEnvelope._meta.db_table
-    with conn.cursor() as cursor:
-        for chunk in chunks(message_ids, IN_LIST_MAX):
-            cursor.execute(
-                f"INSERT INTO {event} ({EVENT_COLUMNS})"
-                f" SELECT id, '', %s, %s, %s, '', '', '', 0 FROM {envelope}"
-                f" WHERE terminal_id = %s AND message_id IN ({', '.join(['%s'] * len(chunk))})",
-                [S.RECEIVED, conn.ops.adapt_datetimefield_value(now), _actor(terminal), terminal.pk] + chunk,
-            )
+    """The 'received' lifecycle row of each new message, built by the database from the envelopes."""
+    using = Message.objects.db
+    _insert_from_envelopes(
+        using,
+        terminal,
+        message_ids,
+        f"INSERT INTO {MessageEvent._meta.db_table} ({EVENT_COLUMNS}) SELECT id, '', %s, %s, %s, '', '', '', 0",
+        [S.RECEIVED, connections[using].ops.adapt_datetimefield_value(now), _actor(terminal)],
+    )
