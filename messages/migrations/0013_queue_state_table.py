@@ -123,18 +123,25 @@ def _differs(connection, left: str, right: str) -> str:
     return " OR ".join(f"{left}.{q(c)} {op} {right}.{q(c)}" for c in STATE_COLUMNS)
 
 
-def _lock(schema_editor, table: str) -> None:
+def _lock(schema_editor, table: str, mode: str = "SHARE") -> None:
     # Holds the release still running (its ingest, its console's actions) for the last pass and
     # the drop (SHARE: reads go on).
     if schema_editor.connection.vendor in ("postgresql", "oracle"):
-        schema_editor.execute(f"LOCK TABLE {schema_editor.quote_name(table)} IN SHARE MODE")
+        schema_editor.execute(f"LOCK TABLE {schema_editor.quote_name(table)} IN {mode} MODE")
 
 
 def _forwards(apps, schema_editor):
     """The narrow table, filled in chunks while ingest goes on, then the last pass and the drop, locked."""
     connection = schema_editor.connection
     q = schema_editor.quote_name
+    queued = len(schema_editor.deferred_sql)
     schema_editor.create_model(apps.get_model("queue_messages", "Message"))
+    # The schema editor defers the new table's foreign key and indexes to the end of the migration;
+    # they are run here instead, each where it cannot deadlock (below).
+    keys = schema_editor.deferred_sql[queued:]
+    del schema_editor.deferred_sql[queued:]
+    foreign_keys = [statement for statement in keys if "FOREIGN KEY" in str(statement)]
+    indexes = [statement for statement in keys if statement not in foreign_keys]
     columns = ", ".join(q(c) for c in ("id", *STATE_COLUMNS))
     # The envelope's receipt time and terminal, copied into the state row (Message.queued_at).
     targets = f"{columns}, {q('queued_at')}, {q('queue_terminal_id')}"
@@ -171,6 +178,21 @@ def _forwards(apps, schema_editor):
         else:
             drops = ", ".join(f"DROP COLUMN {q(c)}" for c in STATE_COLUMNS)
             schema_editor.execute(f"ALTER TABLE {q(ENVELOPE)} {drops}")
+        # The state row's key to its envelope, while the message table is still held: adding it
+        # locks both tables, the state table first. Once the drop has committed, a writer of the
+        # new shape (the envelope, then its state row) could hold the message table and wait for
+        # the state table while the key waited for the message table: a deadlock that failed the
+        # migration half done. Here no writer holds the message table.
+        # On PostgreSQL it is added NOT VALID (no scan, so the lock is not held longer for it) and
+        # validated after the commit, which reads the two tables without stopping their writers.
+        for statement in foreign_keys:
+            schema_editor.execute(f"{statement} NOT VALID" if connection.vendor == "postgresql" else statement)
+    if connection.vendor == "postgresql":
+        for statement in foreign_keys:
+            schema_editor.execute(f"ALTER TABLE {q(STATE)} VALIDATE CONSTRAINT {statement.parts['name']}")
+    # The indexes lock the state table only, which a writer takes last: no cycle.
+    for statement in indexes:
+        schema_editor.execute(statement)
     if connection.vendor == "postgresql":
         # Statistics now, not at autovacuum's leisure: the dashboard's Processed estimate reads them.
         schema_editor.execute(f"ANALYZE {q(STATE)}")
@@ -212,6 +234,12 @@ def _backwards(apps, schema_editor):
         # its console changes only state rows: with the state table locked, the last pass copies
         # every row written or changed after its chunk; a write waiting on the lock fails once the
         # table is gone, its envelope rolled back with it (a SOAP fault: the terminal resends).
+        # The message table first: the new release's writer takes it before the state table, and
+        # dropping the state table drops its key on the message table, which needs that lock too.
+        # Taken the other way round, a writer holding the message table and waiting for the state
+        # table would deadlock with the drop. SHARE ROW EXCLUSIVE holds the writers and lets this
+        # transaction's own UPDATE of the message table through.
+        _lock(schema_editor, ENVELOPE, mode="SHARE ROW EXCLUSIVE")
         _lock(schema_editor, STATE)
         if connection.vendor != "oracle":
             schema_editor.execute(

@@ -264,3 +264,105 @@ def test_the_state_moves_to_its_own_table_and_back_with_ingest_running(terminal,
     assert _states(old_apps, "Message") == expected
     after = _envelopes()
     assert {pk: after[pk] for pk in envelopes} == envelopes and set(after) == set(expected)
+
+
+# The new release's ingest: the envelope, then its state row, in one transaction (migration_load.py).
+NEW_ENVELOPE = (
+    f"INSERT INTO {ENVELOPE} ({', '.join(ENVELOPE_COLUMNS)}) VALUES (%s, 'new-1', 'product.upsert', 'product',"
+    " 'SKU-N', 1, %s, '{}', %s, '') RETURNING id"
+)
+NEW_STATE = (
+    f"INSERT INTO {STATE} (id, state, attempts, next_attempt_at, lease_owner, last_error, updated_at, queued_at,"
+    " queue_terminal_id) VALUES (%s, 'Received', 0, %s, '', '', %s, %s, %s)"
+)
+
+
+def _locks(conn, pid: int) -> set[tuple[str, str, bool]]:
+    """(table, mode, granted) for each lock backend ``pid`` holds or waits for on the two tables."""
+    rows = conn.execute(
+        "SELECT c.relname, l.mode, l.granted FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+        " WHERE l.pid = %s AND c.relname = ANY(%s)",
+        [pid, [ENVELOPE, STATE]],
+    )
+    return set(rows.fetchall())
+
+
+@pytest.mark.postgres
+def test_the_state_tables_key_is_added_while_the_message_table_is_held(terminal, back_at_head):
+    # Adding the state row's key locks the state table, then the message table. Added after the
+    # drop had committed (where the schema editor defers it), it waited for a writer of the new
+    # shape that held the message table and waited for the state table: a deadlock, and the
+    # migration failed half done (the table there, the migration not recorded). It must be added
+    # while the migration still holds the message table against every writer.
+    migrate([BEFORE])
+    seen = {}
+
+    def watch(execute, sql, params, many, context):
+        if "FOREIGN KEY" in sql and STATE in sql:
+            with connection.connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                seen["locks"] = _locks(connection.connection, cursor.fetchone()[0])
+                seen["in_transaction"] = connection.in_atomic_block
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(watch):
+        call_command("migrate", *AFTER, interactive=False, verbosity=0)
+    assert seen["in_transaction"], "the key was added after the locked pass had committed"
+    assert (ENVELOPE, "AccessExclusiveLock", True) in seen["locks"], seen
+    with connection.cursor() as cursor:  # added NOT VALID under the lock, validated after it
+        cursor.execute("SELECT convalidated FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f'", [STATE])
+        assert cursor.fetchall() == [(True,)]
+
+
+@pytest.mark.postgres
+def test_the_rollback_waits_for_a_new_ingest_transaction_and_keeps_its_message(terminal, back_at_head, monkeypatch):
+    # The new release's ingest has written an envelope and not yet its state row when the
+    # rollback's last pass begins. Were the state table locked first, the drop (which also needs
+    # the message table, for the key) and the writer (which needs the state table) would wait for
+    # each other. The last pass must wait for the writer instead, then copy its message.
+    migrate([AFTER])
+    monkeypatch.setattr(MIGRATION, "CHUNK", CHUNK)
+    writer = _connect()
+    writer.autocommit = False
+    at = datetime.now(UTC)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    written, errors = [], []
+
+    def finish_once_the_last_pass_asks(pk: int) -> None:
+        try:
+            with _connect() as watcher:
+                deadline = time.monotonic() + WAIT_SECONDS
+                # The last pass has asked for its first lock (granted or not).
+                while not any(mode.startswith("Share") for _, mode, _ in _locks(watcher, pid)):
+                    assert time.monotonic() < deadline, "the last pass never started"
+                    time.sleep(0.005)
+                time.sleep(0.2)  # let it take whatever it can
+            writer.execute(NEW_STATE, [pk, at, at, at, terminal.pk])
+            writer.commit()
+            written.append(pk)
+        except Exception as exc:  # noqa: BLE001 (reported by the test)
+            errors.append(exc)
+
+    threads = []
+
+    def envelope_written():
+        # After the chunks, before the last pass: the writer's transaction holds its envelope.
+        pk = writer.execute(NEW_ENVELOPE, [terminal.pk, at, at]).fetchone()[0]
+        threads.append(threading.Thread(target=finish_once_the_last_pass_asks, args=(pk,)))
+        threads[0].start()
+
+    _hooked(monkeypatch, envelope_written)
+    try:
+        call_command("migrate", *BEFORE, interactive=False, verbosity=0)
+    finally:
+        monkeypatch.undo()
+        for thread in threads:
+            thread.join()
+        writer.close()
+    assert written and not errors, errors
+    _old_schema_in_place()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT state, attempts FROM {ENVELOPE} WHERE id = %s", written)  # noqa: S608 (constants)
+        assert cursor.fetchone() == ("Received", 0)  # copied by the last pass, not lost with the table
