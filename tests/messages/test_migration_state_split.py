@@ -310,7 +310,8 @@ def test_the_state_tables_key_is_added_while_the_message_table_is_held(terminal,
     assert seen["in_transaction"], "the key was added after the locked pass had committed"
     assert (ENVELOPE, "AccessExclusiveLock", True) in seen["locks"], seen
     with connection.cursor() as cursor:  # added NOT VALID under the lock, validated after it
-        cursor.execute("SELECT convalidated FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f'", [STATE])
+        cursor.execute("SELECT convalidated FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f'",
+                       [STATE])  # fmt: skip
         assert cursor.fetchall() == [(True,)]
 
 
