@@ -350,7 +350,9 @@ class Migration(migrations.Migration):
                 migrations.AddIndex(
                     model_name="message",
                     index=models.Index(
-                        fields=["state", "queued_at", "queue_terminal_id"], name="message_state_queued_idx"
+                        condition=models.Q(("state__in", ["Received", "Failed", "DeadLettered", "Discarded"])),
+                        fields=["state", "queued_at", "queue_terminal_id"],
+                        name="message_state_queued_idx",
                     ),
                 ),
                 migrations.AddIndex(

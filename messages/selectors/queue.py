@@ -13,6 +13,7 @@ from messages.metrics import reason_label
 from messages.models import (
     ACTION_STATES,
     PENDING_STATES,
+    WAITING_STATES,
     CentralEntity,
     DeadLetter,
     DeadLetterGroupNote,
@@ -309,15 +310,19 @@ def message_counts_for_terminals(*, terminal_ids: list[int]) -> dict[int, dict[s
 def message_state_counts_fast(*, exact_below: int = 200_000) -> tuple[dict[str, int], set[str]]:
     """Messages per state for the dashboard, without scanning the whole table.
 
-    Every state but Processed is counted exactly through the (state, updated_at) index: those are
-    the states an operator acts on, and they stay small. Processed is the bulk of a large table;
+    Every state but Processed is counted exactly: the waiting states through the partial (state,
+    queued_at) index, Processing through the lease index (neither the claim nor the completion
+    writes the first, models/queue.py); those are the states an operator acts on, and they stay
+    small. Processed is the bulk of a large table;
     on PostgreSQL, once the planner's row estimate passes ``exact_below``, it is the estimated
     total minus the exact others (returned in the second value as "estimated") instead of a
     GROUP BY over a million rows. Smaller tables and other databases are counted exactly.
     """
-    others = [s for s in MessageState.values if s != MessageState.PROCESSED]
-    counts = dict(Message.objects.filter(state__in=others).values_list("state").annotate(n=Count("pk")).order_by())
+    counts = dict(
+        Message.objects.filter(state__in=WAITING_STATES).values_list("state").annotate(n=Count("pk")).order_by()
+    )
     counts = {s: counts.get(s, 0) for s in MessageState.values}
+    counts[MessageState.PROCESSING] = Message.objects.filter(state=MessageState.PROCESSING).count()
     estimated: set[str] = set()
     total = _message_rows_estimate(Message.objects.db)
     if total is not None and total >= exact_below:

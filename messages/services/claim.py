@@ -145,7 +145,9 @@ def message_claim_due(
             f"SELECT {returned}, t.code, 0 AS parked FROM moved"
             f" JOIN {env} AS e ON e.id = moved.id JOIN {term} AS t ON t.id = e.terminal_id"
         )
-    cursor = server_binding_cursor(conn.alias, prepare=True)
+    # The rows in binary: their times are then decoded by psycopg's C loader, where Django's text
+    # loader for timestamptz parses each one in Python (4 % of a worker's time, profiled).
+    cursor = server_binding_cursor(conn.alias, prepare=True, binary=True)
     # The planner settings and the claim in one round trip (psycopg's pipeline mode): the settings
     # return nothing the worker reads, and the claim's rows are read once both have run. One round
     # trip fewer per batch; errors still surface here, as Django's exceptions.

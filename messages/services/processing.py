@@ -30,9 +30,10 @@ from messages.services.failures import (
     message_dead_letter,
     message_fail,
 )
-from messages.services.transitions import NOOP_REASON, IllegalTransition, message_transition
+from messages.services.transitions import NOOP_REASON, IllegalTransition, messages_complete
 from syncadmin.lib.clock import db_now
 from syncadmin.lib.counters import collected
+from syncadmin.lib.fastsql import PipelineFromHere
 from syncadmin.lib.jsontext import json_parse
 from syncadmin.lib.routers import central_alias
 from syncadmin.lib.sql import per_vendor
@@ -151,15 +152,19 @@ def _process_batch_once(messages: Sequence[Message], worker: str) -> BatchResult
     for attempt in range(3):
         try:
             # Exits in reverse: metric deltas, then the live counters (handlers.counters_at_end:
-            # the rows other batches wait on, so locked last), then the commit.
+            # the rows other batches wait on, so locked last), then the commit; those three in
+            # one round trip (the pipeline, started once the batch's own statements are done).
             with (
+                PipelineFromHere(Message.objects.db) as tail,
                 transaction.atomic(),
                 transaction.atomic(using=central, savepoint=False),
                 counters_at_end(central),
                 collected(),
             ):
                 _apply(items)
-                return _finish(messages, items, rejected, [], worker=worker, started=started)
+                result = _finish(messages, items, rejected, [], worker=worker, started=started)
+                tail.start()
+                return result
         except Exception as exc:
             if is_infrastructure_error(exc) or is_retryable_conflict(exc) or isinstance(exc, IllegalTransition):
                 raise
@@ -201,26 +206,14 @@ def _finish(
     """Move every message of the batch to its outcome's state, inside the batch's transaction."""
     outcomes: dict[int, tuple[str, str]] = {}  # pk -> (outcome, reason), for observability
     result = BatchResult()
-    now = db_now()
-    done_fields = {"processed_at": now, "lease_owner": "", "lease_expires_at": None, "last_error": ""}
     applied = [i.message.pk for i in ok if i.applied]
-    noop = [i for i in ok if not i.applied]
-    for ids, reason in ((applied, "applied"), ([i.message.pk for i in noop], NOOP_REASON)):
-        if ids:
-            message_transition(
-                message_ids=ids,
-                from_state=S.PROCESSING,
-                to_state=S.PROCESSED,
-                actor=worker,
-                reason=reason,
-                fields=done_fields,
-                only_if={"lease_owner": worker},
-                now=now,
-                savepoint=False,
-            )
+    noop = [i.message.pk for i in ok if not i.applied]
+    # The completion first: it reads the database's clock in its own statement, and the batch's
+    # other outcomes are stamped with the same time.
+    now = messages_complete(applied=applied, noop=noop, worker=worker, reason=NOOP_REASON)
     result.processed, result.noop = len(applied), len(noop)
-    outcomes.update({i.message.pk: ("processed", "") for i in ok if i.applied})
-    outcomes.update({i.message.pk: ("noop", NOOP_REASON) for i in noop})
+    outcomes.update({pk: ("processed", "") for pk in applied})
+    outcomes.update({pk: ("noop", NOOP_REASON) for pk in noop})
     for m, exc in rejected:
         message_dead_letter(m, actor=worker, reason=str(exc), error_class="PermanentError", now=now)
         result.dead_lettered += 1

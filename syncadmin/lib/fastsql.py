@@ -18,11 +18,15 @@ good. Off for every statement when DATABASE_PREPARED_STATEMENTS=off (settings.py
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from types import TracebackType
 
 from django.db import connections
 from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.backends.utils import CursorWrapper
 from psycopg import Pipeline
+from psycopg.pq import Format
+
+BINARY = Format.BINARY
 
 _classes: dict[bool, type] = {}
 
@@ -48,15 +52,23 @@ def _cursor_class(prepare: bool) -> type:
     return _classes[prepare]
 
 
-def server_binding_cursor(alias: str, *, prepare: bool = False) -> CursorWrapper:
-    """A Django cursor on ``alias`` (PostgreSQL only) whose parameters travel apart from the SQL."""
+def server_binding_cursor(alias: str, *, prepare: bool = False, binary: bool = False) -> CursorWrapper:
+    """A Django cursor on ``alias`` (PostgreSQL only) whose parameters travel apart from the SQL.
+
+    ``binary`` asks for the results in binary: psycopg's C loaders decode them, where Django's
+    timestamptz loader for the text format parses each value in Python. The times come back
+    aware, in the connection's time zone (UTC: Django sets it), as from the text loader.
+    """
     conn = connections[alias]
     conn.close_if_health_check_failed()
     conn.ensure_connection()
     with conn.wrap_database_errors:
         # What BaseDatabaseWrapper._cursor() does, with the cursor class chosen here rather than
         # by the connection's OPTIONS (server_side_binding there would switch every query over).
-        return conn._prepare_cursor(_cursor_class(prepare)(conn.connection))
+        cursor = _cursor_class(prepare)(conn.connection)
+        if binary:
+            cursor.format = BINARY
+        return conn._prepare_cursor(cursor)
 
 
 def pipelined(alias: str) -> AbstractContextManager:
@@ -65,3 +77,33 @@ def pipelined(alias: str) -> AbstractContextManager:
     statements whose results the caller does not read before the last. A plain block where the
     client library is older than pipeline mode (libpq 14)."""
     return connections[alias].connection.pipeline() if Pipeline.is_supported() else nullcontext()
+
+
+class PipelineFromHere:
+    """A block in which psycopg's pipeline mode on ``alias`` begins only when ``start()`` is called.
+
+    For a transaction's last statements, whose results nobody reads: entered outside the
+    transaction's ``atomic()`` and started once its body is done, the statements run by the
+    blocks that close after that (deltas and counters written on exit) and the COMMIT go in one
+    round trip; an error among them is raised by the commit, which then rolls back, as it would
+    be raised by the statement. Nothing happens where the database is not PostgreSQL, or the
+    client library has no pipeline mode.
+    """
+
+    def __init__(self, alias: str):
+        self.alias = alias
+        self._pipeline: AbstractContextManager | None = None
+
+    def __enter__(self) -> PipelineFromHere:
+        return self
+
+    def start(self) -> None:
+        conn = connections[self.alias]
+        if conn.vendor == "postgresql" and conn.connection is not None and Pipeline.is_supported():
+            self._pipeline = conn.connection.pipeline()
+            self._pipeline.__enter__()
+
+    def __exit__(self, kind: type | None, value: BaseException | None, trace: TracebackType | None) -> None:
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None:
+            pipeline.__exit__(kind, value, trace)

@@ -1,6 +1,7 @@
 """messages/services/claim.py: PostgreSQL's one-statement claim and the due index walked in order whatever
 the statistics say; a lease that ran out is claimed again with its attempt counted."""
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -158,3 +159,20 @@ def test_killed_worker_lease_is_recovered_with_the_attempt_recorded(terminal, se
     assert second.state == S.DEAD_LETTERED
     assert DeadLetter.objects.get(message=second).error_class == "LeaseExpired"
     assert counter(terminal) == 1
+
+
+def test_a_claimed_message_carries_its_values_exactly_as_stored(terminal):
+    # PostgreSQL returns the claim's rows in binary (psycopg's C loaders): every value, times to
+    # the microsecond and aware in UTC, must be what the ORM reads back from the same rows.
+    created = datetime(2026, 3, 29, 0, 59, 59, 999_999, tzinfo=UTC)  # the night the clocks go forward
+    envelope = dataclasses.replace(
+        env("exact-1", "SKU-Ä ü €", seq=2**40, payload={"price": "0.10", "name": "x\\u0000y ☃"}), created_at=created
+    )
+    services.message_ingest_batch(terminal=terminal, envelopes=[envelope])
+    (claimed,) = services.message_claim(worker="w1", limit=10)
+    stored = Message.objects.select_related("terminal").get(pk=claimed.pk)
+    fields = ("message_id", "message_type", "entity_type", "entity_key", "sequence", "created_at", "payload",
+              "received_at", "trace_id", "attempts", "terminal_id")  # fmt: skip
+    assert {f: getattr(claimed, f) for f in fields} == {f: getattr(stored, f) for f in fields}
+    assert claimed.created_at == created and claimed.created_at.utcoffset() == timedelta(0)
+    assert claimed.received_at.utcoffset() == timedelta(0) and claimed.terminal.code == terminal.code

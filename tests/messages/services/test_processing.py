@@ -153,17 +153,15 @@ def test_lost_lease_rolls_back_central_write(terminal):
 def test_crash_between_central_write_and_state_change_loses_nothing(terminal, monkeypatch):
     services.message_ingest_batch(terminal=terminal, envelopes=[env("a", "A"), env("b", "B")])
     batch = services.message_claim(worker="w1", limit=10)
-    real = services.message_transition
+    real = processing.messages_complete
 
     def crash(**kw):
-        if kw["to_state"] == S.PROCESSED:
-            raise SystemExit("worker killed after the central write")
-        return real(**kw)
+        raise SystemExit("worker killed after the central write")
 
-    monkeypatch.setattr(processing, "message_transition", crash)
+    monkeypatch.setattr(processing, "messages_complete", crash)
     with pytest.raises(SystemExit):
         services.message_process_batch(messages=batch, worker="w1")
-    monkeypatch.setattr(processing, "message_transition", real)
+    monkeypatch.setattr(processing, "messages_complete", real)
     assert not CentralEntity.objects.exists() and counter(terminal) == 0
     assert set(Message.objects.values_list("state", flat=True)) == {S.PROCESSING}
     Message.objects.update(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1))
