@@ -32,8 +32,25 @@ def labels_key(labels: dict | None) -> str:
     """Canonical text of a label set: the grouping key of a series."""
     if not labels:
         return ""
-    clean = {k: str(v)[:LABEL_VALUE_MAX] for k, v in labels.items()}
-    return json.dumps(clean, sort_keys=True, separators=(",", ":"))
+    items = tuple(labels.items())
+    # Remembered for text values only: 1, 1.0 and True are one dict key but three label texts.
+    texts = all(type(v) is str for _, v in items)
+    if texts and (key := _KEYS.get(items)) is not None:
+        return key
+    clean = {k: str(v)[:LABEL_VALUE_MAX] for k, v in items}
+    key = json.dumps(clean, sort_keys=True, separators=(",", ":"))
+    if texts:
+        if len(_KEYS) >= _KEYS_MAX:
+            _KEYS.clear()
+        _KEYS[items] = key
+    return key
+
+
+# The keys already made: a worker's batch writes the same few dozen series every time (57 rows a
+# batch in bench/engine.py's mix), and encoding each label set as JSON again was most of the
+# batch's metric cost. Bounded: a process that meets more label sets starts over.
+_KEYS: dict[tuple, str] = {}
+_KEYS_MAX = 10_000
 
 
 def labels_parse(key: str) -> dict[str, str]:
