@@ -1,6 +1,7 @@
 """Where a batch's time goes: one worker in this process, each phase's CPU and wall time per message.
 
     .venv/bin/python bench/engine_phases.py [--messages 20000] [--batch 100] [--sqlite]
+    .venv/bin/python bench/engine_phases.py --memory --messages 1000000
 
 bench/engine.py's fill (its own database, the same messages), then one worker drains them in this
 process with the engine's own calls (``message_claim`` then ``message_process_claimed``, as a
@@ -10,10 +11,16 @@ metric deltas, counters and COMMIT) it prints this process's CPU time (``time.pr
 the wall time per message. Wall minus CPU is, to a close approximation, the time spent waiting on
 the database server: its share of the work per message, apart from Python's. The same-run
 reference is the whole drain's own figures on the first line.
+
+``--memory``: the drain runs in a fresh process once the fill is done (the fill's own memory is
+not counted), and prints its RSS and the Python objects it holds (tracemalloc's traced total,
+after a collection) at every tenth of the messages: flat figures mean the engine keeps nothing
+from one batch to the next.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections import Counter
@@ -28,11 +35,17 @@ STEPS = ("_prepare", "_apply", "_finish")  # messages/services/processing.py
 
 
 def main() -> None:
+    memory = "--memory" in sys.argv
+    sys.argv = [a for a in sys.argv if a != "--memory"]
     sys.argv += [] if "--database" in sys.argv else ["--database", "syncadmin_phases"]
     args = parse_args()
     args.messages = args.messages if "--messages" in sys.argv else 20_000
+    if os.environ.get("ENGINE_PHASES_DRAIN"):  # the fresh process of --memory
+        return memory_drain(args)
     prepare_env(args)
     fill(args)
+    if memory:
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "ENGINE_PHASES_DRAIN": "1"})
     from messages import services
     from messages.services import processing
 
@@ -66,6 +79,34 @@ def main() -> None:
     for name in ("claim", "apply a batch", *(f"  {s}" for s in STEPS), "  the tail (deltas, counters, COMMIT)"):
         key = name.strip() if name.strip() in STEPS else name
         print(f"  {name:38s} CPU {1e6 * cpu[key] / n:6.1f} µs/msg   wall {1e6 * wall[key] / n:6.1f} µs/msg")
+
+
+def memory_drain(args) -> None:
+    import gc
+    import tracemalloc
+
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "syncadmin.settings")
+    django.setup()
+    from messages import services
+
+    def rss_mb() -> float:
+        return (
+            next(int(line.split()[1]) for line in Path("/proc/self/status").open() if line.startswith("VmRSS")) / 1024
+        )
+
+    tracemalloc.start()
+    step, n, mark = max(args.messages // 10, 1), 0, 0
+    print(f"one worker in a fresh process, {args.messages:,} messages, batch {args.batch}")
+    while batch := services.message_claim(worker="phases", limit=args.batch):
+        services.message_process_claimed(messages=batch, worker="phases")
+        n += len(batch)
+        if n >= mark + step or n == args.messages:
+            mark = n
+            gc.collect()
+            print(f"  {n:>10,} drained: RSS {rss_mb():6.1f} MB, Python objects {tracemalloc.get_traced_memory()[0] / 1e6:5.2f} MB",
+                  flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
