@@ -148,57 +148,51 @@ def drain(args, env) -> dict:
     cluster = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        return _drain_timed(args, env, cluster, total, updates, any_pending, pending)
+        time.sleep(3)  # let the cluster fork its workers before the clock starts
+        samples: dict[int, list[float]] = {}
+        subprocess.run([sys.executable, "manage.py", "sync_wake", "--drains", str(args.workers)], cwd=ROOT, env=env,
+                       check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+        started = time.perf_counter()
+        left = total
+        while left:
+            time.sleep(0.5)
+            for pid in descendants(cluster.pid):
+                samples.setdefault(pid, []).append(rss_mb(pid))
+            left = any_pending()
+            if time.perf_counter() - started > 1800:
+                raise SystemExit(f"drain did not finish: {pending()} left")
+        # The drain, read from the rows: from its first claim to its last transition. The poll above
+        # notices the end up to half a second late (a third of a 30,000-message drain at 20,000
+        # msg/s), and the cluster's own due check may start draining before the wake-up does.
+        from django.db.models import Max, Min
+
+        from messages.models import Message, MessageEvent, MessageState
+
+        first = MessageEvent.objects.filter(to_state=MessageState.PROCESSING).aggregate(at=Min("at"))["at"]
+        last = Message.objects.aggregate(at=Max("updated_at"))["at"]
+        elapsed = (last - first).total_seconds()
+        cluster.send_signal(signal.SIGTERM)  # to the cluster's main process only, as systemd's KillMode=mixed does
+        try:
+            cluster.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(cluster.pid, signal.SIGKILL)
+        if updates:  # read once the workers' backends have exited: they flush their counts then
+            time.sleep(1)
+            upd, hot = table_updates(connection.cursor(), STATE_TABLE)
+            updates = (upd - updates[0], hot - updates[1])
+        # the busiest processes are the workers; report their RSS at start, peak and end of the drain
+        workers = sorted(samples.values(), key=lambda s: max(s), reverse=True)[: args.workers]
+        return {
+            "rate": total / elapsed,
+            "seconds": elapsed,
+            "rss": [(round(s[0], 1), round(max(s), 1), round(s[-1], 1)) for s in workers if s],
+            "updates": updates,
+        }
     finally:
         # Whatever happened: a cluster left running on the benchmark's broker would take the next
         # run's drain tasks and skew its figures (a failed run once left one: 12k instead of 20k msg/s).
         if cluster.poll() is None:
             os.killpg(cluster.pid, signal.SIGKILL)
-
-
-def _drain_timed(args, env, cluster, total, updates, any_pending, pending) -> dict:
-    from django.db import connection
-
-    time.sleep(3)  # let the cluster fork its workers before the clock starts
-    samples: dict[int, list[float]] = {}
-    subprocess.run([sys.executable, "manage.py", "sync_wake", "--drains", str(args.workers)], cwd=ROOT, env=env,
-                   check=True, stdout=subprocess.DEVNULL)  # fmt: skip
-    started = time.perf_counter()
-    left = total
-    while left:
-        time.sleep(0.5)
-        for pid in descendants(cluster.pid):
-            samples.setdefault(pid, []).append(rss_mb(pid))
-        left = any_pending()
-        if time.perf_counter() - started > 1800:
-            raise SystemExit(f"drain did not finish: {pending()} left")
-    # The drain, read from the rows: from its first claim to its last transition. The poll above
-    # notices the end up to half a second late (a third of a 30,000-message drain at 20,000
-    # msg/s), and the cluster's own due check may start draining before the wake-up does.
-    from django.db.models import Max, Min
-
-    from messages.models import Message, MessageEvent, MessageState
-
-    first = MessageEvent.objects.filter(to_state=MessageState.PROCESSING).aggregate(at=Min("at"))["at"]
-    last = Message.objects.aggregate(at=Max("updated_at"))["at"]
-    elapsed = (last - first).total_seconds()
-    cluster.send_signal(signal.SIGTERM)  # to the cluster's main process only, as systemd's KillMode=mixed does
-    try:
-        cluster.wait(60)
-    except subprocess.TimeoutExpired:
-        os.killpg(cluster.pid, signal.SIGKILL)
-    if updates:  # read once the workers' backends have exited: they flush their counts then
-        time.sleep(1)
-        upd, hot = table_updates(connection.cursor(), STATE_TABLE)
-        updates = (upd - updates[0], hot - updates[1])
-    # the busiest processes are the workers; report their RSS at start, peak and end of the drain
-    workers = sorted(samples.values(), key=lambda s: max(s), reverse=True)[: args.workers]
-    return {
-        "rate": total / elapsed,
-        "seconds": elapsed,
-        "rss": [(round(s[0], 1), round(max(s), 1), round(s[-1], 1)) for s in workers if s],
-        "updates": updates,
-    }
 
 
 # --- bare SQL reference ---------------------------------------------------------------------------

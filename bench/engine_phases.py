@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._common import rss_mb  # noqa: E402
 from bench.engine import fill, parse_args, prepare_env  # noqa: E402
 
 STEPS = ("_prepare", "_apply", "_finish")  # messages/services/processing.py
@@ -91,11 +92,6 @@ def memory_drain(args) -> None:
     django.setup()
     from messages import services
 
-    def rss_mb() -> float:
-        return (
-            next(int(line.split()[1]) for line in Path("/proc/self/status").open() if line.startswith("VmRSS")) / 1024
-        )
-
     tracemalloc.start()
     step, n, mark = max(args.messages // 10, 1), 0, 0
     print(f"one worker in a fresh process, {args.messages:,} messages, batch {args.batch}")
@@ -105,7 +101,7 @@ def memory_drain(args) -> None:
         if n >= mark + step or n == args.messages:
             mark = n
             gc.collect()
-            print(f"  {n:>10,} drained: RSS {rss_mb():6.1f} MB, Python objects {tracemalloc.get_traced_memory()[0] / 1e6:5.2f} MB",
+            print(f"  {n:>10,} drained: RSS {rss_mb(os.getpid()):6.1f} MB, Python objects {tracemalloc.get_traced_memory()[0] / 1e6:5.2f} MB",
                   flush=True)  # fmt: skip
 
 

@@ -90,24 +90,32 @@ def messages_complete(*, applied: Sequence[int], noop: Sequence[int], worker: st
     applied, noop = list(dict.fromkeys(applied)), list(dict.fromkeys(noop))
     if not applied and not noop:
         return db_now()
-    if connections[Message.objects.db].vendor != "postgresql":
-        now = db_now()
-        done = {"processed_at": now, "lease_owner": "", "lease_expires_at": None, "last_error": ""}
-        for ids, why in ((applied, "applied"), (noop, reason)):
-            message_transition(
-                message_ids=ids,
-                from_state=S.PROCESSING,
-                to_state=S.PROCESSED,
-                actor=worker,
-                reason=why,
-                fields=done,
-                only_if={"lease_owner": worker},
-                now=now,
-                savepoint=False,
-            )
-        return now
+    return _complete(Message.objects.db, applied, noop, worker, reason)
+
+
+@per_vendor
+def _complete(using: str, applied: list[int], noop: list[int], worker: str, reason: str) -> datetime:
+    now = db_now(using)
+    done = {"processed_at": now, "lease_owner": "", "lease_expires_at": None, "last_error": ""}
+    for ids, why in ((applied, "applied"), (noop, reason)):
+        message_transition(
+            message_ids=ids,
+            from_state=S.PROCESSING,
+            to_state=S.PROCESSED,
+            actor=worker,
+            reason=why,
+            fields=done,
+            only_if={"lease_owner": worker},
+            now=now,
+            savepoint=False,
+        )
+    return now
+
+
+@_complete.vendor("postgresql")
+def _complete_postgresql(using: str, applied: list[int], noop: list[int], worker: str, reason: str) -> datetime:
     ids = applied + noop
-    with server_binding_cursor(Message.objects.db, prepare=True) as cursor:
+    with server_binding_cursor(using, prepare=True) as cursor:
         # statement_timestamp(): when this statement began, the same value everywhere in it.
         cursor.execute(
             f"WITH moved AS (UPDATE {Message._meta.db_table} SET state = %s, updated_at = statement_timestamp(),"

@@ -99,8 +99,8 @@ class PipelineFromHere:
 
     def start(self) -> None:
         conn = connections[self.alias]
-        if conn.vendor == "postgresql" and conn.connection is not None and Pipeline.is_supported():
-            self._pipeline = conn.connection.pipeline()
+        if conn.vendor == "postgresql" and conn.connection is not None:
+            self._pipeline = pipelined(self.alias)
             self._pipeline.__enter__()
 
     def __exit__(self, kind: type | None, value: BaseException | None, trace: TracebackType | None) -> None:
