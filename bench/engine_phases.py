@@ -9,8 +9,9 @@ drain does), with nothing else running against the database. For the claim and f
 applying a batch (decoding, the handler's apply, the completion, and the rest: the batch's tail of
 metric deltas, counters and COMMIT) it prints this process's CPU time (``time.process_time``) and
 the wall time per message. Wall minus CPU is, to a close approximation, the time spent waiting on
-the database server: its share of the work per message, apart from Python's. The same-run
-reference is the whole drain's own figures on the first line.
+the database server: its share of the work per message, apart from Python's. On PostgreSQL the last
+line is the server's own CPU per message: every ``postgres`` process's, read from /proc (nothing else
+runs against it meanwhile). The same-run reference is the whole drain's own figures on the first line.
 
 ``--memory``: the drain runs in a fresh process once the fill is done (the fill's own memory is
 not counted), and prints its RSS and the Python objects it holds (tracemalloc's traced total,
@@ -29,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import rss_mb  # noqa: E402
+from bench._common import processes_cpu_seconds, rss_mb  # noqa: E402
 from bench.engine import fill, parse_args, prepare_env  # noqa: E402
 
 STEPS = ("_prepare", "_apply", "_finish")  # messages/services/processing.py
@@ -67,11 +68,13 @@ def main() -> None:
         setattr(processing, name, timed(name, getattr(processing, name)))
     claim = timed("claim", services.message_claim)
     process = timed("apply a batch", services.message_process_claimed)
+    server0 = None if args.sqlite else processes_cpu_seconds("postgres")
     n, c0, w0 = 0, time.process_time(), time.perf_counter()
     while batch := claim(worker="phases", limit=args.batch):
         process(messages=batch, worker="phases")
         n += len(batch)
     c, w = time.process_time() - c0, time.perf_counter() - w0
+    server = None if server0 is None else processes_cpu_seconds("postgres") - server0
     cpu["  the tail (deltas, counters, COMMIT)"] = cpu["apply a batch"] - sum(cpu[s] for s in STEPS)
     wall["  the tail (deltas, counters, COMMIT)"] = wall["apply a batch"] - sum(wall[s] for s in STEPS)
     backend = "SQLite" if args.sqlite else "PostgreSQL"
@@ -80,6 +83,9 @@ def main() -> None:
     for name in ("claim", "apply a batch", *(f"  {s}" for s in STEPS), "  the tail (deltas, counters, COMMIT)"):
         key = name.strip() if name.strip() in STEPS else name
         print(f"  {name:38s} CPU {1e6 * cpu[key] / n:6.1f} µs/msg   wall {1e6 * wall[key] / n:6.1f} µs/msg")
+    if server is not None:
+        # Nothing else runs against the server meanwhile: its processes' CPU is this drain's.
+        print(f"  {'PostgreSQL (all its processes)':38s} CPU {1e6 * server / n:6.1f} µs/msg")
 
 
 def memory_drain(args) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +22,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from messages.models import CentralEntity, EntityCounter
-from syncadmin.lib.fastsql import server_binding_cursor
+from syncadmin.lib.fastsql import numbers, server_binding_cursor, texts
 from syncadmin.lib.sql import per_vendor
 
 Key = tuple[str, str, str]  # (entity type, entity key, terminal code): the unique key
@@ -49,8 +49,9 @@ class CentralRow:
 # of every worker). LIMIT 1 keeps the planner from merging the probes into one join, which with a
 # young table's statistics it planned as a scan of whole (terminal, type) cells (measured: 4 ms
 # per batch of 100). Not prepared (syncadmin/lib/fastsql.py): its best plan depends on the table.
+# {t}, {e}, {term}: the keys' three arrays (fastsql.texts).
 CENTRAL_LOCK_SQL = (
-    "SELECT c.* FROM unnest(%b::text[], %b::text[], %b::text[]) AS k(t, e, term) CROSS JOIN LATERAL"
+    "SELECT c.* FROM unnest({t}, {e}, {term}) AS k(t, e, term) CROSS JOIN LATERAL"
     " (SELECT id, entity_type, entity_key, terminal_code, last_sequence, deleted"
     f" FROM {CentralEntity._meta.db_table}"
     " WHERE terminal_code = k.term AND entity_type = k.t AND entity_key = k.e LIMIT 1 FOR UPDATE) c"
@@ -84,13 +85,19 @@ def _locked_rows(using: str, keys: set[Key]) -> list[tuple]:
 
 @_locked_rows.vendor("postgresql")
 def _locked_rows_postgresql(using: str, keys: set[Key]) -> list[tuple]:
-    # The keys as three arrays, bound on the server in binary (syncadmin/lib/fastsql.py): one
-    # short statement text whatever the batch size, where IN lists made a new text, parsed
-    # and quoted again in Python, for every batch.
-    ordered = sorted(keys)
+    # The keys as three arrays bound on the server (syncadmin/lib/fastsql.py): one short statement
+    # text whatever the batch size, where IN lists made a new text, parsed and quoted again in
+    # Python, for every batch.
     with server_binding_cursor(using) as cursor:
-        cursor.execute(CENTRAL_LOCK_SQL, [[k[0] for k in ordered], [k[1] for k in ordered], [k[2] for k in ordered]])
+        cursor.execute(*central_lock_sql(keys))
         return cursor.fetchall()
+
+
+def central_lock_sql(keys: Iterable[Key]) -> tuple[str, list]:
+    """PostgreSQL: the lookup that locks ``keys``' central rows, as (SQL, parameters)."""
+    ordered = sorted(keys)
+    (t, types), (e, entity_keys), (term, terminals) = (texts([k[i] for k in ordered]) for i in range(3))
+    return CENTRAL_LOCK_SQL.format(t=t, e=e, term=term), [types, entity_keys, terminals]
 
 
 # --- write --------------------------------------------------------------------------------------
@@ -149,21 +156,28 @@ def _write_postgresql(using: str, new: list[CentralRow], changed: list[CentralRo
     """
     table = CentralEntity._meta.db_table
     columns = ", ".join(_CENTRAL_COLUMNS)
-    rows_sql = (
-        "SELECT t, e, term, d::jsonb, s, del, mpk, %s::timestamptz FROM"
-        " unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[], %b::bool[], %b::bigint[])"
-        " AS u(t, e, term, d, s, del, mpk)"
-    )
+
+    def rows_sql(rows: list[CentralRow]) -> tuple[str, list]:
+        cols = _columns(rows)
+        arrays = [*map(texts, cols[:4]), *map(numbers, cols[4:], ("bigint", "bool", "bigint"))]
+        sql = (
+            "SELECT t, e, term, d::jsonb, s, del, mpk, %s::timestamptz FROM"
+            f" unnest({', '.join(a for a, _ in arrays)}) AS u(t, e, term, d, s, del, mpk)"
+        )
+        return sql, [now, *(p for _, p in arrays)]
+
     parts, params = [], []
     if new:
+        sql, values = rows_sql(new)
         parts.append(
-            f"new_rows AS (INSERT INTO {table} ({columns}) {rows_sql} ON CONFLICT DO NOTHING"
+            f"new_rows AS (INSERT INTO {table} ({columns}) {sql} ON CONFLICT DO NOTHING"
             " RETURNING entity_type, entity_key, terminal_code)"
         )
-        params += [now, *_columns(new)]
+        params += values
     if changed:
-        parts.append(f"changed_rows AS (INSERT INTO {table} ({columns}) {rows_sql}{_UPSERT})")
-        params += [now, *_columns(changed)]
+        sql, values = rows_sql(changed)
+        parts.append(f"changed_rows AS (INSERT INTO {table} ({columns}) {sql}{_UPSERT})")
+        params += values
     if not parts:
         return set()
     final = "SELECT entity_type, entity_key, terminal_code FROM new_rows" if new else "SELECT 1"
@@ -208,7 +222,7 @@ _COUNTER_UPSERT = (
 )
 _COUNTER_SQL_PG = (
     f"{_COUNTER_INSERT} SELECT t, e, d, %s::timestamptz"
-    f" FROM unnest(%b::text[], %b::text[], %b::bigint[]) AS u(t, e, d){_COUNTER_UPSERT}"
+    " FROM unnest({t}, {e}, {d}) AS u(t, e, d)" + _COUNTER_UPSERT.replace("{", "{{").replace("}", "}}")
 )
 
 
@@ -265,10 +279,10 @@ def _counters_add(using: str, moves: list[tuple[tuple[str, str], int]], now) -> 
 
 @_counters_add.vendor("postgresql")
 def _counters_add_postgresql(using: str, moves: list[tuple[tuple[str, str], int]], now) -> None:
+    (t, terminals), (e, types) = texts([t for (t, _), _ in moves]), texts([e for (_, e), _ in moves])
+    d, deltas = numbers([d for _, d in moves], "bigint")
     with server_binding_cursor(using, prepare=True) as cursor:
-        cursor.execute(
-            _COUNTER_SQL_PG, [now, [t for (t, _), _ in moves], [e for (_, e), _ in moves], [d for _, d in moves]]
-        )
+        cursor.execute(_COUNTER_SQL_PG.format(t=t, e=e, d=d), [now, terminals, types, deltas])
 
 
 @_counters_add.vendor("sqlite")

@@ -16,7 +16,7 @@ from django.db.models.sql import UpdateQuery
 from messages import metrics as observe
 from messages.models import TRANSITIONS, Message, MessageEnvelope, MessageEvent, MessageState
 from syncadmin.lib.clock import db_now
-from syncadmin.lib.fastsql import server_binding_cursor
+from syncadmin.lib.fastsql import numbers, server_binding_cursor
 from syncadmin.lib.sql import IN_LIST_MAX, chunks, per_vendor
 
 S = MessageState
@@ -115,18 +115,19 @@ def _complete(using: str, applied: list[int], noop: list[int], worker: str, reas
 @_complete.vendor("postgresql")
 def _complete_postgresql(using: str, applied: list[int], noop: list[int], worker: str, reason: str) -> datetime:
     ids = applied + noop
+    (all_ids, ids_param), (noop_ids, noop_param) = numbers(ids, "bigint"), numbers(noop, "bigint")
     with server_binding_cursor(using, prepare=True) as cursor:
         # statement_timestamp(): when this statement began, the same value everywhere in it.
         cursor.execute(
             f"WITH moved AS (UPDATE {Message._meta.db_table} SET state = %s, updated_at = statement_timestamp(),"
             " processed_at = statement_timestamp(), lease_owner = '', lease_expires_at = NULL, last_error = ''"
-            " WHERE id = ANY(%b::bigint[]) AND state = %s AND lease_owner = %s RETURNING id, attempts),"
+            f" WHERE id = ANY({all_ids}) AND state = %s AND lease_owner = %s RETURNING id, attempts),"
             f" events AS (INSERT INTO {MessageEvent._meta.db_table} ({EVENT_COLUMNS})"
-            " SELECT id, %s, %s, statement_timestamp(), %s, CASE WHEN id = ANY(%b::bigint[]) THEN %s ELSE %s END,"
+            f" SELECT id, %s, %s, statement_timestamp(), %s, CASE WHEN id = ANY({noop_ids}) THEN %s ELSE %s END,"
             " '', '', attempts FROM moved)"
             " SELECT count(*), statement_timestamp() FROM moved",
-            [S.PROCESSED, ids, S.PROCESSING, worker[:128], S.PROCESSING, S.PROCESSED, worker[:150], noop, reason,
-             "applied"],
+            [S.PROCESSED, ids_param, S.PROCESSING, worker[:128], S.PROCESSING, S.PROCESSED, worker[:150], noop_param,
+             reason, "applied"],
         )  # fmt: skip
         changed, now = cursor.fetchone()
     if changed != len(ids):

@@ -21,7 +21,7 @@ from itertools import islice
 from django.db import connections, router, transaction
 from django.db.models import Sum
 
-from syncadmin.lib.fastsql import server_binding_cursor
+from syncadmin.lib.fastsql import numbers, server_binding_cursor, texts
 from syncadmin.lib.sql import per_vendor
 from syncadmin.models import MetricCounter
 
@@ -76,13 +76,15 @@ def _deltas_insert(using: str, values: list[tuple[str, str, float]]) -> None:
 
 @_deltas_insert.vendor("postgresql")
 def _deltas_insert_postgresql(using: str, values: list[tuple[str, str, float]]) -> None:
-    # Values as arrays bound in binary on the server (syncadmin/lib/fastsql.py): one short
-    # statement text whatever the number of rows, and no quoting of the labels in Python.
+    # Values as arrays bound on the server (syncadmin/lib/fastsql.py): one short statement text
+    # whatever the number of rows, and no quoting of the labels in Python.
+    (n, names), (lb, labels) = texts([v[0] for v in values]), texts([v[1] for v in values])
+    v, numbers_ = numbers([v[2] for v in values], "float8")
     with server_binding_cursor(using, prepare=True) as cursor:
         cursor.execute(
             f"INSERT INTO {MetricCounter._meta.db_table} (name, labels, value, base)"
-            " SELECT n, l, v, false FROM unnest(%b::text[], %b::text[], %b::float8[]) AS u(n, l, v)",
-            [[v[0] for v in values], [v[1] for v in values], [v[2] for v in values]],
+            f" SELECT n, l, v, false FROM unnest({n}, {lb}, {v}) AS u(n, l, v)",
+            [names, labels, numbers_],
         )
 
 

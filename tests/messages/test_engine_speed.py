@@ -12,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from messages import handlers, services, tasks
-from messages.central_store import CENTRAL_LOCK_SQL
+from messages.central_store import central_lock_sql
 from messages.models import CentralEntity, EntityCounter, Message, MessageState
 from messages.services import claim, processing, wakeup
 from tests.messages.helpers import counter, env
@@ -207,7 +207,7 @@ def test_the_central_lookup_probes_the_unique_key_even_on_a_young_table(terminal
         CentralEntity(entity_type="product", entity_key=f"K{i}", terminal_code=terminal.code, last_sequence=1,
                       updated_at="2026-01-01T00:00Z") for i in range(3000)
     )  # fmt: skip
-    keys = [["product"] * 3, ["K1", "K2", "NOPE"], [terminal.code] * 3]
+    sql, params = central_lock_sql({("product", key, terminal.code) for key in ("K1", "K2", "NOPE")})
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE pg_class SET reltuples = 0, relpages = 0 WHERE relname = %s", ["queue_messages_centralentity"]
@@ -215,9 +215,9 @@ def test_the_central_lookup_probes_the_unique_key_even_on_a_young_table(terminal
         from syncadmin.lib.fastsql import server_binding_cursor
 
         with server_binding_cursor("default") as fast:
-            fast.execute("EXPLAIN " + CENTRAL_LOCK_SQL, keys)
+            fast.execute("EXPLAIN " + sql, params)
             plan = "\n".join(row[0] for row in fast.fetchall())
-            fast.execute(CENTRAL_LOCK_SQL, keys)
+            fast.execute(sql, params)
             found = sorted(row[2] for row in fast.fetchall())
     assert "central_entity_uniq" in plan and "Seq Scan" not in plan, plan
     assert found == ["K1", "K2"]

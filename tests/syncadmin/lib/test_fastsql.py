@@ -1,9 +1,12 @@
-"""syncadmin/lib/fastsql.py: PipelineFromHere sends a transaction's last statements with its COMMIT."""
+"""syncadmin/lib/fastsql.py: PipelineFromHere sends a transaction's last statements with its COMMIT;
+arrays sent as one text come back from the server exactly as they went."""
 
 import pytest
 from django.db import IntegrityError, connection, transaction
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from syncadmin.lib.fastsql import PipelineFromHere, server_binding_cursor
+from syncadmin.lib.fastsql import SEPARATOR, PipelineFromHere, numbers, server_binding_cursor, texts
 from terminals.models import Terminal
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -52,3 +55,44 @@ def test_an_error_before_start_leaves_no_pipeline_behind():
         Terminal.objects.create(code="T-FIRST")
         1 / 0  # noqa: B018
     assert connection.connection._pipeline is None and not Terminal.objects.exists()
+
+
+def _server_array(sql: str, param):
+    with server_binding_cursor("default") as cursor:
+        cursor.execute(f"SELECT {sql}", [param])
+        return cursor.fetchone()[0]
+
+
+# PostgreSQL's text cannot hold NUL at all; everything else goes, the separator and empty strings included.
+_text = st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=["Cs"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_text, st.sampled_from(["", SEPARATOR, f"a{SEPARATOR}b", "{}", '"', "\\", ",", "NULL"]))))
+def test_a_text_array_comes_back_exactly(values):
+    assert _server_array(*texts(values)) == values
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1)))
+def test_a_bigint_array_comes_back_exactly(values):
+    assert _server_array(*numbers(values, "bigint")) == values
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(allow_nan=False)))
+def test_a_float_array_comes_back_exactly(values):
+    assert _server_array(*numbers(values, "float8")) == values
+
+
+def test_booleans_come_back_and_an_empty_list_is_an_empty_array():
+    assert _server_array(*numbers([True, False, True], "bool")) == [True, False, True]
+    assert _server_array(*numbers([], "bigint")) == []
+    assert _server_array(*texts([])) == []
+
+
+def test_plain_texts_travel_joined_and_the_others_as_an_array():
+    assert texts(["product", "K1"]) == ("string_to_array(%s, chr(31))", f"product{SEPARATOR}K1")
+    # string_to_array cannot tell these apart from other arrays: they go as the array itself
+    for values in ([f"a{SEPARATOR}b"], [""], []):
+        assert texts(values) == ("%b::text[]", values)
