@@ -28,7 +28,7 @@ from messages.services.transitions import EVENT_COLUMNS, message_transition
 from syncadmin.lib.clock import db_now
 from syncadmin.lib.counters import collected
 from syncadmin.lib.fastsql import pipelined, server_binding_cursor
-from syncadmin.lib.rows import loaded
+from syncadmin.lib.rows import loaded, loader
 from syncadmin.lib.sql import per_vendor
 from syncadmin.models import MetricCounter
 from terminals.models import Terminal
@@ -187,10 +187,11 @@ def message_claim_due(
     columns = [(i, name) for i, name in enumerate(names) if name in wanted]
     terminals: dict[int, Terminal] = {}  # one instance per terminal, not one per message
     code = names.index("code")
+    message = loader(Message, conn.alias)
     for row in rows:
         data = {name: row[i] for i, name in columns}
         data["state"] = S.PROCESSING
-        m = loaded(Message, conn.alias, data)
+        m = message(data)
         terminal = terminals.get(data["terminal_id"])
         if terminal is None:
             terminal = terminals[data["terminal_id"]] = loaded(

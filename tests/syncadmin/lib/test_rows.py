@@ -5,7 +5,7 @@ from django.db.models import signals
 
 from messages import services
 from messages.models import Message
-from syncadmin.lib.rows import loaded
+from syncadmin.lib.rows import loaded, loader
 from terminals.models import Terminal
 from tests.messages.helpers import env
 
@@ -36,6 +36,16 @@ def test_a_model_with_init_receivers_is_refused():
     try:
         with pytest.raises(TypeError, match="init signal receivers"):
             loaded(Terminal, "default", {"id": 1, "code": "T"})
+        with pytest.raises(TypeError, match="init signal receivers"):
+            loader(Terminal, "default")
     finally:
         signals.post_init.disconnect(receiver, sender=Terminal)
     assert loaded(Terminal, "default", {"id": 1, "code": "T"}).code == "T"
+
+
+def test_a_loader_makes_one_instance_per_row_each_with_its_own_state():
+    make = loader(Message, "default")
+    first, second = make({"id": 1, "message_id": "a"}), make({"id": 2, "message_id": "b"})
+    assert (first.pk, first.envelope_id, first.message_id) == (1, 1, "a")
+    assert (second.pk, second.envelope_id, second.message_id) == (2, 2, "b")
+    assert first._state is not second._state and not first._state.adding
