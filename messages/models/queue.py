@@ -101,7 +101,10 @@ class MessageEnvelope(models.Model):
 
 # The states a message waits in (for a worker, an operator, or retention): the ones the state
 # index below holds. The hot path's two states, Processing and Processed, are not among them.
-WAITING_STATES = ["Received", "Failed", "DeadLettered", "Discarded"]
+# Their plain text values: the index's condition is written in migrations as these strings.
+WAITING_STATES = [
+    s.value for s in (MessageState.RECEIVED, MessageState.FAILED, MessageState.DEAD_LETTERED, MessageState.DISCARDED)
+]
 
 
 class Message(MessageEnvelope):

@@ -56,6 +56,16 @@ def previous(app: str, name: str) -> str:
     return parents[0][1] if parents else "zero"
 
 
+def table_locks(conn: psycopg.Connection, pid: int) -> set[tuple[str, str, bool]]:
+    """(table, mode, granted) of each lock backend ``pid`` holds or waits for on the message tables."""
+    rows = conn.execute(
+        "SELECT c.relname, l.mode, l.granted FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+        " WHERE l.pid = %s AND c.relname = ANY(%s)",
+        [pid, [TABLE, STATE_TABLE]],
+    )
+    return set(rows.fetchall())
+
+
 def _connect() -> psycopg.Connection:
     s = connection.settings_dict
     return psycopg.connect(
@@ -181,14 +191,7 @@ def under_load(run) -> Observed:
             blocking_since = None
             while not stop.is_set():
                 now = time.monotonic()
-                modes = {
-                    row[0]
-                    for row in conn.execute(
-                        "SELECT l.mode FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
-                        " WHERE l.pid = %s AND l.granted AND c.relname = ANY(%s)",
-                        [pid, [TABLE, STATE_TABLE]],
-                    )
-                }
+                modes = {mode for _, mode, granted in table_locks(conn, pid) if granted}
                 observed.modes |= modes
                 if modes & set(WRITE_BLOCKING):
                     blocking_since = blocking_since or now

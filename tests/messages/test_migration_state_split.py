@@ -23,7 +23,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from messages.models import MessageState
-from tests.messages.migration_load import _connect
+from tests.messages.migration_load import _connect, table_locks
 from tests.migrations import migrate
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -277,16 +277,6 @@ NEW_STATE = (
 )
 
 
-def _locks(conn, pid: int) -> set[tuple[str, str, bool]]:
-    """(table, mode, granted) for each lock backend ``pid`` holds or waits for on the two tables."""
-    rows = conn.execute(
-        "SELECT c.relname, l.mode, l.granted FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
-        " WHERE l.pid = %s AND c.relname = ANY(%s)",
-        [pid, [ENVELOPE, STATE]],
-    )
-    return set(rows.fetchall())
-
-
 @pytest.mark.postgres
 def test_the_state_tables_key_is_added_while_the_message_table_is_held(terminal, back_at_head):
     # Adding the state row's key locks the state table, then the message table. Added after the
@@ -301,7 +291,7 @@ def test_the_state_tables_key_is_added_while_the_message_table_is_held(terminal,
         if "FOREIGN KEY" in sql and STATE in sql:
             with connection.connection.cursor() as cursor:
                 cursor.execute("SELECT pg_backend_pid()")
-                seen["locks"] = _locks(connection.connection, cursor.fetchone()[0])
+                seen["locks"] = table_locks(connection.connection, cursor.fetchone()[0])
                 seen["in_transaction"] = connection.in_atomic_block
         return execute(sql, params, many, context)
 
@@ -336,7 +326,7 @@ def test_the_rollback_waits_for_a_new_ingest_transaction_and_keeps_its_message(t
             with _connect() as watcher:
                 deadline = time.monotonic() + WAIT_SECONDS
                 # The last pass has asked for its first lock (granted or not).
-                while not any(mode.startswith("Share") for _, mode, _ in _locks(watcher, pid)):
+                while not any(mode.startswith("Share") for _, mode, _ in table_locks(watcher, pid)):
                     assert time.monotonic() < deadline, "the last pass never started"
                     time.sleep(0.005)
                 time.sleep(0.2)  # let it take whatever it can
