@@ -34,6 +34,19 @@ HOLDS_INGEST_BY_DESIGN = {("queue_messages", "0013_queue_state_table")}
 # The writer's longest insert: a gross bound only (up to 0.2 s seen here while a concurrent build
 # shares the 2 cores, and a shared machine's disk can stall a commit); the locks are the measure.
 WRITE_WAIT_SECONDS = 2.0
+# 0013's locked pass re-reads the table once, so its hold grows with the machine as the plain
+# build's does: 1.85 and 2.10 s against the build's 0.69 s on a machine three times slower than the
+# one where 2.0 s was set. Its bound is that many builds of the same run (or 2.0 s, if larger).
+DESIGN_HOLD_REFERENCES = 5
+
+
+def _wait_bound(node, reference) -> float:
+    """The writer's longest wait allowed during ``node``: a gross bound, and for a migration that holds
+    ingest by design a bound on that hold, from the same run's plain index build, so that a slower
+    machine does not fail it: 0013's locked pass reads the table once, as the build does."""
+    if node in HOLDS_INGEST_BY_DESIGN:
+        return max(WRITE_WAIT_SECONDS, DESIGN_HOLD_REFERENCES * reference.longest_block)
+    return WRITE_WAIT_SECONDS
 
 
 @pytest.fixture
@@ -63,8 +76,8 @@ def test_no_message_table_migration_stops_ingest(back_at_head):
         for node, observed in seen.items()
         if observed.longest_block >= MOMENT_SECONDS and node not in HOLDS_INGEST_BY_DESIGN
     }
-    waited = {node: observed for node, observed in seen.items() if observed.slowest_write >= WRITE_WAIT_SECONDS}
-    assert not held and not waited, (held, waited)
+    waited = {node: seen[node] for node in seen if seen[node].slowest_write >= _wait_bound(node, reference)}
+    assert not held and not waited, (held, waited, reference)
 
 
 def test_the_message_table_migrations_are_found():
