@@ -222,7 +222,7 @@ _COUNTER_UPSERT = (
 )
 _COUNTER_SQL_PG = (
     f"{_COUNTER_INSERT} SELECT t, e, d, %s::timestamptz"
-    " FROM unnest({t}, {e}, {d}) AS u(t, e, d)" + _COUNTER_UPSERT.replace("{", "{{").replace("}", "}}")
+    " FROM unnest({t}, {e}, {d}) AS u(t, e, d)" + _COUNTER_UPSERT
 )
 
 
