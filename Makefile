@@ -76,11 +76,19 @@ lint: install
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve -a 127.0.0.1:8001
 
+# The suite runs on every core, up to four (pytest-xdist): one process each, each with its own
+# test database (pytest-django) and its own cluster name on the shared Redis (tests/worker_env.py,
+# loaded before the settings; `python -m` puts the project on sys.path for it). Most of the suite
+# is CPU-bound, and the PostgreSQL pass waits a third of its time on clusters and the chaos suite's
+# stacks. `make test TEST_PROCESSES=0` runs it in this one process.
+TEST_PROCESSES ?= auto
+PYTEST = $(PY) -m pytest -q -p tests.worker_env -n $(TEST_PROCESSES) --maxprocesses=4
+
 test-sqlite: install
-	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 test-postgres: install
-	DATABASE_URL=$(PG_URL) Q_BROKER=$(REDIS_URL) $(VENV)/bin/pytest -q $(PYTEST_ARGS)
+	DATABASE_URL=$(PG_URL) Q_BROKER=$(REDIS_URL) $(PYTEST) $(PYTEST_ARGS)
 
 ## Benchmarks (PostgreSQL + Redis on loopback; each prints its figures and a same-run reference).
 bench: install
