@@ -76,8 +76,11 @@ def profile(args, env, out: Path) -> list[Path]:
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         time.sleep(3)
-        subprocess.run([sys.executable, "manage.py", "sync_wake", "--drains", str(args.workers)], cwd=ROOT, env=env,
-                       check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+        # Enqueued from this process, as bench/engine.py does (fill() set Django up here): a
+        # `manage.py sync_wake` process would share the cores with the drain it starts.
+        from messages.services.wakeup import enqueue_drain
+
+        enqueue_drain(args.workers)
         time.sleep(0.5)
         workers = busiest(descendants(cluster.pid), args.workers)
         files = [out / f"worker-{pid}.txt" for pid in workers]

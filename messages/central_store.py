@@ -22,7 +22,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from messages.models import CentralEntity, EntityCounter
-from syncadmin.lib.fastsql import numbers, server_binding_cursor, texts
+from syncadmin.lib.fastsql import server_binding_cursor, unnested
 from syncadmin.lib.sql import per_vendor
 
 Key = tuple[str, str, str]  # (entity type, entity key, terminal code): the unique key
@@ -49,9 +49,9 @@ class CentralRow:
 # of every worker). LIMIT 1 keeps the planner from merging the probes into one join, which with a
 # young table's statistics it planned as a scan of whole (terminal, type) cells (measured: 4 ms
 # per batch of 100). Not prepared (syncadmin/lib/fastsql.py): its best plan depends on the table.
-# {t}, {e}, {term}: the keys' three arrays (fastsql.texts).
+# {keys}: the keys as three arrays (fastsql.unnested).
 CENTRAL_LOCK_SQL = (
-    "SELECT c.* FROM unnest({t}, {e}, {term}) AS k(t, e, term) CROSS JOIN LATERAL"
+    "SELECT c.* FROM {keys} AS k(t, e, term) CROSS JOIN LATERAL"
     " (SELECT id, entity_type, entity_key, terminal_code, last_sequence, deleted"
     f" FROM {CentralEntity._meta.db_table}"
     " WHERE terminal_code = k.term AND entity_type = k.t AND entity_key = k.e LIMIT 1 FOR UPDATE) c"
@@ -96,8 +96,8 @@ def _locked_rows_postgresql(using: str, keys: set[Key]) -> list[tuple]:
 def central_lock_sql(keys: Iterable[Key]) -> tuple[str, list]:
     """PostgreSQL: the lookup that locks ``keys``' central rows, as (SQL, parameters)."""
     ordered = sorted(keys)
-    (t, types), (e, entity_keys), (term, terminals) = (texts([k[i] for k in ordered]) for i in range(3))
-    return CENTRAL_LOCK_SQL.format(t=t, e=e, term=term), [types, entity_keys, terminals]
+    source, params = unnested(*(("text", [k[i] for k in ordered]) for i in range(3)))
+    return CENTRAL_LOCK_SQL.format(keys=source), params
 
 
 # --- write --------------------------------------------------------------------------------------
@@ -159,12 +159,12 @@ def _write_postgresql(using: str, new: list[CentralRow], changed: list[CentralRo
 
     def rows_sql(rows: list[CentralRow]) -> tuple[str, list]:
         cols = _columns(rows)
-        arrays = [*map(texts, cols[:4]), *map(numbers, cols[4:], ("bigint", "bool", "bigint"))]
-        sql = (
-            "SELECT t, e, term, d::jsonb, s, del, mpk, %s::timestamptz FROM"
-            f" unnest({', '.join(a for a, _ in arrays)}) AS u(t, e, term, d, s, del, mpk)"
+        types = ("text", "text", "text", "text", "bigint", "bool", "bigint")
+        source, params = unnested(*zip(types, cols, strict=True))
+        return (
+            f"SELECT t, e, term, d::jsonb, s, del, mpk, %s::timestamptz FROM {source} AS u(t, e, term, d, s, del, mpk)",
+            [now, *params],
         )
-        return sql, [now, *(p for _, p in arrays)]
 
     parts, params = [], []
     if new:
@@ -220,10 +220,7 @@ _COUNTER_UPSERT = (
     " ON CONFLICT (terminal_code, entity_type) DO UPDATE"
     f" SET live_count = {_COUNTER_TABLE}.live_count + excluded.live_count, updated_at = excluded.updated_at"
 )
-_COUNTER_SQL_PG = (
-    f"{_COUNTER_INSERT} SELECT t, e, d, %s::timestamptz"
-    " FROM unnest({t}, {e}, {d}) AS u(t, e, d)" + _COUNTER_UPSERT
-)
+_COUNTER_SQL_PG = f"{_COUNTER_INSERT} SELECT t, e, d, %s::timestamptz FROM {{rows}} AS u(t, e, d)" + _COUNTER_UPSERT
 
 
 _deferred = threading.local()
@@ -279,10 +276,11 @@ def _counters_add(using: str, moves: list[tuple[tuple[str, str], int]], now) -> 
 
 @_counters_add.vendor("postgresql")
 def _counters_add_postgresql(using: str, moves: list[tuple[tuple[str, str], int]], now) -> None:
-    (t, terminals), (e, types) = texts([t for (t, _), _ in moves]), texts([e for (_, e), _ in moves])
-    d, deltas = numbers([d for _, d in moves], "bigint")
+    rows, params = unnested(
+        ("text", [t for (t, _), _ in moves]), ("text", [e for (_, e), _ in moves]), ("bigint", [d for _, d in moves])
+    )
     with server_binding_cursor(using, prepare=True) as cursor:
-        cursor.execute(_COUNTER_SQL_PG.format(t=t, e=e, d=d), [now, terminals, types, deltas])
+        cursor.execute(_COUNTER_SQL_PG.format(rows=rows), [now, *params])
 
 
 @_counters_add.vendor("sqlite")

@@ -21,7 +21,7 @@ from itertools import islice
 from django.db import connections, router, transaction
 from django.db.models import Sum
 
-from syncadmin.lib.fastsql import numbers, server_binding_cursor, texts
+from syncadmin.lib.fastsql import server_binding_cursor, unnested
 from syncadmin.lib.sql import per_vendor
 from syncadmin.models import MetricCounter
 
@@ -78,13 +78,13 @@ def _deltas_insert(using: str, values: list[tuple[str, str, float]]) -> None:
 def _deltas_insert_postgresql(using: str, values: list[tuple[str, str, float]]) -> None:
     # Values as arrays bound on the server (syncadmin/lib/fastsql.py): one short statement text
     # whatever the number of rows, and no quoting of the labels in Python.
-    (n, names), (lb, labels) = texts([v[0] for v in values]), texts([v[1] for v in values])
-    v, numbers_ = numbers([v[2] for v in values], "float8")
+    rows, params = unnested(("text", [v[0] for v in values]), ("text", [v[1] for v in values]),
+                            ("float8", [v[2] for v in values]))  # fmt: skip
     with server_binding_cursor(using, prepare=True) as cursor:
         cursor.execute(
             f"INSERT INTO {MetricCounter._meta.db_table} (name, labels, value, base)"
-            f" SELECT n, l, v, false FROM unnest({n}, {lb}, {v}) AS u(n, l, v)",
-            [names, labels, numbers_],
+            f" SELECT n, l, v, false FROM {rows} AS u(n, l, v)",
+            params,
         )
 
 

@@ -104,6 +104,14 @@ def numbers(values: Sequence[int | float | bool], sql_type: str) -> tuple[str, s
     return f"string_to_array(%s, ',')::{sql_type}[]", ",".join(map(str, values))
 
 
+def unnested(*columns: tuple[str, Sequence]) -> tuple[str, list]:
+    """``unnest(...)`` of parallel arrays, each given as (its SQL type, its values): (the SQL, its
+    parameters), for ``... FROM <SQL> AS u(a, b, ...)``. ``text`` columns go by ``texts``, the
+    others by ``numbers``: the one way the hot statements turn rows into a set."""
+    arrays = [texts(values) if sql_type == "text" else numbers(values, sql_type) for sql_type, values in columns]
+    return f"unnest({', '.join(sql for sql, _ in arrays)})", [param for _, param in arrays]
+
+
 def pipelined(alias: str) -> AbstractContextManager:
     """psycopg's pipeline mode on ``alias``'s open connection: statements are sent without waiting
     for each one's result, and a fetch (or the block's end) waits for them all. One round trip for

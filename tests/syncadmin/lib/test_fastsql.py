@@ -1,12 +1,12 @@
 """syncadmin/lib/fastsql.py: PipelineFromHere sends a transaction's last statements with its COMMIT;
-arrays sent as one text come back from the server exactly as they went."""
+arrays sent as one text come back from the server exactly as they went, and so do rows unnested from them."""
 
 import pytest
 from django.db import IntegrityError, connection, transaction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncadmin.lib.fastsql import SEPARATOR, PipelineFromHere, numbers, server_binding_cursor, texts
+from syncadmin.lib.fastsql import SEPARATOR, PipelineFromHere, numbers, server_binding_cursor, texts, unnested
 from terminals.models import Terminal
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -96,3 +96,19 @@ def test_plain_texts_travel_joined_and_the_others_as_an_array():
     # string_to_array cannot tell these apart from other arrays: they go as the array itself
     for values in ([f"a{SEPARATOR}b"], [""], []):
         assert texts(values) == ("%b::text[]", values)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            _text, st.integers(min_value=-(2**63), max_value=2**63 - 1), st.booleans(), st.floats(allow_nan=False)
+        )
+    )
+)
+def test_rows_unnested_from_parallel_arrays_come_back_exactly_and_in_order(rows):
+    columns = [list(column) for column in zip(*rows, strict=True)] or [[], [], [], []]
+    source, params = unnested(*zip(("text", "bigint", "bool", "float8"), columns, strict=True))
+    with server_binding_cursor("default") as cursor:
+        cursor.execute(f"SELECT a, b, c, d FROM {source} WITH ORDINALITY AS u(a, b, c, d, n) ORDER BY n", params)
+        assert cursor.fetchall() == rows
