@@ -32,6 +32,7 @@ def timed_with_writes(dsn: str, table: str, total: int, target, per_process: lis
 
     with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cursor:
         upd, hot = table_updates(cursor, table)
+        cursor.execute("CHECKPOINT")  # checkpoint() says why
         lsn = cursor.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
         rate = total / timed_processes(target, per_process)
         wal = cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", [lsn]).fetchone()[0]
@@ -68,6 +69,17 @@ def own_database(url: str, suffix: str) -> str:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
     return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def checkpoint(dsn: str) -> None:
+    """PostgreSQL: a checkpoint just before a timed section, so that none pays for the WAL of what ran
+    before it. A checkpoint that ``max_wal_size`` requests in the middle of a drain writes out every
+    dirty buffer, and each page changed after it carries a full-page image in the WAL: which drain
+    met one depended on how much the fill and the forms before it had written."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
 
 
 def drop_database(pg: str, name: str) -> None:

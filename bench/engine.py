@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import descendants, fresh_database, rss_mb, table_updates, timed_processes  # noqa: E402
+from bench._common import checkpoint, descendants, fresh_database, rss_mb, table_updates, timed_processes  # noqa: E402
 from bench.peers import pgqueuer_drains  # noqa: E402
 
 # The queue's state columns (Message) live in a narrow table joined on id to the envelope
@@ -145,6 +145,8 @@ def drain(args, env) -> dict:
 
     total = pending()
     updates = None if args.sqlite else table_updates(connection.cursor(), STATE_TABLE)
+    if not args.sqlite:
+        checkpoint(env["DATABASE_URL"])
     cluster = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
@@ -231,6 +233,7 @@ def bare_setup(args, dsn):
                 "INSERT INTO bench_q SELECT i, 'R', 0, '', NULL FROM generate_series(1, %s) i", (args.messages,)
             )
             conn.execute("VACUUM ANALYZE bench_q")
+        checkpoint(dsn)
 
 
 def async_commit() -> bool:
@@ -344,6 +347,7 @@ def real_table_loop(args, dsn) -> float:
     if not args.sqlite:
         with connection.cursor() as c:
             c.execute(f"VACUUM ANALYZE {STATE_TABLE}")
+        checkpoint(dsn)
     connection.close()
     workers = [(args.sqlite, dsn, args.batch, f"b{i}") for i in range(args.workers)]
     return total / timed_processes(real_table_worker, workers)

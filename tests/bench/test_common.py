@@ -3,7 +3,10 @@
 import time
 from pathlib import Path
 
-from bench._common import processes_cpu_seconds
+import pytest
+
+from bench._common import checkpoint, processes_cpu_seconds
+from tests.processes import postgres_url
 
 
 def test_the_cpu_of_processes_by_name_counts_a_processs_work():
@@ -19,3 +22,17 @@ def test_the_cpu_of_processes_by_name_counts_a_processs_work():
     finally:
         comm.write_text(name)
     assert processes_cpu_seconds("bench-cpu-test") == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_a_checkpoint_before_a_timed_section_is_a_new_checkpoint_on_the_server():
+    import psycopg
+
+    url = postgres_url("postgres")
+    with psycopg.connect(url, autocommit=True) as conn:
+        before = conn.execute("SELECT checkpoint_lsn FROM pg_control_checkpoint()").fetchone()[0]
+        conn.execute("SELECT pg_switch_wal()")  # WAL since the last checkpoint: the next one is not a no-op
+        checkpoint(url)
+        after = conn.execute("SELECT checkpoint_lsn FROM pg_control_checkpoint()").fetchone()[0]
+    assert after != before
