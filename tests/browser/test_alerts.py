@@ -2,7 +2,8 @@
 
 import os
 import shutil
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -53,9 +54,14 @@ def alerting(settings):
     for i in range(1, 6):
         TerminalFactory(code=f"STORE{i:02d}-T1", store=f"Store {i:02d}", last_heartbeat_at=now - timedelta(seconds=30))
     TerminalFactory(code="STORE06-T1", store="Store 06", last_heartbeat_at=now - timedelta(minutes=47))
-    # A store open around the clock in Auckland: heartbeating, its last sale 95 minutes ago.
+    # A store in Auckland that opened three hours ago, its time, and closes in three (past midnight when
+    # that is where they fall): heartbeating, its last sale 95 minutes ago. Hours fixed at 00:00-23:59
+    # made the test fail in the first hour after Auckland's midnight, when the store had been open less
+    # than the rule's 60 minutes.
+    local = now.astimezone(ZoneInfo("Pacific/Auckland")).replace(second=0, microsecond=0)
     till = TerminalFactory(code="AKL-QUEEN-T2", store="Queen St", last_heartbeat_at=now - timedelta(seconds=40),
-                           time_zone="Pacific/Auckland", opens_at=time(0), closes_at=time(23, 59))  # fmt: skip
+                           time_zone="Pacific/Auckland", opens_at=(local - timedelta(hours=3)).time(),
+                           closes_at=(local + timedelta(hours=3)).time())  # fmt: skip
     MessageFactory(terminal=till, message_type="sale.create", received_at=now - timedelta(minutes=95))
     for i in range(4):
         DeadLetterFactory(dead_lettered_at=now - timedelta(seconds=5 + i))
