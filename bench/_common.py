@@ -32,7 +32,7 @@ def timed_with_writes(dsn: str, table: str, total: int, target, per_process: lis
 
     with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cursor:
         upd, hot = table_updates(cursor, table)
-        cursor.execute("CHECKPOINT")  # checkpoint() says why
+        checkpoint(dsn)
         lsn = cursor.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
         rate = total / timed_processes(target, per_process)
         wal = cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", [lsn]).fetchone()[0]
