@@ -106,6 +106,10 @@ def _tune_database(db: dict) -> None:
                 "timeout": 30,
             }
         )
+        # Tests get a file beside it, not an in-memory database that a live server's threads
+        # would share with the test's (a console poll once ran inside the test's transaction).
+        if (name := Path(db["NAME"])).name != ":memory:":
+            db.setdefault("TEST", {}).setdefault("NAME", str(name.with_name(f"test_{name.name}")))
     elif engine.endswith("postgresql"):
         db.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
         # A connection that died with a database restart is detected before use.
@@ -139,23 +143,20 @@ SYNC_BACKOFF_BASE_SECONDS = env.float("SYNC_BACKOFF_BASE_SECONDS", default=5.0)
 SYNC_BACKOFF_MAX_SECONDS = env.float("SYNC_BACKOFF_MAX_SECONDS", default=900.0)
 # A drain task stops claiming after this long so it always ends well inside Q_TIMEOUT.
 SYNC_DRAIN_SECONDS = env.float("SYNC_DRAIN_SECONDS", default=20.0)
-# Each worker cluster (manage.py sync_cluster) looks at the due index this often and hands a drain
-# to its own workers when work is due and none of its drains runs: due work is found even when no
-# task reaches it through the broker (one lost with a killed cluster, say). 0 turns it off.
+# Each cluster (manage.py sync_cluster) looks at the due index this often and drains due work itself
+# when none of its drains runs, even if no task reached it (one lost with a killed cluster). 0: off.
 SYNC_DUE_CHECK_SECONDS = env.float("SYNC_DUE_CHECK_SECONDS", default=5.0)
-# PostgreSQL: a drain's claims and batches commit without waiting for their WAL flush. A
-# database crash (not a restart) can then lose the last fraction of a second of processing,
-# which is redone: the batch is all-or-nothing, applying is idempotent, and a receipt (ingest)
-# always waits for its flush before the terminal hears Accepted, so no message is lost.
+# PostgreSQL: a drain's batches commit without waiting for their WAL flush. A database crash can
+# lose the last fraction of a second of processing, which is redone (a batch is all-or-nothing, an
+# apply idempotent); ingest always waits for its flush before a terminal hears Accepted.
 SYNC_WORKER_ASYNC_COMMIT = env.bool("SYNC_WORKER_ASYNC_COMMIT", default=True)
 # Extra modules whose import registers project-specific message handlers.
 SYNC_HANDLER_MODULES = env.list("SYNC_HANDLER_MODULES", default=[])
 # Largest SOAP request body accepted, in bytes.
 SYNC_MAX_BODY_BYTES = env.int("SYNC_MAX_BODY_BYTES", default=10 * 1024 * 1024)
 TERMINAL_OFFLINE_SECONDS = env.int("TERMINAL_OFFLINE_SECONDS", default=300)
-# How far ahead of the hub's clock a terminal's ReportCounts AsOf or Heartbeat TerminalTime may
-# be; later ones are refused (Client.InvalidRequest): a count dated in the future would hide
-# every later report.
+# How far ahead of the hub's clock a ReportCounts AsOf or Heartbeat TerminalTime may be; later ones
+# are refused (Client.InvalidRequest): a count dated in the future would hide every later report.
 SYNC_MAX_CLOCK_SKEW_SECONDS = env.int("SYNC_MAX_CLOCK_SKEW_SECONDS", default=900)
 
 # --- Reconciliation ----------------------------------------------------------------------
@@ -314,7 +315,6 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": [csp.constants.NONE],
     },
 }
-
 
 # --- Observability (docs/operations/observability.md) ---------------------------------------------
 # /metrics answers only a scraper that presents this bearer token and/or comes from an allowed

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -18,6 +19,18 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
     if os.environ.get("CI") and database_vendor() != "postgresql" and os.environ.get("SYNC_REQUIRE_PG"):
         raise pytest.UsageError("SYNC_REQUIRE_PG is set but DATABASE_URL is not PostgreSQL")
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """pytest-django's hook, after it named this process's test databases: a SQLite test database
+    is a file (settings.py says why), and Django removes an old one before it creates it, but not
+    the write-ahead log a killed run left beside it, which SQLite would replay into the new file."""
+    for db in settings.DATABASES.values():
+        name = db.get("TEST", {}).get("NAME")
+        if db["ENGINE"].endswith("sqlite3") and name and not name.startswith(("file:", ":memory:")):
+            for leftover in ("-wal", "-shm", "-journal"):
+                Path(name + leftover).unlink(missing_ok=True)
 
 
 @pytest.fixture

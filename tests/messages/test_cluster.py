@@ -75,9 +75,16 @@ def assert_exactly_once(total, n_terminals=20):
 @real_clusters
 def test_two_clusters_share_the_queue_without_double_processing(cluster_env, tmp_path):
     total = ingest()
-    logs = [open(tmp_path / f"cluster{i}.log", "w") for i in range(2)]
-    clusters = [start_qcluster(cluster_env, log) for log in logs]
+    # Each batch applies slowly (0.2 s, about 20 s of work in all): one drain cannot finish the
+    # queue before the other workers take their tasks. Unslowed, a drain that started first once
+    # took every message in under a second, and the test proved nothing about sharing.
+    slow_env = {**cluster_env, "SYNC_HANDLER_MODULES": "tests.messages.slow_handlers"}
+    logs = [tmp_path / f"cluster{i}.log" for i in range(2)]
+    clusters = [start_qcluster(slow_env, open(log, "w")) for log in logs]
     try:
+        # Both clusters' workers are up before there is work (django-q2 logs "running" once they are).
+        for log in logs:
+            assert wait_until(lambda log=log: " running." in log.read_text(), 60), log.read_text()[-3000:]
         wake(cluster_env)
         assert wait_until(lambda: not Message.objects.exclude(state=S.PROCESSED).exists(), 120), (
             tmp_path / "cluster0.log"
