@@ -7,6 +7,7 @@ import functools
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseNotAllowed
 from django.urls import URLPattern
+from django.views.decorators.http import require_safe
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
@@ -84,6 +85,8 @@ api = SyncAdminAPI(
     urls_namespace="api-v1",
     docs_url="/docs",
     openapi_url="/openapi.json",
+    # ninja serves both documents to any method; they are read-only pages (a 405 problem otherwise).
+    docs_decorator=require_safe,
 )
 
 api.add_router("/terminals", terminals.router)

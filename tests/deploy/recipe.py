@@ -43,7 +43,7 @@ ENV_EXAMPLE = DEPLOY / ".env.example"
 PREFIX = "/opt/syncadmin"
 SYSTEMD_ANALYZE = "/usr/bin/systemd-analyze"
 NGINX = "/usr/sbin/nginx"
-HOST = "127.0.0.1"  # server_name, ALLOWED_HOSTS and the clients' URL: IPv4, as nginx's /metrics allow-list
+HOST = "127.0.0.1"  # server_name, ALLOWED_HOSTS and the clients' URL (and the certificate's address)
 
 # The environment file's values the test fills in; every other line of .env.example is kept.
 ENV_FILLED = (

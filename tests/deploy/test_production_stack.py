@@ -19,10 +19,13 @@ writes JSON lines only, its access log included; check --deploy is clean with th
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
 import secrets
+import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -149,7 +152,7 @@ def stack(tmp_path_factory):
             or (broker if broker.startswith("redis") else "redis://127.0.0.1:6379/15"),
             "Q_CLUSTER_NAME": f"stack-{uuid.uuid4().hex[:8]}",  # a queue of its own on a shared Redis
             "SYNC_METRICS_TOKEN": token,
-            "SYNC_METRICS_ALLOWED_IPS": "127.0.0.1",  # the monitoring network is this machine
+            "SYNC_METRICS_ALLOWED_IPS": "127.0.0.1,::1",  # the monitoring network is this machine
         }
         added = {"GUNICORN_BIND": f"127.0.0.1:{web_port}", "GUNICORN_WORKERS": "2"}
         env_file.write_text(recipe.env_file_text(filled, added))
@@ -336,6 +339,36 @@ def test_metrics_add_up_the_soap_requests_of_every_gunicorn_worker(stack):
         per_worker,
     )
     assert max(per_worker.values()) < len(pids)
+
+
+def get_over(address: str, stack: Stack, path: str, headers: dict) -> tuple[int, str, str]:
+    """GET ``path`` from nginx's https listener on ``address`` (::1 or 127.0.0.1), the URL's host and
+    the certificate check staying the stack's (as a scraper given "localhost" that resolved to ::1):
+    (status, Server header, body)."""
+    port = int(stack.base.rsplit(":", 1)[1])
+    context = ssl.create_default_context(cafile=str(stack.ca))
+
+    class Connection(http.client.HTTPSConnection):
+        def connect(self):
+            raw = socket.create_connection((address, port), timeout=10)
+            self.sock = context.wrap_socket(raw, server_hostname=HOST)
+
+    conn = Connection(HOST, port, context=context, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.getheader("Server", ""), response.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+def test_metrics_answer_a_scraper_on_this_host_over_ipv4_and_ipv6_loopback(stack):
+    auth = {"Authorization": f"Bearer {stack.metrics_token}"}
+    addresses = ["127.0.0.1", "::1"] if recipe.ipv6_loopback() else ["127.0.0.1"]
+    for address in addresses:
+        status, server, body = get_over(address, stack, "/metrics", auth)
+        answered = (status, "# TYPE syncadmin_backlog_messages gauge" in body)
+        assert answered == (200, True), (address, status, server, body[:300])
 
 
 def test_each_unit_writes_json_lines_only_the_access_log_included(stack):

@@ -50,3 +50,14 @@ def test_the_docs_page_loads_its_assets_from_the_hub_only(client):
     assert {"ninja/swagger-ui-bundle.js", "ninja/swagger-ui.css", "ninja/swagger-ui-init.js"} <= set(assets)
     for asset in assets:
         assert finders.find(asset), f"{asset} is not among the hub's static files"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/api/v1/docs", "/api/v1/openapi.json"])
+def test_the_documents_answer_reads_only(client, path):
+    assert client.head(path).status_code == 200
+    for method in ("post", "put", "patch", "delete"):
+        response = getattr(client, method)(path)
+        assert response.status_code == 405, (method, response.status_code)
+        assert response["Content-Type"] == "application/problem+json"
+        assert set(response["Allow"].replace(" ", "").split(",")) == {"GET", "HEAD"}
