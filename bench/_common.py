@@ -82,6 +82,35 @@ def checkpoint(dsn: str) -> None:
         conn.execute("CHECKPOINT")
 
 
+def statements_reset(dsn: str) -> bool:
+    """PostgreSQL: zero pg_stat_statements before a timed section; False when the server does not load it
+    (it needs ``shared_preload_libraries = 'pg_stat_statements'`` and a restart: never set by a benchmark)."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        try:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            conn.execute("SELECT pg_stat_statements_reset()")
+        except psycopg.Error:
+            return False
+    return True
+
+
+def statements_per_message(dsn: str, messages: int, top: int = 7) -> list[tuple[float, float, str]]:
+    """The ``top`` statements of this database by execution time since ``statements_reset``:
+    (execution µs per message, WAL bytes per message, the statement's first words)."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT total_exec_time, wal_bytes, regexp_replace(left(query, 200), '\\s+', ' ', 'g')"
+            " FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " ORDER BY total_exec_time DESC LIMIT %s",
+            [top],
+        ).fetchall()
+    return [(ms * 1000 / messages, float(wal) / messages, text[:90]) for ms, wal, text in rows]
+
+
 def drop_database(pg: str, name: str) -> None:
     _admin(pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

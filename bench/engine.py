@@ -33,7 +33,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import checkpoint, descendants, fresh_database, rss_mb, table_updates, timed_processes  # noqa: E402
+from bench._common import (  # noqa: E402
+    checkpoint,
+    descendants,
+    fresh_database,
+    rss_mb,
+    statements_per_message,
+    statements_reset,
+    table_updates,
+    timed_processes,
+)
 from bench.peers import pgqueuer_drains  # noqa: E402
 
 # The queue's state columns (Message) live in a narrow table joined on id to the envelope
@@ -147,6 +156,9 @@ def drain(args, env) -> dict:
     updates = None if args.sqlite else table_updates(connection.cursor(), STATE_TABLE)
     if not args.sqlite:
         checkpoint(env["DATABASE_URL"])
+    # The server's statements over the drain, when the server loads pg_stat_statements (the drain's
+    # own statements, and this process's polls, which are a few a second).
+    statements = not args.sqlite and statements_reset(env["DATABASE_URL"])
     cluster = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
@@ -176,6 +188,7 @@ def drain(args, env) -> dict:
         first = MessageEvent.objects.filter(to_state=MessageState.PROCESSING).aggregate(at=Min("at"))["at"]
         last = Message.objects.aggregate(at=Max("updated_at"))["at"]
         elapsed = (last - first).total_seconds()
+        statements = statements_per_message(env["DATABASE_URL"], total) if statements else []
         cluster.send_signal(signal.SIGTERM)  # to the cluster's main process only, as systemd's KillMode=mixed does
         try:
             cluster.wait(60)
@@ -192,6 +205,7 @@ def drain(args, env) -> dict:
             "seconds": elapsed,
             "rss": [(round(s[0], 1), round(max(s), 1), round(s[-1], 1)) for s in workers if s],
             "updates": updates,
+            "statements": statements,
         }
     finally:
         # Whatever happened: a cluster left running on the benchmark's broker would take the next
@@ -380,6 +394,10 @@ def main():
         upd, hot = result["updates"]
         print(f"    queue state table during the drain: {upd:,} row updates, {hot:,} HOT ({hot / max(upd, 1):.0%}; "
               "pg_stat_user_tables)")  # fmt: skip
+    if result["statements"]:
+        print("    the server's statements during the drain (pg_stat_statements): execution µs/msg, WAL B/msg")
+        for micros, wal, text in result["statements"]:
+            print(f"      {micros:6.1f} {wal:7.0f}  {text}")
     peers = []
     if not (args.no_peers or args.sqlite):  # PgQueuer is PostgreSQL only
         peers = pgqueuer_drains(pg=args.pg, database=f"{args.database}_peers", jobs=args.messages // args.terminals

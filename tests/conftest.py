@@ -26,9 +26,11 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     """pytest-django's hook, after it named this process's test databases: a SQLite test database
     is a file (settings.py says why), and Django removes an old one before it creates it, but not
     the write-ahead log a killed run left beside it, which SQLite would replay into the new file."""
-    for db in settings.DATABASES.values():
-        name = db.get("TEST", {}).get("NAME")
-        if db["ENGINE"].endswith("sqlite3") and name and not name.startswith(("file:", ":memory:")):
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=False):
+        name = conn.creation._get_test_db_name() if conn.vendor == "sqlite" else None
+        if name and not conn.creation.is_in_memory_db(name):
             for leftover in ("-wal", "-shm", "-journal"):
                 Path(name + leftover).unlink(missing_ok=True)
 

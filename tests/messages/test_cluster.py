@@ -51,6 +51,12 @@ def cluster_env(tmp_path):
     }
 
 
+@pytest.fixture
+def slow_cluster_env(cluster_env):
+    """The same cluster with product.upsert slowed to 0.2 s a batch (tests/messages/slow_handlers.py)."""
+    return {**cluster_env, "SYNC_HANDLER_MODULES": "tests.messages.slow_handlers"}
+
+
 def wake(cluster_env, drains=4):
     subprocess.run(
         [sys.executable, "manage.py", "sync_wake", "--drains", str(drains)], cwd=ROOT, env=cluster_env, check=True
@@ -73,14 +79,13 @@ def assert_exactly_once(total, n_terminals=20):
 
 
 @real_clusters
-def test_two_clusters_share_the_queue_without_double_processing(cluster_env, tmp_path):
+def test_two_clusters_share_the_queue_without_double_processing(cluster_env, slow_cluster_env, tmp_path):
     total = ingest()
     # Each batch applies slowly (0.2 s, about 20 s of work in all): one drain cannot finish the
     # queue before the other workers take their tasks. Unslowed, a drain that started first once
     # took every message in under a second, and the test proved nothing about sharing.
-    slow_env = {**cluster_env, "SYNC_HANDLER_MODULES": "tests.messages.slow_handlers"}
     logs = [tmp_path / f"cluster{i}.log" for i in range(2)]
-    clusters = [start_qcluster(slow_env, open(log, "w")) for log in logs]
+    clusters = [start_qcluster(slow_cluster_env, open(log, "w")) for log in logs]
     try:
         # Both clusters' workers are up before there is work (django-q2 logs "running" once they are).
         for log in logs:
@@ -106,11 +111,10 @@ def test_two_clusters_share_the_queue_without_double_processing(cluster_env, tmp
 
 
 @real_clusters
-def test_a_killed_cluster_loses_nothing(cluster_env, tmp_path):
+def test_a_killed_cluster_loses_nothing(cluster_env, slow_cluster_env, tmp_path):
     total = ingest()
     # slow every apply down a little so the kill lands while leases are held
-    slow_env = {**cluster_env, "SYNC_HANDLER_MODULES": "tests.messages.slow_handlers"}
-    victim = start_qcluster(slow_env, open(tmp_path / "victim.log", "w"))
+    victim = start_qcluster(slow_cluster_env, open(tmp_path / "victim.log", "w"))
     survivor = None
     try:
         wake(cluster_env)
