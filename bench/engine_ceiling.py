@@ -350,7 +350,8 @@ def v2_variants(args) -> list[ceiling_v2.Variant]:
     others = [replace(best, fillfactor=f) for f in (70, 85, 100) if f != best.fillfactor]
     return [best, *others, replace(best, per_message_audit=not best.per_message_audit),
             replace(best, last_error=not best.last_error), replace(best, fillfactor=70, lease_index=False),
-            replace(best, fillfactor=85, lease_index=False)]  # fmt: skip
+            replace(best, fillfactor=85, lease_index=False),
+            replace(best, fillfactor=85, lease_index=False, per_message_audit=False, batch_leases=True)]  # fmt: skip
 
 
 def main(argv=None):

@@ -30,8 +30,9 @@ class TerminalHealth:
     level: str = "healthy"
     reasons: list[str] = field(default_factory=list)
     heartbeat_age: float | None = None
-    backlog: int = 0
+    backlog: int = 0  # Received + Failed
     backlog_age: float | None = None
+    dead_letters: int = 0  # shown beside the score; not graded (the dead-letter alerts are)
     recent_messages: int = 0
     error_rate: float | None = None
     apply_stalled_for: float | None = None
@@ -84,16 +85,22 @@ def terminal_health(*, terminal_ids=None, now: datetime | None = None) -> dict[i
     ).values_list(
         "pk", "code", "enabled", "last_heartbeat_at", "app_version", "newest_state", "newest_received", "last_ok_at"
     )
-    # From the state rows' own copies of terminal and receipt time: no join to the envelopes.
-    pending = Message.objects.filter(state__in=PENDING_STATES)
+    # From the state rows' own copies of terminal and receipt time: no join to the envelopes. The
+    # dead letters in the same grouped read, so the terminals list, which shows both beside the
+    # score, counts the waiting messages once (it used to run a second, equal query).
+    waiting = Message.objects.filter(state__in=[*PENDING_STATES, S.DEAD_LETTERED])
     if terminal_ids is not None:
-        pending = pending.filter(queue_terminal_id__in=terminal_ids)
-    backlog = {
-        t: (n, oldest)
-        for t, n, oldest in pending.values_list("queue_terminal_id")
-        .annotate(n=Count("pk"), oldest=Min("queued_at"))
-        .order_by()
-    }
+        waiting = waiting.filter(queue_terminal_id__in=terminal_ids)
+    backlog: dict[int, tuple[int, datetime]] = {}
+    dead: dict[int, int] = {}
+    for t, state, n, oldest in (
+        waiting.values_list("queue_terminal_id", "state").annotate(n=Count("pk"), oldest=Min("queued_at")).order_by()
+    ):
+        if state == S.DEAD_LETTERED:
+            dead[t] = n
+        else:  # Received and Failed: the backlog, and its oldest message
+            count, first = backlog.get(t, (0, oldest))
+            backlog[t] = (count + n, min(first, oldest))
     window = now - timedelta(seconds=s.SYNC_HEALTH_ERROR_WINDOW_SECONDS)
     recent = {
         t: (total, errors)
@@ -110,7 +117,7 @@ def terminal_health(*, terminal_ids=None, now: datetime | None = None) -> dict[i
 
     result: dict[int, TerminalHealth] = {}
     for pk, code, enabled, heartbeat, version, newest_state, newest_received, last_ok_at in rows:
-        h = TerminalHealth(terminal_id=pk, code=code, app_version=version)
+        h = TerminalHealth(terminal_id=pk, code=code, app_version=version, dead_letters=dead.get(pk, 0))
         if not enabled:
             h.reasons.append("disabled")
         elif heartbeat is None:

@@ -52,11 +52,12 @@ def terminal_list(request):
         per_page=settings.CONSOLE_PAGE_SIZE,
         notices=notices,
     )
-    # Counts only for the terminals on this page: one grouped query, not one per row.
+    # Scores and counts only for the terminals on this page, not one query per row: the backlog and
+    # the dead letters are the health score's own counts.
     table = listing.table
     page_ids = [row.record.pk for row in table.page.object_list]
-    table.counts = message_counts_for_terminals(terminal_ids=page_ids)
     table.healths = terminal_health(terminal_ids=page_ids)
+    table.counts = {pk: {"backlog": h.backlog, "dead": h.dead_letters} for pk, h in table.healths.items()}
     context = {
         "statuses": STATUSES,
         "status": status,

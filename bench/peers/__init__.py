@@ -18,12 +18,12 @@ PGQUEUER_FORMS = [(f"PgQueuer {PGQUEUER}, no-op jobs", "noop"), (f"PgQueuer {PGQ
 
 
 def pgqueuer_drains(*, pg: str, database: str, jobs: int, terminals: int, workers: int, batch: int,
-                    synchronous_commit: bool) -> list[tuple[str, float]]:  # fmt: skip
-    """(label, msg/s) of each PgQueuer form; the database ``database`` is made afresh for each and
-    dropped after."""
+                    synchronous_commit: bool, noop_only: bool = False) -> list[tuple[str, float]]:  # fmt: skip
+    """(label, msg/s) of each PgQueuer form (``noop_only``: the no-op form alone); the database
+    ``database`` is made afresh for each and dropped after."""
     python = peers_python()
     results = []
-    for label, work in PGQUEUER_FORMS:
+    for label, work in PGQUEUER_FORMS[:1] if noop_only else PGQUEUER_FORMS:
         dsn = fresh_database(pg, database)
         command = [str(python), str(HERE / "pgqueuer_drain.py"), "--dsn", dsn, "--jobs", str(jobs), "--terminals",
                    str(terminals), "--workers", str(workers), "--batch", str(batch), "--work", work]  # fmt: skip

@@ -28,13 +28,20 @@ def dsn() -> str:
     drop_database(server, DATABASE)
 
 
-@pytest.mark.parametrize("variant", [engine_ceiling.V2, ceiling_v2.Variant(fillfactor=70, per_message_audit=True,
-                                                                             last_error=False)])  # fmt: skip
+HOT_DESIGN = ceiling_v2.Variant(fillfactor=85, lease_index=False, batch_leases=True)
+
+
+PER_MESSAGE = ceiling_v2.Variant(fillfactor=70, per_message_audit=True, last_error=False)
+
+
+@pytest.mark.parametrize("variant", [engine_ceiling.V2, PER_MESSAGE, HOT_DESIGN])
 def test_the_v2_drain_takes_every_message_exactly_once(dsn, variant):
     url, args = dsn
     rate, _deadlocks, writes = engine_ceiling.measure_v2(args, url, variant)  # exits if its own check fails
     assert rate > 0
     assert "2,000 updates" in writes  # the claim and the completion, one update each per message
+    if variant.batch_leases:  # the design's point: completions written in place (its first cut indexed updated_at)
+        assert ", 0 HOT" not in writes, writes
     with psycopg.connect(url) as conn:
         assert conn.execute(f"SELECT count(*), count(DISTINCT id) FROM {ceiling_v2.ENVELOPE}").fetchone() == (
             1000,
@@ -52,6 +59,13 @@ def test_the_v2_drain_takes_every_message_exactly_once(dsn, variant):
         assert conn.execute(f"SELECT count(*), count(DISTINCT c) FROM ({claimed}) AS x(c)").fetchone() == (1000, 1000)
         done = f"SELECT count(*), count(DISTINCT message_id) FROM {ceiling_v2.EVENT} WHERE to_state = 'Processed'"
         assert conn.execute(done).fetchone() == (1000, 1000)
+        if variant.batch_leases:  # each batch's lease released by its completion; none left waiting
+            assert conn.execute(f"SELECT count(*) FROM {ceiling_v2.LEASE}").fetchone()[0] == 0
+            waiting = f"SELECT count(*) FROM {ceiling_v2.STATE} WHERE waiting_state IS NOT NULL"
+            assert conn.execute(waiting).fetchone()[0] == 0
+            indexes = conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s", [ceiling_v2.STATE])
+            # Nothing the completion changes is indexed: the HOT design's whole point.
+            assert sorted(r[0] for r in indexes) == ["v2_state_due", "v2_state_pkey", "v2_state_waiting"]
 
 
 def test_the_check_refuses_a_drain_that_skipped_or_repeated_work(dsn):
@@ -73,3 +87,17 @@ def test_the_check_refuses_a_drain_that_skipped_or_repeated_work(dsn):
         assert ceiling_v2.problems(conn, variant, total) == ["1000 claim audits for 999 of 1000 messages"]
     with pytest.raises(SystemExit, match="missing or stale in the central store"):
         engine_ceiling.verify_v2(url, variant, total)
+
+
+def test_the_hot_design_is_refused_half_built_and_its_check_finds_a_lease_left_behind(dsn):
+    url, _args = dsn
+    with pytest.raises(ValueError):
+        ceiling_v2.Variant(batch_leases=True)  # it keeps the lease index: not the HOT design
+    with psycopg.connect(url, autocommit=True) as conn:
+        total = ceiling_v2.reset(conn, HOT_DESIGN)
+        conn.execute(f"UPDATE {ceiling_v2.STATE} SET state = 'Processed', attempts = 1, waiting_state = NULL")
+        conn.execute(f"INSERT INTO {ceiling_v2.LEASE} VALUES (1, 't', now())")
+        conn.execute(f"UPDATE {ceiling_v2.STATE} SET waiting_state = 'Failed' WHERE id = 3")
+        found = ceiling_v2.problems(conn, HOT_DESIGN, total)
+        assert "1 batch leases left after the drain" in found
+        assert "1 messages still indexed as waiting" in found

@@ -76,6 +76,20 @@ def test_backlog_age_and_stalled_applies(settings):
     assert any("nothing applied for 7" in r for r in health[stuck.pk].reasons)
 
 
+def test_backlog_spans_received_and_failed_and_dead_letters_are_counted_apart(settings):
+    settings.SYNC_HEALTH_BACKLOG_DEGRADED_SECONDS, settings.SYNC_HEALTH_BACKLOG_FAILING_SECONDS = 300, 1800
+    t, quiet = seen("MIX"), seen("QUIET")
+    MessageFactory(terminal=t, received_at=ago(100), state=S.RECEIVED)
+    MessageFactory(terminal=t, received_at=ago(400), state=S.FAILED)  # the oldest waiting one
+    MessageFactory.create_batch(2, terminal=t, received_at=ago(5000), state=S.DEAD_LETTERED)  # not the backlog
+    processed(t, received=50)
+    health = terminal_health()
+    h = health[t.pk]
+    assert (h.backlog, h.dead_letters, h.level) == (2, 2, "degraded")
+    assert 400 <= h.backlog_age < 460 and "2 message(s) waiting, oldest 4" in h.reasons[0]
+    assert (health[quiet.pk].backlog, health[quiet.pk].dead_letters, health[quiet.pk].backlog_age) == (0, 0, None)
+
+
 def test_recent_error_rate_needs_enough_messages(settings):
     settings.SYNC_HEALTH_ERROR_MIN_MESSAGES = 10
     settings.SYNC_HEALTH_ERROR_RATE_DEGRADED, settings.SYNC_HEALTH_ERROR_RATE_FAILING = 0.05, 0.25

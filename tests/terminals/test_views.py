@@ -3,6 +3,8 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from messages.models import MessageState, OutboundUpdate
 from reconciliation.models import ReportedCount
@@ -35,6 +37,22 @@ def test_list_shows_status_backlog_and_dead_letters(login_as, settings):
     assert [r.record.code for r in offline.context["table"].page.object_list] == ["OFF1"]
     assert b"<html" not in offline.content
     assert [r.record.code for r in client.get("/terminals/?q=dis").context["table"].page.object_list] == ["DIS1"]
+
+
+def test_list_counts_the_waiting_messages_in_one_grouped_read(login_as):
+    # The backlog and dead-letter columns are the health score's own counts: the page reads the
+    # queue state table's waiting rows once, not once for the columns and again for the score.
+    t = TerminalFactory(code="T1", last_heartbeat_at=datetime.now(UTC))
+    MessageFactory(terminal=t, state=MessageState.RECEIVED)
+    MessageFactory(terminal=t, state=MessageState.FAILED)
+    DeadLetterFactory(message__terminal=t)
+    client = login_as("Viewers")
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/terminals/")
+    assert response.context["table"].counts[t.pk] == {"backlog": 2, "dead": 1}
+    # The waiting messages by terminal: read from the state rows' own copy of the terminal.
+    waiting = [q["sql"] for q in queries if '"queue_messages_messagestate"."queue_terminal_id" IN' in q["sql"]]
+    assert len(waiting) == 1, waiting
 
 
 def test_detail_shows_messages_updates_and_reported_counts(login_as):
