@@ -96,22 +96,27 @@ def rounds_summary(pairs: list[tuple[float, float]]) -> tuple[float, float, floa
     )
 
 
+def peer_drains(args, noop_only: bool = False) -> list[tuple[str, float]]:
+    """PgQueuer draining as many jobs as the engine drained, with the engine's workers and batch."""
+    return pgqueuer_drains(pg=args.pg, database=f"{args.database}_peers", jobs=args.messages // args.terminals
+                           * args.terminals, terminals=args.terminals, workers=args.workers, batch=args.batch,
+                           synchronous_commit=not async_commit(), noop_only=noop_only)  # fmt: skip
+
+
 def more_rounds(args, first: tuple[float, float]) -> None:
     """Rounds 2..N: the engine's drain on a fresh database, then PgQueuer's no-op drain; then the medians."""
     from django.db import connections
 
     pairs = [first]
-    print(f"  round 1: engine {first[0]:8,.0f} msg/s, PgQueuer no-op {first[1]:8,.0f} msg/s, "
-          f"ratio {first[0] / first[1]:.2f}", flush=True)  # fmt: skip
-    for n in range(2, args.rounds + 1):
-        connections.close_all()  # the benchmark's database is dropped and made again
-        env = prepare_env(args)
-        fill(args)
-        engine = drain(args, env)["rate"]
-        ((_, peer),) = pgqueuer_drains(pg=args.pg, database=f"{args.database}_peers", jobs=args.messages //
-                                       args.terminals * args.terminals, terminals=args.terminals, workers=args.workers,
-                                       batch=args.batch, synchronous_commit=not async_commit(), noop_only=True)  # fmt: skip
-        pairs.append((engine, peer))
+    for n in range(1, args.rounds + 1):
+        if n > 1:
+            connections.close_all()  # the benchmark's database is dropped and made again
+            env = prepare_env(args)
+            fill(args)
+            engine = drain(args, env)["rate"]
+            ((_, peer),) = peer_drains(args, noop_only=True)
+            pairs.append((engine, peer))
+        engine, peer = pairs[-1]
         print(f"  round {n}: engine {engine:8,.0f} msg/s, PgQueuer no-op {peer:8,.0f} msg/s, ratio {engine / peer:.2f}",
               flush=True)  # fmt: skip
     engine, peer, ratio = rounds_summary(pairs)
@@ -449,9 +454,7 @@ def main():
             print(f"      {micros:6.1f} {wal:7.0f}  {text}")
     peers = []
     if not (args.no_peers or args.sqlite):  # PgQueuer is PostgreSQL only
-        peers = pgqueuer_drains(pg=args.pg, database=f"{args.database}_peers", jobs=args.messages // args.terminals
-                                * args.terminals, terminals=args.terminals, workers=args.workers, batch=args.batch,
-                                synchronous_commit=not async_commit())  # fmt: skip
+        peers = peer_drains(args)
     for label, rate in peers:
         print(f"  peer, {label} ({args.workers} workers, batch {args.batch}):{'':<8}{rate:8,.0f} msg/s", flush=True)
     dsn = str(Path(env["SYNC_VAR_DIR"]) / "syncadmin.sqlite3") if args.sqlite else env["DATABASE_URL"]

@@ -13,9 +13,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Min, OuterRef, Q, Subquery
+from django.db.models import Count, OuterRef, Q, Subquery
 
-from messages.models import PENDING_STATES, Message, MessageState
+from messages.models import Message, MessageState
+from messages.selectors import message_counts_for_terminals
 from reconciliation.selectors import discrepancy_open_count_by_terminal
 from syncadmin.lib.clock import db_now
 from terminals.models import HEALTH_LEVELS, Terminal, TerminalHealthSnapshot
@@ -85,22 +86,8 @@ def terminal_health(*, terminal_ids=None, now: datetime | None = None) -> dict[i
     ).values_list(
         "pk", "code", "enabled", "last_heartbeat_at", "app_version", "newest_state", "newest_received", "last_ok_at"
     )
-    # From the state rows' own copies of terminal and receipt time: no join to the envelopes. The
-    # dead letters in the same grouped read, so the terminals list, which shows both beside the
-    # score, counts the waiting messages once (it used to run a second, equal query).
-    waiting = Message.objects.filter(state__in=[*PENDING_STATES, S.DEAD_LETTERED])
-    if terminal_ids is not None:
-        waiting = waiting.filter(queue_terminal_id__in=terminal_ids)
-    backlog: dict[int, tuple[int, datetime]] = {}
-    dead: dict[int, int] = {}
-    for t, state, n, oldest in (
-        waiting.values_list("queue_terminal_id", "state").annotate(n=Count("pk"), oldest=Min("queued_at")).order_by()
-    ):
-        if state == S.DEAD_LETTERED:
-            dead[t] = n
-        else:  # Received and Failed: the backlog, and its oldest message
-            count, first = backlog.get(t, (0, oldest))
-            backlog[t] = (count + n, min(first, oldest))
+    # The backlog, its age and the dead letters: the same one grouped read the terminal pages use.
+    waiting = message_counts_for_terminals(terminal_ids=terminal_ids)
     window = now - timedelta(seconds=s.SYNC_HEALTH_ERROR_WINDOW_SECONDS)
     recent = {
         t: (total, errors)
@@ -117,7 +104,8 @@ def terminal_health(*, terminal_ids=None, now: datetime | None = None) -> dict[i
 
     result: dict[int, TerminalHealth] = {}
     for pk, code, enabled, heartbeat, version, newest_state, newest_received, last_ok_at in rows:
-        h = TerminalHealth(terminal_id=pk, code=code, app_version=version, dead_letters=dead.get(pk, 0))
+        counts = waiting.get(pk, {"backlog": 0, "dead": 0, "oldest": None})
+        h = TerminalHealth(terminal_id=pk, code=code, app_version=version, dead_letters=counts["dead"])
         if not enabled:
             h.reasons.append("disabled")
         elif heartbeat is None:
@@ -131,9 +119,9 @@ def terminal_health(*, terminal_ids=None, now: datetime | None = None) -> dict[i
                 s.SYNC_HEALTH_HEARTBEAT_FAILING_SECONDS,
                 f"no heartbeat for {h.heartbeat_age:.0f}s",
             )
-        if pk in backlog:
-            h.backlog, oldest = backlog[pk]
-            h.backlog_age = max((now - oldest).total_seconds(), 0.0)
+        if counts["backlog"]:
+            h.backlog = counts["backlog"]
+            h.backlog_age = max((now - counts["oldest"]).total_seconds(), 0.0)
             _grade(
                 h,
                 h.backlog_age,

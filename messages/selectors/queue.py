@@ -290,20 +290,27 @@ def message_pending_updates(*, terminal, limit: int = 50) -> list[OutboundUpdate
     )
 
 
-def message_counts_for_terminals(*, terminal_ids: list[int]) -> dict[int, dict[str, int]]:
-    """Backlog (Received + Failed) and dead letters per terminal, for the terminals list."""
-    rows = (
-        # The state row's copy of the terminal: counted from its index, no join to the envelopes.
-        Message.objects.filter(
-            queue_terminal_id__in=terminal_ids, state__in=[*PENDING_STATES, MessageState.DEAD_LETTERED]
-        )
-        .values_list("queue_terminal_id", "state")
-        .annotate(n=Count("pk"))
-        .order_by()
-    )
-    out: dict[int, dict[str, int]] = {pk: {"backlog": 0, "dead": 0} for pk in terminal_ids}
-    for terminal_id, state, n in rows:
-        out[terminal_id]["dead" if state == MessageState.DEAD_LETTERED else "backlog"] += n
+def message_counts_for_terminals(*, terminal_ids: list[int] | None) -> dict[int, dict]:
+    """Per terminal (every terminal with waiting messages if ``terminal_ids`` is None): the backlog
+    (Received + Failed), its oldest receipt time, and the dead letters, in one grouped read.
+
+    The one place that counts a terminal's waiting messages: the terminals list and the health score
+    (reconciliation/terminal_health.py) read it, the terminal's page too.
+    """
+    # The state row's copies of terminal and receipt time: counted from its index, no join to the envelopes.
+    waiting = Message.objects.filter(state__in=[*PENDING_STATES, MessageState.DEAD_LETTERED])
+    if terminal_ids is not None:
+        waiting = waiting.filter(queue_terminal_id__in=terminal_ids)
+    rows = waiting.values_list("queue_terminal_id", "state").annotate(n=Count("pk"), oldest=Min("queued_at")).order_by()
+    out: dict[int, dict] = {pk: {"backlog": 0, "dead": 0, "oldest": None} for pk in terminal_ids or ()}
+    # Grouped by state too and folded here: a FILTER per aggregate cost 10-50 % more at 1,000,000 messages.
+    for terminal_id, state, n, oldest in rows:
+        counts = out.setdefault(terminal_id, {"backlog": 0, "dead": 0, "oldest": None})
+        if state == MessageState.DEAD_LETTERED:
+            counts["dead"] = n
+        else:  # Received and Failed: the backlog, and its oldest message
+            counts["backlog"] += n
+            counts["oldest"] = min(oldest, counts["oldest"] or oldest)
     return out
 
 
