@@ -150,18 +150,29 @@ def descendants(pid: int) -> list[int]:
 def processes_cpu_seconds(name: str) -> float:
     """The CPU seconds (user + system) used so far by this machine's live processes called ``name``
     (``postgres``: the server's backends and its own processes), read from /proc."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        comm, seconds = _cpu(stat)
+        if comm == name:
+            total += seconds
+    return total
+
+
+def pids_cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """The CPU seconds (user + system) used so far by each of these live processes, from /proc."""
+    return {pid: _cpu(Path(f"/proc/{pid}/stat"))[1] for pid in pids}
+
+
+def _cpu(stat: Path) -> tuple[str, float]:
+    """(command name, CPU seconds) of a process's /proc stat file; ("", 0) once it is gone."""
     import os
 
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        comm, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
-        if comm == name:
-            total += int(rest[11]) + int(rest[12])  # utime, stime: fields 14 and 15 of proc(5)
-    return total / os.sysconf("SC_CLK_TCK")
+    try:
+        text = stat.read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return "", 0.0
+    comm, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+    return comm, (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14, 15
 
 
 def rss_mb(pid: int) -> float:

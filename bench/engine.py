@@ -4,12 +4,13 @@
     .venv/bin/python bench/engine.py --sqlite
 
 Prints messages/s for batched ingest and for the drain by a real `qcluster` (full engine:
-audited transitions, central upsert, counters), the workers' RSS over the drain, and in the
-same run, on the same database and batch size, a bare SQL loop as the reference: claim a batch
-(FOR UPDATE SKIP LOCKED on PostgreSQL), set the state and insert one event row per message in
-one transaction; plus its lease form (claim committed first, then the result). On PostgreSQL
-also the queue state table's row updates during the drain (the only message table a transition
-updates: the envelope is written once) and how many were HOT (in place, no index written), and
+audited transitions, central upsert, counters), the CPU a message of the server and of the cluster
+and the workers' RSS over the drain, and in the same run, on the same database and batch size, a
+bare SQL loop as the reference: claim a batch (FOR UPDATE SKIP LOCKED on PostgreSQL), set the
+state and insert one event row per message in one transaction; plus its lease form (claim
+committed first, then the result). On PostgreSQL also the queue state table's row updates
+during the drain (the only message table a transition updates: the envelope is written once) and
+how many were HOT (in place, no index written), and
 the peers (bench/peers/: PgQueuer draining as many jobs, no-op and doing the engine's work, from
 pinned versions in a virtualenv of their own) with the engine's ratio to each; ``--no-peers``
 skips them (their virtualenv is installed from PyPI on first use).
@@ -43,6 +44,8 @@ from bench._common import (  # noqa: E402
     checkpoint,
     descendants,
     fresh_database,
+    pids_cpu_seconds,
+    processes_cpu_seconds,
     rss_mb,
     statements_per_message,
     statements_reset,
@@ -187,7 +190,10 @@ def fill(args) -> float:
     return per_terminal * args.terminals / elapsed
 
 
-def drain(args, env) -> dict:
+def drain(args, env, command: list[str] | None = None, first_claim_sql: str | None = None) -> dict:
+    """The cluster's drain of every pending message: its rate and what it did. ``command`` starts
+    the cluster instead of ``manage.py qcluster``, and ``first_claim_sql`` reads the first claim's
+    time where a claim writes no event row (bench/engine_hot_design.py)."""
     from django.db import connection
 
     def pending() -> int:
@@ -211,15 +217,23 @@ def drain(args, env) -> dict:
     # The server's statements over the drain, when the server loads pg_stat_statements (the drain's
     # own statements, and this process's polls, which are a few a second).
     statements = not args.sqlite and statements_reset(env["DATABASE_URL"])
-    cluster = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, start_new_session=True,
+    cluster = subprocess.Popen(command or [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env,
+                               start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         time.sleep(3)  # let the cluster fork its workers before the clock starts
+        cluster_settled(cluster.pid, args.workers)
         samples: dict[int, list[float]] = {}
         # The drains enqueued from this process (what `manage.py sync_wake --drains N` does): a second
         # Django process starting up here shared the two cores with the drain's first second.
         from messages.services.wakeup import enqueue_drain
 
+        # The CPU of the drain: the cluster's processes (its workers, their sentinel, pusher and
+        # monitor) and the server's, from here to the drain's end.
+        cluster_cpu, server_cpu = (
+            pids_cpu_seconds([cluster.pid, *descendants(cluster.pid)]),
+            processes_cpu_seconds("postgres"),
+        )
         enqueue_drain(args.workers)
         started = time.perf_counter()
         left = total
@@ -230,6 +244,11 @@ def drain(args, env) -> dict:
             left = any_pending()
             if time.perf_counter() - started > 1800:
                 raise SystemExit(f"drain did not finish: {pending()} left")
+        server_cpu = processes_cpu_seconds("postgres") - server_cpu
+        cluster_cpu = sum(
+            cpu - cluster_cpu.get(pid, 0)
+            for pid, cpu in pids_cpu_seconds([cluster.pid, *descendants(cluster.pid)]).items()
+        )
         # The drain, read from the rows: from its first claim to its last transition. The poll above
         # notices the end up to half a second late (a third of a 30,000-message drain at 20,000
         # msg/s), and the cluster's own due check may start draining before the wake-up does.
@@ -237,7 +256,12 @@ def drain(args, env) -> dict:
 
         from messages.models import Message, MessageEvent, MessageState
 
-        first = MessageEvent.objects.filter(to_state=MessageState.PROCESSING).aggregate(at=Min("at"))["at"]
+        if first_claim_sql:
+            with connection.cursor() as c:
+                c.execute(first_claim_sql)
+                first = c.fetchone()[0]
+        else:
+            first = MessageEvent.objects.filter(to_state=MessageState.PROCESSING).aggregate(at=Min("at"))["at"]
         last = Message.objects.aggregate(at=Max("updated_at"))["at"]
         elapsed = (last - first).total_seconds()
         statements = statements_per_message(env["DATABASE_URL"], total) if statements else []
@@ -258,12 +282,29 @@ def drain(args, env) -> dict:
             "rss": [(round(s[0], 1), round(max(s), 1), round(s[-1], 1)) for s in workers if s],
             "updates": updates,
             "statements": statements,
+            # CPU µs a message over the drain (the poll above notices its end up to half a second late:
+            # the workers' idle polling in that half second is in it)
+            "server_cpu_us": server_cpu * 1e6 / total,
+            "workers_cpu_us": cluster_cpu * 1e6 / total,
         }
     finally:
         # Whatever happened: a cluster left running on the benchmark's broker would take the next
         # run's drain tasks and skew its figures (a failed run once left one: 12k instead of 20k msg/s).
         if cluster.poll() is None:
             os.killpg(cluster.pid, signal.SIGKILL)
+
+
+def cluster_settled(pid: int, workers: int, timeout: float = 30) -> None:
+    """Wait until the cluster started as ``pid`` has forked its workers and is idle (its processes used
+    under 0.05 CPU seconds in each of two half seconds): its start-up, slower on a slow machine than the 3 s the
+    drain waits anyway, must not be counted in the drain's CPU."""
+    deadline, idle = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline and idle < 2:  # idle twice in a row: between two forks is not idle
+        before = pids_cpu_seconds([pid, *descendants(pid)])
+        time.sleep(0.5)
+        after = pids_cpu_seconds([pid, *descendants(pid)])
+        quiet = len(after) > workers + 1 and sum(after.values()) - sum(before.get(p, 0) for p in after) < 0.05
+        idle = idle + 1 if quiet else 0
 
 
 # --- bare SQL reference ---------------------------------------------------------------------------
@@ -442,6 +483,8 @@ def main():
     result = drain(args, env)
     print(f"  drain, full engine (qcluster, {args.workers} workers):        {result['rate']:8,.0f} msg/s "
           f"({result['seconds']:.1f} s)", flush=True)  # fmt: skip
+    print(f"    CPU a message over the drain: server {result['server_cpu_us']:.1f} µs, the cluster's processes "
+          f"{result['workers_cpu_us']:.1f} µs")  # fmt: skip
     for i, (start, peak, end) in enumerate(result["rss"]):
         print(f"    worker {i} RSS MB: start {start}, peak {peak}, end {end}")
     if result["updates"]:

@@ -17,10 +17,16 @@ PGQUEUER = next(line.split("==")[1] for line in pinned() if line.lower().startsw
 PGQUEUER_FORMS = [(f"PgQueuer {PGQUEUER}, no-op jobs", "noop"), (f"PgQueuer {PGQUEUER}, same work", "same")]
 
 
-def pgqueuer_drains(*, pg: str, database: str, jobs: int, terminals: int, workers: int, batch: int,
-                    synchronous_commit: bool, noop_only: bool = False) -> list[tuple[str, float]]:  # fmt: skip
-    """(label, msg/s) of each PgQueuer form (``noop_only``: the no-op form alone); the database
-    ``database`` is made afresh for each and dropped after."""
+def pgqueuer_drains(**kwargs) -> list[tuple[str, float]]:
+    """(label, msg/s) of each PgQueuer form (``pgqueuer_drain_results``' arguments)."""
+    return [(result["label"], result["rate"]) for result in pgqueuer_drain_results(**kwargs)]
+
+
+def pgqueuer_drain_results(*, pg: str, database: str, jobs: int, terminals: int, workers: int, batch: int,
+                           synchronous_commit: bool, noop_only: bool = False) -> list[dict]:  # fmt: skip
+    """What pgqueuer_drain.py printed for each PgQueuer form (``noop_only``: the no-op form alone),
+    with its ``label``: msg/s, and CPU µs a job of the server and of the workers over the drain. The
+    database ``database`` is made afresh for each and dropped after."""
     python = peers_python()
     results = []
     for label, work in PGQUEUER_FORMS[:1] if noop_only else PGQUEUER_FORMS:
@@ -35,5 +41,5 @@ def pgqueuer_drains(*, pg: str, database: str, jobs: int, terminals: int, worker
             drop_database(pg, database)
         if run.returncode:
             raise SystemExit(f"{label} failed:\n{run.stderr[-3000:]}")
-        results.append((label, json.loads(run.stdout.strip().splitlines()[-1])["rate"]))
+        results.append({"label": label, **json.loads(run.stdout.strip().splitlines()[-1])})
     return results

@@ -27,9 +27,11 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import random
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import asyncpg
 from pgqueuer import AsyncpgDriver, Queries, QueueManager
@@ -117,11 +119,11 @@ async def setup(args) -> int:
         await conn.close()
 
 
-def worker(args, name: str, ready) -> None:
-    asyncio.run(_worker(args, name, ready))
+def worker(args, name: str, ready, cpu, index: int, finished, measured) -> None:
+    asyncio.run(_worker(args, name, ready, cpu, index, finished, measured))
 
 
-async def _worker(args, name: str, ready) -> None:
+async def _worker(args, name: str, ready, cpu, index: int, finished, measured) -> None:
     conn = await asyncpg.connect(args.dsn, server_settings=server_settings(args))
     qm = QueueManager(Queries(AsyncpgDriver(conn)))
     pool = None
@@ -146,7 +148,14 @@ async def _worker(args, name: str, ready) -> None:
             return None
 
     await asyncio.get_running_loop().run_in_executor(None, ready.wait)
+    started = time.process_time()  # the drain's CPU only, not the worker's start
     await qm.run(batch_size=args.batch, mode=QueueExecutionMode.drain, dequeue_timeout=timedelta(seconds=1))
+    cpu[index] = time.process_time() - started
+    # The connections stay open until the parent has read the server's CPU: a backend that has
+    # exited takes its CPU seconds with it.
+    with finished.get_lock():
+        finished.value += 1
+    await asyncio.get_running_loop().run_in_executor(None, measured.wait)
     if pool is not None:
         await pool.close()
     await conn.close()
@@ -170,19 +179,43 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     total = asyncio.run(setup(args))
     ready = mp.Barrier(args.workers + 1)
-    procs = [mp.Process(target=worker, args=(args, f"pgq{i}", ready)) for i in range(args.workers)]
+    cpu, finished, measured = mp.Array("d", args.workers), mp.Value("i", 0), mp.Event()
+    procs = [mp.Process(target=worker, args=(args, f"pgq{i}", ready, cpu, i, finished, measured))
+             for i in range(args.workers)]  # fmt: skip
     for p in procs:
         p.start()
     ready.wait(timeout=120)
-    started = time.perf_counter()
+    started, server = time.perf_counter(), server_cpu_seconds()
+    # Every worker has drained (or one failed: its exit code says so below).
+    while finished.value < args.workers and not any(p.exitcode for p in procs):
+        time.sleep(0.005)
+    elapsed, server = time.perf_counter() - started, server_cpu_seconds() - server
+    measured.set()
     for p in procs:
         p.join()
-    elapsed = time.perf_counter() - started
     if failed := [p.exitcode for p in procs if p.exitcode]:
         raise SystemExit(f"a PgQueuer worker failed (exit codes {failed})")
     if problems := asyncio.run(check(args, total)):
         raise SystemExit("PgQueuer's drain did not do the work: " + "; ".join(problems))
-    print(json.dumps({"work": args.work, "jobs": total, "seconds": elapsed, "rate": total / elapsed}), flush=True)
+    # CPU a job: the server's processes and the workers', over the drain (what bench/engine.py's drain reports).
+    print(json.dumps({"work": args.work, "jobs": total, "seconds": elapsed, "rate": total / elapsed,
+                      "server_cpu_us": server * 1e6 / total, "workers_cpu_us": sum(cpu) * 1e6 / total}),
+          flush=True)  # fmt: skip
+
+
+def server_cpu_seconds() -> float:
+    """CPU seconds (user + system) used so far by this machine's live ``postgres`` processes, from /proc
+    (bench/_common.py's processes_cpu_seconds: this script imports no project code)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if text[text.index("(") + 1 : text.rindex(")")] == "postgres":
+            fields = text[text.rindex(")") + 2 :].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

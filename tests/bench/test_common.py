@@ -1,11 +1,14 @@
 """bench/_common.py: what the benchmarks share."""
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from bench._common import checkpoint, processes_cpu_seconds
+from bench._common import checkpoint, pids_cpu_seconds, processes_cpu_seconds
 from tests.processes import postgres_url
 
 
@@ -22,6 +25,21 @@ def test_the_cpu_of_processes_by_name_counts_a_processs_work():
     finally:
         comm.write_text(name)
     assert processes_cpu_seconds("bench-cpu-test") == 0
+
+
+def test_the_cpu_of_processes_by_pid_counts_each_ones_work_and_a_gone_one_as_none():
+    busy = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\ntime.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", busy])
+    try:
+        deadline = time.monotonic() + 10
+        while pids_cpu_seconds([child.pid])[child.pid] < 0.25 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        spent = pids_cpu_seconds([child.pid, os.getpid()])
+        assert 0.25 <= spent[child.pid] < 5 and spent[os.getpid()] > 0
+    finally:
+        child.kill()
+        child.wait()
+    assert pids_cpu_seconds([child.pid]) == {child.pid: 0.0}
 
 
 @pytest.mark.postgres
