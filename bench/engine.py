@@ -108,15 +108,10 @@ def peer_drains(args, noop_only: bool = False) -> list[tuple[str, float]]:
 
 def more_rounds(args, first: tuple[float, float]) -> None:
     """Rounds 2..N: the engine's drain on a fresh database, then PgQueuer's no-op drain; then the medians."""
-    from django.db import connections
-
     pairs = [first]
     for n in range(1, args.rounds + 1):
         if n > 1:
-            connections.close_all()  # the benchmark's database is dropped and made again
-            env = prepare_env(args)
-            fill(args)
-            engine = drain(args, env)["rate"]
+            engine = fresh_drain(args)["rate"]
             ((_, peer),) = peer_drains(args, noop_only=True)
             pairs.append((engine, peer))
         engine, peer = pairs[-1]
@@ -126,6 +121,21 @@ def more_rounds(args, first: tuple[float, float]) -> None:
     print(f"  median of {len(pairs)} rounds: engine {engine:8,.0f} msg/s, PgQueuer no-op {peer:8,.0f} msg/s, "
           f"engine / PgQueuer no-op (median of the rounds' ratios): {ratio:.2f}; "
           f"{sum(e > p for e, p in pairs)} of {len(pairs)} rounds above 1.0", flush=True)  # fmt: skip
+
+
+def fresh_drain(args, schema=None, command: list[str] | None = None, first_claim_sql: str | None = None) -> dict:
+    """The cluster's drain (``drain``) on the benchmark's database made again and filled again;
+    ``schema(database_url)`` first changes the migrated, empty database."""
+    from django.apps import apps
+    from django.db import connections
+
+    if apps.ready:  # set up by an earlier fill
+        connections.close_all()  # the benchmark's database is dropped and made again
+    env = prepare_env(args)
+    if schema:
+        schema(env["DATABASE_URL"])
+    fill(args)
+    return {**drain(args, env, command=command, first_claim_sql=first_claim_sql), "env": env}
 
 
 def prepare_env(args) -> dict:

@@ -30,6 +30,7 @@ What is emulated, and what is not (so the design's figure is an upper bound):
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import sys
@@ -38,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.engine import STATE_TABLE, async_commit, drain, fill, prepare_env  # noqa: E402
+from bench.engine import STATE_TABLE, async_commit, fresh_drain  # noqa: E402
 from bench.peers import pgqueuer_drain_results  # noqa: E402
 
 CLAIM_AUDIT = "hot_design_claim"
@@ -125,8 +126,10 @@ def parse_args():
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--ingest-batch", type=int, default=100)
-    p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
-    p.add_argument("--redis", default="redis://127.0.0.1:6379/14")
+    p.add_argument(
+        "--pg", default=os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+    )  # as bench/engine.py
+    p.add_argument("--redis", default=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/14"))
     p.add_argument("--database", default="syncadmin_bench_hot")
     # The cluster of one drain (run_cluster), started by this script itself.
     p.add_argument("--cluster", action="store_true", help=argparse.SUPPRESS)
@@ -141,8 +144,6 @@ def parse_args():
 def run_cluster(*, design: bool, noop: bool) -> None:
     """``manage.py qcluster``, with the claim audited per batch (``design``) and no-op jobs (``noop``):
     the workers are forked from this process, so what is replaced here is theirs."""
-    import os
-
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "syncadmin.settings")
@@ -185,23 +186,16 @@ def claims_audited_per_batch() -> None:
 
 
 def one_drain(args, *, design: bool, noop: bool = False) -> dict:
-    from django.apps import apps
-    from django.db import connections
-
-    if apps.ready:  # set up by the first fill
-        connections.close_all()  # the benchmark's database is dropped and made again
-    env = prepare_env(args)
-    if design:
-        design_schema(env["DATABASE_URL"])
-    fill(args)
     flags = [*(["--design"] if design else []), *(["--noop-jobs"] if noop else [])]
     command = [sys.executable, str(Path(__file__).resolve()), "--cluster", *flags] if flags else None
     first = f"SELECT min(at) FROM {CLAIM_AUDIT}" if design else None
-    result = drain(args, env, command=command, first_claim_sql=first)
+    result = fresh_drain(args, schema=design_schema if design else None, command=command, first_claim_sql=first)
     if design and not result["updates"][1]:
         raise SystemExit("the design's drain made no HOT update: its schema is not the design's")
     if design:
-        result["check"] = design_checked(env["DATABASE_URL"], args.messages // args.terminals * args.terminals)
+        result["check"] = design_checked(
+            result["env"]["DATABASE_URL"], args.messages // args.terminals * args.terminals
+        )
     return result
 
 
